@@ -1,0 +1,31 @@
+"""Helpers for the Ray Data AI pipelines workshop.
+
+The notebooks import this package for what is not the lesson itself: settings
+for this machine, starting Ray, the model classes, displays and lab checks.
+
+Names are imported on first use, so that tools such as
+``python -m helpers.notebooks build --check`` start without numpy or Ray.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "start": "helpers.cluster",
+    "stop": "helpers.cluster",
+    "Session": "helpers.cluster",
+    "Settings": "helpers.config",
+    "load_settings": "helpers.config",
+    "ImageGen": "helpers.models",
+    "Enhancer": "helpers.models",
+    "show_images": "helpers.display",
+    "show_source": "helpers.display",
+    "get_lab": "helpers.labs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,173 @@
+"""Start or join Ray the same way on a laptop, a GPU box and a cluster.
+
+``helpers.start()`` is the first code cell of every lesson. It:
+
+* joins an existing cluster when ``RAY_ADDRESS`` is set or a local one is
+  running, else starts a local Ray sized for the lessons;
+* on a CPU-only machine declares two *logical* GPUs, so the lessons'
+  ``num_gpus=1`` and ``num_gpus=0.6 / 0.4`` requests schedule exactly as on
+  the two-GPU cluster the lessons describe, while the models run on CPU;
+* declares enough logical CPUs that GPU actors never starve the read and map
+  tasks (on 2 cores, default sizing hangs forever);
+* installs the fail-fast resource check (:mod:`helpers.resources`);
+* forwards the workshop's environment to workers, and ships this package to
+  them when joining a cluster whose other nodes may not have it.
+
+Calling it again in the same kernel returns the same session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers.config import LESSON_GPUS, Settings, _env, forwarded_env, load_settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
+
+#: Lesson 05 runs two stages of two actors at once; each actor takes one
+#: logical CPU, and Ray Data needs CPUs left for reading and small map tasks.
+LOGICAL_CPUS_FOR_LESSONS = 8
+
+
+@dataclass
+class Session:
+    """What a lesson needs after ``start()``: the settings and the cluster's shape."""
+
+    settings: Settings
+    address: str
+    started_here: bool
+    resources: dict
+    dashboard_url: str | None
+    seconds: float
+
+    @property
+    def image(self):
+        return self.settings.image
+
+    @property
+    def llm(self):
+        return self.settings.llm
+
+    def describe(self) -> str:
+        cpus = self.resources.get("CPU", 0)
+        gpus = self.resources.get("GPU", 0)
+        how = "started a local Ray" if self.started_here else f"joined the cluster at {self.address}"
+        lines = [
+            f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs "
+            f"(logical on a CPU machine), {len(_alive_nodes())} node(s)",
+        ]
+        if self.dashboard_url:
+            lines.append(f"Dashboard: {self.dashboard_url}")
+        lines.append(self.settings.table())
+        if self.settings.uses_small_models:
+            lines.append(
+                "CPU profile: small local models; the pictures come from an untrained "
+                "model and look like noise. The pipeline is the lesson, not the art."
+            )
+        return "\n".join(lines)
+
+
+_session: Session | None = None
+
+
+def _alive_nodes() -> list[dict]:
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive")]
+
+
+def _running_local_cluster() -> str | None:
+    """The address of a Ray cluster running on this machine, if one answers."""
+    try:
+        address = RAY_CURRENT_CLUSTER.read_text().strip()
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=1):
+            return address
+    except (OSError, ValueError):
+        return None
+
+
+def _local_init_kwargs(settings: Settings) -> dict:
+    physical = os.cpu_count() or 1
+    kwargs = {
+        "num_cpus": settings.num_cpus or max(physical, LOGICAL_CPUS_FOR_LESSONS),
+        "include_dashboard": _env("WORKSHOP_DASHBOARD", "0") == "1",
+        "dashboard_host": "127.0.0.1",
+    }
+    if settings.num_gpus is not None:
+        kwargs["num_gpus"] = settings.num_gpus
+    elif settings.profile == "cpu":
+        kwargs["num_gpus"] = LESSON_GPUS
+    return kwargs
+
+
+def configure_data_context() -> None:
+    """Ray Data settings for lessons: fail fast, and show progress without noise."""
+    import ray
+
+    from helpers.resources import ResourceGuard
+
+    ctx = ray.data.DataContext.get_current()
+    if ResourceGuard not in ctx.custom_execution_callback_classes:
+        ctx.custom_execution_callback_classes.append(ResourceGuard)
+    # The guard runs after operators start; actor pools must start
+    # asynchronously (Ray's default) for it to run before anything waits.
+    ctx.wait_for_min_actors_s = -1
+
+
+def start(profile: str | None = None, *, quiet: bool = False) -> Session:
+    """Connect to Ray (or start it) and return the workshop :class:`Session`."""
+    global _session
+    import ray
+
+    if _session is not None and ray.is_initialized():
+        configure_data_context()
+        if not quiet:
+            print(_session.describe())
+        return _session
+
+    began = time.perf_counter()
+    address = _env("RAY_ADDRESS") or _running_local_cluster()
+    env_vars = forwarded_env()
+    if not ray.is_initialized():
+        if address:
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": env_vars, "py_modules": [str(PACKAGE_DIR)]},
+                log_to_driver=True,
+            )
+        else:
+            settings = load_settings(profile)
+            ray.init(runtime_env={"env_vars": env_vars}, **_local_init_kwargs(settings))
+    started_here = not address
+    resources = ray.cluster_resources()
+    settings = load_settings(profile, cluster_gpus=resources.get("GPU"))
+    configure_data_context()
+    context = ray.get_runtime_context()
+    dashboard = getattr(ray, "_private").worker.get_dashboard_url() if started_here else None
+    _session = Session(
+        settings=settings,
+        address=context.gcs_address,
+        started_here=started_here,
+        resources=resources,
+        dashboard_url=f"http://{dashboard}" if dashboard else None,
+        seconds=time.perf_counter() - began,
+    )
+    if not quiet:
+        print(_session.describe())
+    return _session
+
+
+def stop() -> None:
+    """Shut Ray down (only when this process started it) and forget the session."""
+    global _session
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _session = None

@@ -1,0 +1,290 @@
+"""Where everything comes from: one place that resolves the workshop's settings.
+
+The notebooks are the same on a laptop, a one-GPU box and a GPU cluster. What
+differs between those machines lives here, resolved from environment variables
+with defaults that work out of the box:
+
+* ``WORKSHOP_STORAGE``: the shared storage root (data, models, outputs). Every
+  node of a cluster must see it, so the default is Anyscale's
+  ``/mnt/cluster_storage`` when it exists, else ``storage/`` inside the clone.
+* ``WORKSHOP_PROFILE``: ``cpu`` (small local models), ``gpu`` (the real models)
+  or ``auto`` (``gpu`` only when CUDA is usable).
+* per-stage settings (``WORKSHOP_IMAGE_*``, ``WORKSHOP_LLM_*``): model source,
+  image size, steps, tokens, batch sizes, actors and GPUs per actor.
+
+Nothing here imports torch or Ray, so resolving settings is instant and safe to
+do in every worker process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ANYSCALE_STORAGE = Path("/mnt/cluster_storage")
+
+HUB_IMAGE_MODEL = "stabilityai/sdxl-turbo"
+HUB_LLM_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+#: Folder names under ``<storage>/models``. The real models are used from there
+#: when pre-staged (``setup.sh --download``), which keeps a cluster off the hub.
+STAGED_IMAGE_MODEL = "sdxl-turbo"
+STAGED_LLM_MODEL = "Qwen2.5-0.5B-Instruct"
+TINY_IMAGE_MODEL = "tiny-sdxl-turbo"
+SMALL_LLM_MODEL = "SmolLM2-135M-Instruct"
+
+PROFILES = ("auto", "cpu", "gpu")
+
+#: The cluster the lessons describe: two GPUs. Per-actor GPU requests in the
+#: lessons are written for it and scaled down when fewer GPUs exist.
+LESSON_GPUS = 2
+
+
+class SettingsError(ValueError):
+    """A setting has a value the workshop cannot use; the message says the fix."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Resources and batching for one model stage (``map_batches`` arguments)."""
+
+    model: str
+    batch_size: int
+    actors: int
+    num_gpus: float
+    num_cpus: float
+
+    def map_batches_kwargs(self) -> dict:
+        """The ``map_batches`` arguments for this stage, as the lessons write them."""
+        import ray
+
+        return {
+            "batch_size": self.batch_size,
+            "num_gpus": self.num_gpus,
+            "num_cpus": self.num_cpus,
+            "compute": ray.data.ActorPoolStrategy(size=self.actors),
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the workshop needs to know about this machine."""
+
+    profile: str
+    storage: Path
+    image: StageSettings
+    llm: StageSettings
+    image_size: int
+    image_steps: int
+    max_new_tokens: int
+    torch_threads: int
+    num_cpus: int | None
+    num_gpus: float | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage / "data"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.storage / "models"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.storage / "outputs"
+
+    @property
+    def uses_small_models(self) -> bool:
+        """True on the CPU profile, whose pictures come from an untrained model."""
+        return self.profile == "cpu"
+
+    def output_path(self, *parts: str) -> str:
+        """A path under the outputs folder, as a string Ray's writers accept."""
+        return str(self.outputs_dir.joinpath(*parts))
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The settings as (name, value) rows for the summary table."""
+        return [
+            ("profile", self.profile),
+            ("storage", str(self.storage)),
+            ("image model", self.image.model),
+            ("image size / steps", f"{self.image_size}px / {self.image_steps}"),
+            ("image stage", _stage_text(self.image)),
+            ("LLM", self.llm.model),
+            ("LLM max_new_tokens", str(self.max_new_tokens)),
+            ("LLM stage", _stage_text(self.llm)),
+            ("torch threads per actor", str(self.torch_threads)),
+        ]
+
+    def table(self) -> str:
+        width = max(len(name) for name, _ in self.rows())
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in self.rows())
+
+
+def _stage_text(stage: StageSettings) -> str:
+    return (
+        f"{stage.actors} actors x {stage.num_gpus:g} GPU, "
+        f"batch_size={stage.batch_size}"
+    )
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number; unset it or use e.g. {name}={default}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is below {minimum}; use e.g. {name}={default}")
+    return value
+
+
+def _env_float(name: str, default: float | None) -> float | None:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number; unset it or use e.g. {name}=1") from None
+    if value < 0:
+        raise SettingsError(f"{name}={value} is negative; use 0 or more")
+    return value
+
+
+def default_storage() -> Path:
+    """``/mnt/cluster_storage`` when it is there and writable, else ``storage/`` in the clone."""
+    if ANYSCALE_STORAGE.is_dir() and os.access(ANYSCALE_STORAGE, os.W_OK):
+        return ANYSCALE_STORAGE
+    return REPO_ROOT / "storage"
+
+
+def resolve_storage() -> Path:
+    raw = _env("WORKSHOP_STORAGE")
+    if raw is None:
+        return default_storage()
+    if "://" in raw:
+        raise SettingsError(
+            f"WORKSHOP_STORAGE={raw!r}: the storage root must be a file system path "
+            "that every node mounts (e.g. /mnt/cluster_storage or an NFS folder)"
+        )
+    return Path(raw).expanduser().resolve()
+
+
+def cuda_usable() -> bool:
+    """Whether torch can use a CUDA GPU in this process.
+
+    Checks for the NVIDIA device files first so that CPU-only machines answer
+    without importing torch (which takes seconds).
+    """
+    if not any(Path("/dev").glob("nvidia[0-9]*")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_profile(raw: str | None = None) -> str:
+    """``cpu`` or ``gpu``: ``auto`` means ``gpu`` only when CUDA is usable here."""
+    profile = (raw or _env("WORKSHOP_PROFILE", "auto")).strip().lower()
+    if profile not in PROFILES:
+        raise SettingsError(f"WORKSHOP_PROFILE={profile!r}: use one of {', '.join(PROFILES)}")
+    if profile == "auto":
+        return "gpu" if cuda_usable() else "cpu"
+    return profile
+
+
+def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, small: str, profile: str) -> str:
+    explicit = _env(env_name)
+    if explicit is not None:
+        return explicit
+    if profile == "cpu":
+        return str(models_dir / small)
+    staged_path = models_dir / staged
+    return str(staged_path) if (staged_path / "model_index.json").exists() or (staged_path / "config.json").exists() else hub_id
+
+
+def gpu_scale(cluster_gpus: float | None) -> float:
+    """How much of the lessons' per-actor GPU request fits this cluster.
+
+    The lessons are written for two GPUs. With one GPU the same pipeline runs
+    with halved per-actor requests; with more GPUs the requests stay as taught.
+    """
+    if not cluster_gpus:
+        return 1.0
+    return min(1.0, cluster_gpus / LESSON_GPUS)
+
+
+def load_settings(profile: str | None = None, cluster_gpus: float | None = None) -> Settings:
+    """Resolve every setting from the environment.
+
+    ``cluster_gpus`` (known once Ray is up) scales the per-actor GPU requests so
+    that two actors per stage always fit.
+    """
+    profile = resolve_profile(profile)
+    storage = resolve_storage()
+    models_dir = storage / "models"
+    cpu = profile == "cpu"
+    scale = gpu_scale(cluster_gpus)
+
+    def gpus(name: str, lesson_value: float) -> float:
+        return _env_float(name, round(lesson_value * scale, 3))
+
+    image = StageSettings(
+        model=_model_source("WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile),
+        batch_size=_env_int("WORKSHOP_IMAGE_BATCH_SIZE", 8),
+        actors=_env_int("WORKSHOP_IMAGE_ACTORS", 2),
+        num_gpus=gpus("WORKSHOP_IMAGE_GPUS", 1.0),
+        num_cpus=_env_float("WORKSHOP_ACTOR_CPUS", 1.0),
+    )
+    llm = StageSettings(
+        model=_model_source("WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile),
+        batch_size=_env_int("WORKSHOP_LLM_BATCH_SIZE", 4),
+        actors=_env_int("WORKSHOP_LLM_ACTORS", 2),
+        num_gpus=gpus("WORKSHOP_LLM_GPUS", 0.6),
+        num_cpus=_env_float("WORKSHOP_ACTOR_CPUS", 1.0),
+    )
+    return Settings(
+        profile=profile,
+        storage=storage,
+        image=image,
+        llm=llm,
+        # Small pictures on CPU keep a lesson's run to seconds; 512 is sdxl-turbo's size.
+        image_size=_env_int("WORKSHOP_IMAGE_SIZE", 128 if cpu else 512, minimum=8),
+        image_steps=_env_int("WORKSHOP_IMAGE_STEPS", 1),
+        max_new_tokens=_env_int("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
+        # One thread per CPU actor: on a 2-core laptop two actors with two
+        # threads each fight over the cores and both slow down.
+        torch_threads=_env_int("WORKSHOP_TORCH_THREADS", 1),
+        num_cpus=_env_int("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
+        num_gpus=_env_float("WORKSHOP_NUM_GPUS", None),
+    )
+
+
+def with_stage(settings: Settings, stage: str, **changes) -> Settings:
+    """A copy of ``settings`` with one stage's fields changed (for tests and labs)."""
+    return dataclasses.replace(settings, **{stage: dataclasses.replace(getattr(settings, stage), **changes)})
+
+
+#: Variables forwarded to every Ray worker so that workers resolve the same settings.
+FORWARDED_ENV_PREFIXES = ("WORKSHOP_",)
+FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The part of this process's environment that workers must share."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(FORWARDED_ENV_PREFIXES) or name in FORWARDED_ENV_NAMES
+    }

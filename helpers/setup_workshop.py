@@ -1,0 +1,115 @@
+"""The Python half of ``setup.sh``: storage, data, models, and a final check.
+
+Run as ``python -m helpers.setup_workshop [--download]``. Every step is
+idempotent: data files are copied only when they differ, model folders are
+built only when missing or incomplete, so a second run takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from helpers.config import REPO_ROOT, Settings, SettingsError, load_settings
+
+DATA_SOURCE = REPO_ROOT / "data"
+
+
+class SetupError(RuntimeError):
+    """A set-up step failed; the message says what to change."""
+
+
+def check_storage_writable(storage: Path) -> None:
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / ".workshop-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SetupError(
+            f"storage root {storage} is not writable ({err.strerror}). "
+            "Set WORKSHOP_STORAGE to a folder you can write (on a cluster: one every node mounts)."
+        ) from None
+
+
+def stage_data(settings: Settings) -> list[Path]:
+    """Copy ``data/*.csv`` into ``<storage>/data``; only files that changed are written."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for source in sorted(DATA_SOURCE.glob("*.csv")):
+        target = settings.data_dir / source.name
+        if target.exists() and filecmp.cmp(source, target, shallow=False):
+            continue
+        partial = target.with_suffix(".csv.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        copied.append(target)
+    return copied
+
+
+def verify_models(settings: Settings) -> dict[str, float]:
+    """Load each model of the profile through the same call the lessons use."""
+    from helpers.models import load_image_pipeline, load_text_generator
+
+    seconds = {}
+    for name, loader, source in (
+        ("image", load_image_pipeline, settings.image.model),
+        ("llm", load_text_generator, settings.llm.model),
+    ):
+        began = time.perf_counter()
+        loader(source, settings)
+        seconds[name] = time.perf_counter() - began
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--download", action="store_true", help="fetch the real models from the hub (internet)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+        check_storage_writable(settings.storage)
+        copied = stage_data(settings)
+        print(f"data: {len(copied)} file(s) updated in {settings.data_dir}")
+
+        from helpers.model_build import download_real_models, prepare_cpu_models
+
+        prepare_cpu_models(settings.models_dir)
+        if args.download:
+            download_real_models(settings.models_dir)
+            settings = load_settings()
+        if settings.profile == "gpu" and not args.download:
+            print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
+        loaded = verify_models(settings) if settings.profile == "cpu" else {}
+    except (SetupError, SettingsError, FileNotFoundError) as err:
+        print(f"setup: {err}", file=sys.stderr)
+        return 2
+
+    from helpers.cluster import _local_init_kwargs
+
+    ray_kwargs = _local_init_kwargs(settings)
+    print()
+    print("Set up:")
+    print(settings.table())
+    if loaded:
+        print("models load in " + ", ".join(f"{name} {s:.1f} s" for name, s in loaded.items()))
+    print(
+        f"Ray (local): {ray_kwargs['num_cpus']} logical CPUs, "
+        f"{ray_kwargs.get('num_gpus', 'all local')} {'logical ' if settings.profile == 'cpu' else ''}GPUs; "
+        "set RAY_ADDRESS to join a cluster instead"
+    )
+    print()
+    print("Next:")
+    print("  .venv/bin/jupyter lab          # the workshop: open notebooks/00_welcome.ipynb")
+    print("  .venv/bin/python -m pytest     # the test suite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

