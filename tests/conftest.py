@@ -1,0 +1,56 @@
+"""Shared fixtures: one Ray session per test process, and a guard against hangs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import pytest
+
+# Forwarded to workers by helpers.start(); tests check that they arrive.
+os.environ.setdefault("WORKSHOP_TEST_MARKER", "forwarded")
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str):
+    """Fail (instead of hanging CI) when the body runs longer than ``seconds``."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"{what} did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def session():
+    """The workshop's Ray session, started the way a lesson starts it."""
+    import helpers
+
+    with deadline(120, "helpers.start()"):
+        workshop = helpers.start()
+    yield workshop
+    helpers.stop()
+
+
+#: Seconds per executed notebook, filled by test_notebooks and printed at the end.
+NOTEBOOK_SECONDS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not NOTEBOOK_SECONDS:
+        return
+    terminalreporter.section("notebook run times (CPU profile)")
+    width = max(len(name) for name in NOTEBOOK_SECONDS)
+    for name, seconds in sorted(NOTEBOOK_SECONDS.items()):
+        terminalreporter.write_line(f"{name:<{width}}  {seconds:6.1f} s")
+    solutions = sum(s for n, s in NOTEBOOK_SECONDS.items() if n.startswith("solutions/"))
+    students = sum(s for n, s in NOTEBOOK_SECONDS.items() if n.startswith("notebooks/"))
+    terminalreporter.write_line(f"{'solutions total':<{width}}  {solutions:6.1f} s")
+    terminalreporter.write_line(f"{'student notebooks total':<{width}}  {students:6.1f} s")

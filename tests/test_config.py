@@ -1,0 +1,108 @@
+"""Settings resolution: defaults, profiles, overrides and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import config
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in list(__import__("os").environ):
+        if name.startswith("WORKSHOP_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+def test_cpu_profile_uses_local_small_models(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    settings = config.load_settings()
+    assert settings.profile == "cpu"
+    assert settings.storage == tmp_path
+    assert settings.image.model == str(tmp_path / "models" / config.TINY_IMAGE_MODEL)
+    assert settings.llm.model == str(tmp_path / "models" / config.SMALL_LLM_MODEL)
+    assert settings.uses_small_models
+    # The lessons' requests: two actors per stage, 1 GPU for images, 0.6 for the LLM.
+    assert (settings.image.actors, settings.image.num_gpus, settings.image.batch_size) == (2, 1.0, 8)
+    assert (settings.llm.actors, settings.llm.num_gpus, settings.llm.batch_size) == (2, 0.6, 4)
+
+
+def test_gpu_profile_prefers_staged_models_then_hub(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKSHOP_PROFILE", "gpu")
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    settings = config.load_settings()
+    assert settings.image.model == config.HUB_IMAGE_MODEL
+    assert settings.llm.model == config.HUB_LLM_MODEL
+    staged = tmp_path / "models" / config.STAGED_IMAGE_MODEL
+    staged.mkdir(parents=True)
+    (staged / "model_index.json").write_text("{}")
+    assert config.load_settings().image.model == str(staged)
+    assert config.load_settings().image_size == 512
+
+
+def test_auto_profile_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(config, "cuda_usable", lambda: False)
+    assert config.resolve_profile("auto") == "cpu"
+    monkeypatch.setattr(config, "cuda_usable", lambda: True)
+    assert config.resolve_profile("auto") == "gpu"
+
+
+def test_one_gpu_cluster_halves_per_actor_requests(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_PROFILE", "gpu")
+    settings = config.load_settings(cluster_gpus=1)
+    assert settings.image.num_gpus == 0.5
+    assert settings.llm.num_gpus == 0.3
+    assert config.load_settings(cluster_gpus=8).image.num_gpus == 1.0
+
+
+def test_environment_overrides_each_stage(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    monkeypatch.setenv("WORKSHOP_IMAGE_BATCH_SIZE", "3")
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "0.25")
+    monkeypatch.setenv("WORKSHOP_IMAGE_MODEL", "/models/mine")
+    monkeypatch.setenv("WORKSHOP_MAX_NEW_TOKENS", "12")
+    settings = config.load_settings()
+    assert settings.image.batch_size == 3
+    assert settings.llm.num_gpus == 0.25
+    assert settings.image.model == "/models/mine"
+    assert settings.max_new_tokens == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("WORKSHOP_PROFILE", "tpu", "use one of auto, cpu, gpu"),
+        ("WORKSHOP_IMAGE_BATCH_SIZE", "eight", "not a whole number"),
+        ("WORKSHOP_IMAGE_ACTORS", "0", "below 1"),
+        ("WORKSHOP_LLM_GPUS", "-1", "negative"),
+        ("WORKSHOP_STORAGE", "s3://bucket/x", "file system path"),
+    ],
+)
+def test_bad_values_say_what_to_change(monkeypatch, name, value, words):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(config.SettingsError, match=words):
+        config.load_settings("cpu" if name != "WORKSHOP_PROFILE" else None)
+
+
+def test_default_storage_is_inside_the_clone_without_cluster_storage(monkeypatch):
+    monkeypatch.setattr(config, "ANYSCALE_STORAGE", Path("/nonexistent/cluster_storage"))
+    assert config.default_storage() == config.REPO_ROOT / "storage"
+
+
+def test_table_lists_what_a_learner_needs(monkeypatch):
+    text = config.load_settings("cpu").table()
+    for label in ("profile", "storage", "image model", "LLM", "image stage", "LLM stage"):
+        assert label in text
+
+
+def test_forwarded_environment(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    env = config.forwarded_env()
+    assert env["WORKSHOP_PROFILE"] == "cpu"
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert "UNRELATED_SECRET" not in env

@@ -1,0 +1,184 @@
+"""The input checks: every bad file gets one actionable line; good files, odd text included, pass.
+
+Fast: small CSVs in ``tmp_path``, no Ray, no models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from helpers.inputs import ANIMALS_COLUMNS, OUTFITS_COLUMNS, InputError, match_report, read_table
+
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def write(tmp_path: Path, text: str, name: str = "animals.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_animals(path: Path) -> pa.Table:
+    return read_table(path, ANIMALS_COLUMNS, "animals")
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(InputError) as caught:
+        read_animals(path)
+    message = str(caught.value)
+    assert "\n" not in message, "an input error is one line"
+    return message
+
+
+# ---------------------------------------------------------------- good files
+
+
+def test_repo_data_reads_with_typed_columns():
+    animals = read_animals(REPO_DATA / "animals.csv")
+    outfits = read_table(REPO_DATA / "outfits.csv", OUTFITS_COLUMNS, "outfits")
+    assert animals.schema == pa.schema([("id", pa.int64()), ("animal", pa.string())])
+    assert outfits.schema == pa.schema([("id", pa.int64()), ("outfit", pa.string())])
+    assert match_report(animals, outfits) == {
+        "animals": 120,
+        "outfits": 120,
+        "joined": 120,
+        "unmatched_animals": 0,
+        "unmatched_outfits": 0,
+    }
+
+
+def test_non_ascii_emoji_and_quoted_commas_pass(tmp_path):
+    path = write(tmp_path, 'id,animal\n1,"A fox, small and red"\n2,Ein Bär im Schnee 🐻\n3,"a ""quoted"" owl"\n')
+    table = read_animals(path)
+    assert table.column("animal").to_pylist() == ["A fox, small and red", "Ein Bär im Schnee 🐻", 'a "quoted" owl']
+    assert table.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_extra_columns_are_kept_as_text(tmp_path):
+    path = write(tmp_path, "id,animal,notes,rank\n1,fox,shy,07\n2,owl,,1\n")
+    table = read_animals(path)
+    assert table.column_names == ["id", "animal", "notes", "rank"]
+    assert table.column("rank").to_pylist() == ["07", "1"]  # not guessed as numbers
+    assert table.column("notes").to_pylist() == ["shy", ""]
+
+
+def test_text_is_stripped_and_ids_may_have_spaces_and_signs(tmp_path):
+    table = read_animals(write(tmp_path, "id,animal\n 7 ,  a cat  \n-2,dog\n+3,owl\n"))
+    assert table.column("id").to_pylist() == [7, -2, 3]
+    assert table.column("animal").to_pylist() == ["a cat", "dog", "owl"]
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "animals.csv"
+    path.write_bytes("id,animal\n1,fox\n".encode("utf-8-sig"))
+    assert read_animals(path).column("id").to_pylist() == [1]
+
+
+def test_match_report_counts_both_sides(tmp_path):
+    animals = read_animals(write(tmp_path, "id,animal\n" + "".join(f"{i},a{i}\n" for i in range(1, 11))))
+    outfits = read_table(
+        write(tmp_path, "id,outfit\n" + "".join(f"{i},o{i}\n" for i in range(5, 15)), "outfits.csv"),
+        OUTFITS_COLUMNS,
+        "outfits",
+    )
+    assert match_report(animals, outfits) == {
+        "animals": 10,
+        "outfits": 10,
+        "joined": 6,
+        "unmatched_animals": 4,
+        "unmatched_outfits": 4,
+    }
+
+
+# ---------------------------------------------------------------- bad files
+
+
+def test_missing_file(tmp_path):
+    message = error_of(tmp_path / "nope.csv")
+    assert "nope.csv" in message and "does not exist" in message and "data/animals.csv" in message
+
+
+def test_directory_instead_of_file(tmp_path):
+    message = error_of(tmp_path)
+    assert str(tmp_path) in message and "folder, not a file" in message
+
+
+def test_empty_file(tmp_path):
+    message = error_of(write(tmp_path, ""))
+    assert "animals.csv" in message and "empty (0 bytes)" in message and "id,animal" in message
+
+
+def test_header_only(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n"))
+    assert "animals.csv" in message and "no rows" in message
+
+
+def test_blank_first_line_is_no_header(tmp_path):
+    message = error_of(write(tmp_path, "\n\n"))
+    assert "no header" in message
+
+
+def test_misspelled_column_suggests_closest(tmp_path):
+    message = error_of(write(tmp_path, "id,animals\n1,fox\n"))
+    assert "column 'animal' is missing from" in message and "animals.csv" in message
+    assert "found 'animals', did you mean it?" in message
+
+
+def test_column_in_other_case_is_suggested(tmp_path):
+    message = error_of(write(tmp_path, "ID,animal\n1,fox\n"))
+    assert "column 'id' is missing" in message and "found 'ID'" in message
+
+
+def test_missing_column_without_close_name_lists_header(tmp_path):
+    message = error_of(write(tmp_path, "id,colour\n1,red\n"))
+    assert "column 'animal' is missing" in message and "'colour'" in message and "id,animal" in message
+
+
+def test_missing_id_column(tmp_path):
+    message = error_of(write(tmp_path, "animal\nfox\n"))
+    assert "column 'id' is missing" in message
+
+
+def test_duplicate_header_column(tmp_path):
+    message = error_of(write(tmp_path, "id,animal,animal\n1,fox,owl\n"))
+    assert "'animal' appears 2 times" in message
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.5", "2e3", "0x10", "9" * 30])
+def test_non_integer_id_reports_line_and_value(tmp_path, bad):
+    message = error_of(write(tmp_path, f"id,animal\n1,fox\n{bad},owl\n"))
+    assert "line 3 (row 2)" in message and repr(bad) in message and "not a whole number" in message
+
+
+def test_empty_id_reports_line(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n1,fox\n,owl\n"))
+    assert "line 3 (row 2)" in message and "empty 'id'" in message
+
+
+def test_duplicate_ids_are_listed(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n1,fox\n2,owl\n1,cat\n3,dog\n2,hen\n2,ant\n"))
+    assert "1 (lines 2, 4)" in message and "2 (lines 3, 6, 7)" in message
+    assert "multiplies the rows of the join" in message
+
+
+def test_empty_prompt_text_reports_first_row(tmp_path):
+    message = error_of(write(tmp_path, 'id,animal\n1,fox\n2,"   "\n3,\n'))
+    assert "line 3 (row 2)" in message and "empty 'animal'" in message and "2 rows in all" in message
+
+
+def test_ragged_row_is_a_csv_error(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n1,fox,extra\n"))
+    assert "not a well-formed CSV" in message and "double quotes" in message
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "animals.csv"
+    path.write_bytes("id,animal\n1,B\xe4r\n".encode("latin-1"))
+    assert "not UTF-8" in error_of(path)
+
+
+def test_input_error_is_a_value_error():
+    assert issubclass(InputError, ValueError)

@@ -1,0 +1,371 @@
+"""The labs of lessons 01-03, each tested three ways: starter, solution, plausible wrong answers.
+
+Answers are built the way a learner's notebook would leave them, but without
+Ray wherever that is possible: batches are dicts of NumPy arrays and Parquet
+folders are written with pyarrow in ``tmp_path``. Only one test starts Ray,
+for the mistake only Ray makes: PIL images written straight to Parquet.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from helpers.lab_checks import animal_prompts, csv_rows
+from helpers.labs import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+
+PROMPTS = animal_prompts()
+
+
+def status(outcome):
+    return outcome.status
+
+
+# --------------------------------------------------------------------------- 01_batch
+
+
+def outfit_batch(rows: int = 5) -> dict:
+    """What ``outfits.take_batch(rows)`` returns."""
+    records = csv_rows("outfits.csv")[:rows]
+    return {
+        "id": np.array([int(r["id"]) for r in records]),
+        "outfit": np.array([r["outfit"] for r in records], dtype=object),
+    }
+
+
+@pytest.fixture
+def batch_lab():
+    return get_lab("01_batch")
+
+
+@pytest.mark.parametrize("starter", [..., None, "TODO"])
+def test_batch_starter_is_not_attempted(batch_lab, starter):
+    assert status(batch_lab.evaluate(outfits_batch=starter)) == NOT_ATTEMPTED
+
+
+def test_batch_solution_is_correct(batch_lab):
+    assert status(batch_lab.evaluate(outfits_batch=outfit_batch())) == CORRECT
+
+
+def test_batch_as_pandas_is_accepted_too(batch_lab):
+    pandas = pytest.importorskip("pandas")
+    assert status(batch_lab.evaluate(outfits_batch=pandas.DataFrame(outfit_batch()))) == CORRECT
+
+
+def test_batch_from_take_is_incorrect_and_names_take(batch_lab):
+    rows = [{"id": i, "outfit": o} for i, o in zip(*outfit_batch().values())]
+    outcome = batch_lab.evaluate(outfits_batch=rows)
+    assert status(outcome) == INCORRECT and "take()" in outcome.message
+
+
+def test_batch_of_the_wrong_size_is_incorrect(batch_lab):
+    outcome = batch_lab.evaluate(outfits_batch=outfit_batch(3))
+    assert status(outcome) == INCORRECT and "holds 3 rows" in outcome.message
+
+
+def test_batch_of_animals_is_incorrect(batch_lab):
+    animals = {"id": np.arange(5), "animal": np.array(PROMPTS[:5], dtype=object)}
+    outcome = batch_lab.evaluate(outfits_batch=animals)
+    assert status(outcome) == INCORRECT and "animals file" in outcome.message
+
+
+# --------------------------------------------------------------------------- 01_inspect
+
+
+@pytest.fixture
+def inspect_lab():
+    return get_lab("01_inspect")
+
+
+def test_inspect_starter_is_not_attempted(inspect_lab):
+    assert status(inspect_lab.evaluate(num_outfits=..., outfit_columns=...)) == NOT_ATTEMPTED
+
+
+def test_inspect_solution_is_correct(inspect_lab):
+    rows = len(csv_rows("outfits.csv"))
+    assert status(inspect_lab.evaluate(num_outfits=rows, outfit_columns=["id", "outfit"])) == CORRECT
+    # a Schema-like object (what schema() returns) and another column order are fine too
+    schema = pa.schema([("outfit", pa.string()), ("id", pa.int64())])
+    assert status(inspect_lab.evaluate(num_outfits=np.int64(rows), outfit_columns=schema)) == CORRECT
+
+
+def test_inspect_counting_the_header_is_incorrect(inspect_lab):
+    lines = len(csv_rows("outfits.csv")) + 1  # len(open(path).readlines())
+    outcome = inspect_lab.evaluate(num_outfits=lines, outfit_columns=["id", "outfit"])
+    assert status(outcome) == INCORRECT and "header" in outcome.message
+
+
+def test_inspect_wrong_columns_are_incorrect(inspect_lab):
+    rows = len(csv_rows("outfits.csv"))
+    outcome = inspect_lab.evaluate(num_outfits=rows, outfit_columns=["id", "animal"])
+    assert status(outcome) == INCORRECT and "outfit_columns" in outcome.message
+
+
+# --------------------------------------------------------------------------- 02_prompt_length
+
+
+def starter_prompt_length(batch):
+    # TODO: your code here
+    return batch
+
+
+def solution_prompt_length(batch):
+    batch["prompt_length"] = np.array([len(p) for p in batch["prompt"]])
+    return batch
+
+
+def other_correct_prompt_length(batch):
+    batch["prompt_length"] = [float(len(str(p))) for p in batch["prompt"]]
+    return batch
+
+
+def batch_size_prompt_length(batch):
+    batch["prompt_length"] = np.full(len(batch["prompt"]), len(batch["prompt"]))
+    return batch
+
+
+def word_count_prompt_length(batch):
+    batch["prompt_length"] = np.array([len(p.split()) for p in batch["prompt"]])
+    return batch
+
+
+def forgets_return(batch):
+    batch["prompt_length"] = np.array([len(p) for p in batch["prompt"]])
+
+
+@pytest.fixture
+def length_lab():
+    return get_lab("02_prompt_length")
+
+
+@pytest.mark.parametrize("starter", [..., starter_prompt_length])
+def test_prompt_length_starter_is_not_attempted(length_lab, starter):
+    assert status(length_lab.evaluate(add_prompt_length=starter)) == NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize("answer", [solution_prompt_length, other_correct_prompt_length])
+def test_prompt_length_solutions_are_correct(length_lab, answer):
+    assert status(length_lab.evaluate(add_prompt_length=answer)) == CORRECT
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (batch_size_prompt_length, "number of rows in the batch"),
+        (word_count_prompt_length, "characters"),
+        (forgets_return, "return batch"),
+    ],
+)
+def test_prompt_length_wrong_answers_are_incorrect(length_lab, answer, words):
+    outcome = length_lab.evaluate(add_prompt_length=answer)
+    assert status(outcome) == INCORRECT and words in outcome.message
+
+
+# --------------------------------------------------------------------------- 03_parquet: writing answers
+
+
+def tiny_image(i: int) -> Image.Image:
+    return Image.fromarray(np.full((4, 4, 3), i % 256, dtype=np.uint8))
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_parquet(folder, columns: dict, files: int = 2, prefix: str = "part") -> str:
+    """Write ``columns`` as ``files`` Parquet files under ``folder`` (like a Ray write)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(columns) if not isinstance(columns, pa.Table) else columns
+    step = -(-table.num_rows // files)
+    for index in range(files):
+        pq.write_table(table.slice(index * step, step), folder / f"{prefix}_{index:06d}-0.parquet")
+    return str(folder)
+
+
+def ray_extension_field(name: str, storage: pa.Array, metadata: bytes) -> pa.Field:
+    """A column as Ray writes it, read back by pyarrow in a process that never imported Ray."""
+    return pa.field(
+        "image",
+        storage.type,
+        metadata={b"ARROW:extension:name": name.encode(), b"ARROW:extension:metadata": metadata},
+    )
+
+
+def with_image_column(field: pa.Field, values: pa.Array, prompts=PROMPTS) -> pa.Table:
+    schema = pa.schema([pa.field("prompt", pa.string()), field])
+    return pa.table({"prompt": prompts, "image": values}, schema=schema)
+
+
+def png_answer(folder, prompts=PROMPTS) -> str:
+    return write_parquet(folder, {"prompt": prompts, "image": [encoded(tiny_image(i)) for i in range(len(prompts))]})
+
+
+@pytest.fixture
+def parquet_lab():
+    return get_lab("03_parquet")
+
+
+# --------------------------------------------------------------------------- 03_parquet: the three ways
+
+
+@pytest.mark.parametrize("starter", [..., None, "TODO"])
+def test_parquet_starter_is_not_attempted(parquet_lab, starter):
+    assert status(parquet_lab.evaluate(parquet_path=starter)) == NOT_ATTEMPTED
+
+
+def test_parquet_png_bytes_are_correct(parquet_lab, tmp_path):
+    outcome = parquet_lab.evaluate(parquet_path=png_answer(tmp_path / "out"))
+    assert status(outcome) == CORRECT and "encoded images" in outcome.message
+
+
+def test_parquet_extra_columns_jpeg_and_a_path_object_are_fine(parquet_lab, tmp_path):
+    images = [encoded(tiny_image(i), "JPEG") for i in range(len(PROMPTS))]
+    write_parquet(tmp_path / "out", {"id": list(range(len(PROMPTS))), "prompt": PROMPTS, "image": images}, files=3)
+    assert status(parquet_lab.evaluate(parquet_path=tmp_path / "out")) == CORRECT
+
+
+def test_parquet_single_file_is_fine(parquet_lab, tmp_path):
+    write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": [encoded(tiny_image(0))] * len(PROMPTS)}, files=1)
+    (single,) = (tmp_path / "out").glob("*.parquet")
+    assert status(parquet_lab.evaluate(parquet_path=str(single))) == CORRECT
+
+
+def test_parquet_ray_tensor_pixels_are_correct(parquet_lab, tmp_path):
+    pixels = [np.asarray(tiny_image(i)).ravel().tolist() for i in range(len(PROMPTS))]
+    storage = pa.array(pixels, type=pa.large_list(pa.uint8()))
+    field = ray_extension_field("ray.data.arrow_tensor_v2", storage, json.dumps([4, 4, 3]).encode())
+    folder = write_parquet(tmp_path / "out", with_image_column(field, storage))
+    outcome = parquet_lab.evaluate(parquet_path=folder)
+    assert status(outcome) == CORRECT and "pixel arrays" in outcome.message
+
+
+def test_parquet_ray_variable_shaped_pixels_are_correct(parquet_lab, tmp_path):
+    data = pa.array([np.asarray(tiny_image(i)).ravel().tolist() for i in range(len(PROMPTS))], pa.large_list(pa.uint8()))
+    shapes = pa.array([[4, 4, 3]] * len(PROMPTS), pa.list_(pa.int64()))
+    storage = pa.StructArray.from_arrays([data, shapes], names=["data", "shape"])
+    field = ray_extension_field("ray.data.arrow_variable_shaped_tensor", storage, b"3")
+    assert status(parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", with_image_column(field, storage)))) == CORRECT
+
+
+def test_parquet_nested_lists_of_pixels_are_correct(parquet_lab, tmp_path):
+    nested = [np.asarray(tiny_image(i)).tolist() for i in range(len(PROMPTS))]
+    values = pa.array(nested, type=pa.list_(pa.list_(pa.list_(pa.uint8()))))
+    folder = write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": values})
+    assert status(parquet_lab.evaluate(parquet_path=folder)) == CORRECT
+
+
+def test_parquet_missing_folder_is_incorrect(parquet_lab, tmp_path):
+    outcome = parquet_lab.evaluate(parquet_path=str(tmp_path / "never_written"))
+    assert status(outcome) == INCORRECT and "does not exist" in outcome.message
+
+
+def test_parquet_folder_without_parquet_files_is_incorrect(parquet_lab, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "image.png").write_bytes(encoded(tiny_image(0)))
+    outcome = parquet_lab.evaluate(parquet_path=str(tmp_path / "out"))
+    assert status(outcome) == INCORRECT and "no .parquet files" in outcome.message
+
+
+@pytest.mark.parametrize("kept", ["prompt", "image"])
+def test_parquet_missing_column_is_incorrect(parquet_lab, tmp_path, kept):
+    columns = {"prompt": PROMPTS, "image": [encoded(tiny_image(0))] * len(PROMPTS)}
+    folder = write_parquet(tmp_path / "out", {kept: columns[kept]})
+    outcome = parquet_lab.evaluate(parquet_path=folder)
+    missing = {"prompt": "image", "image": "prompt"}[kept]
+    assert status(outcome) == INCORRECT and f"no `{missing}` column" in outcome.message
+
+
+def test_parquet_partial_rows_are_incorrect(parquet_lab, tmp_path):
+    """``take_batch(3)`` written out, or a ``limit``: a sample, not the dataset."""
+    outcome = parquet_lab.evaluate(parquet_path=png_answer(tmp_path / "out", prompts=PROMPTS[:3]))
+    assert status(outcome) == INCORRECT and "3 rows" in outcome.message and "120 animals" in outcome.message
+
+
+def test_parquet_appended_second_write_is_incorrect(parquet_lab, tmp_path):
+    """The default write mode adds files: running the cell twice doubles every row."""
+    folder = tmp_path / "out"
+    png_answer(folder)
+    write_parquet(folder, {"prompt": PROMPTS, "image": [encoded(tiny_image(i)) for i in range(len(PROMPTS))]},
+                  prefix="second_run")
+    outcome = parquet_lab.evaluate(parquet_path=str(folder))
+    assert status(outcome) == INCORRECT and "2 times" in outcome.message and "earlier write" in outcome.message
+    assert "overwrite" not in outcome.message  # says what is wrong, not the answer
+
+
+def test_parquet_pickles_are_incorrect_without_ray(parquet_lab, tmp_path):
+    """Ray's pickled-object column as a Ray-less pyarrow reads it: binary plus extension metadata."""
+    import pickle
+
+    storage = pa.array([pickle.dumps(f"not an image {i}") for i in range(len(PROMPTS))], pa.large_binary())
+    field = ray_extension_field("ray.data.arrow_pickled_object", storage, b"")
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", with_image_column(field, storage)))
+    assert status(outcome) == INCORRECT and "pickled" in outcome.message
+
+
+def test_parquet_pickles_in_plain_binary_are_incorrect(parquet_lab, tmp_path):
+    import pickle
+
+    values = [pickle.dumps(np.asarray(tiny_image(i))) for i in range(len(PROMPTS))]
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": values}))
+    assert status(outcome) == INCORRECT and "pickled" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("image", "words"),
+    [
+        (lambda i: b"these are not image bytes", "does not decode as an image"),
+        (lambda i: f"image {i}", "holds text"),
+        (lambda i: (np.asarray(tiny_image(i)) / 255.0).tolist(), "double values"),
+        (lambda i: (np.asarray(tiny_image(i)).astype(np.int64) * 4).tolist(), "0-255"),
+    ],
+)
+def test_parquet_image_column_of_the_wrong_kind_is_incorrect(parquet_lab, tmp_path, image, words):
+    values = [image(i) for i in range(len(PROMPTS))]
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": values}))
+    assert status(outcome) == INCORRECT and words in outcome.message
+
+
+def test_parquet_other_prompts_are_incorrect(parquet_lab, tmp_path):
+    prompts = [p + " wearing a hat" for p in PROMPTS]
+    outcome = parquet_lab.evaluate(parquet_path=png_answer(tmp_path / "out", prompts=prompts))
+    assert status(outcome) == INCORRECT and "do not match animals.csv" in outcome.message
+
+
+def test_parquet_null_images_are_incorrect(parquet_lab, tmp_path):
+    images = [encoded(tiny_image(i)) for i in range(len(PROMPTS))]
+    images[5] = None
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": images}))
+    assert status(outcome) == INCORRECT and "1 rows have no image" in outcome.message
+
+
+# --------------------------------------------------------------------------- 03_parquet: the one Ray case
+
+
+@pytest.fixture
+def ray_running():
+    """Ray for one test: reuse a running session, else start a small one and stop it after."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_parquet_pil_images_written_straight_by_ray_are_incorrect(parquet_lab, tmp_path, ray_running):
+    """The lab's trap: ``write_parquet`` on the ImageGen output pickles the PIL images."""
+    items = [{"prompt": prompt, "image": tiny_image(i)} for i, prompt in enumerate(PROMPTS)]
+    folder = str(tmp_path / "out")
+    ray_running.data.from_items(items, override_num_blocks=2).write_parquet(folder)
+    outcome = parquet_lab.evaluate(parquet_path=folder)
+    assert status(outcome) == INCORRECT and "pickled Python objects" in outcome.message

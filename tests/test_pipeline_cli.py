@@ -1,0 +1,375 @@
+"""``python -m helpers.pipeline`` end to end, on the real CPU models, by subprocess.
+
+The Ray runs are module-scoped fixtures, each run once and inspected by several
+tests: a run with the LLM on the first 12 animals, a run of all 120 rows
+without the LLM, a re-run into the first run's folder, and a run on inputs whose
+ids only partly match. Bad inputs must fail before Ray starts: exit status 2,
+one ``error:`` line on stderr, in a second or two.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import pipeline
+from helpers.config import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
+from helpers.model_build import missing_model_files
+
+DATA = REPO_ROOT / "data"
+STORAGE = Path(os.environ.get("WORKSHOP_STORAGE") or REPO_ROOT / "storage")
+COLUMNS = ["id", "animal", "outfit", "prompt", "original_prompt", "enhanced", "image"]
+#: Generous: on a shared 2-core machine a Ray run has taken two minutes.
+RUN_TIMEOUT_S = 420
+#: A bad input fails before Ray and torch are imported: well under a second when the machine is idle.
+FAST_FAIL_S = 10
+
+needs_models = pytest.mark.skipif(
+    bool(
+        missing_model_files(STORAGE / "models" / TINY_IMAGE_MODEL, "image")
+        or missing_model_files(STORAGE / "models" / SMALL_LLM_MODEL, "llm")
+    ),
+    reason=f"CPU models not built under {STORAGE}/models (run ./setup.sh)",
+)
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("WORKSHOP_STORAGE", str(STORAGE))
+    env["WORKSHOP_PROFILE"] = "cpu"
+    env.pop("RAY_ADDRESS", None)  # a run of its own, not someone's cluster
+    return env
+
+
+def run_cli(*args, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers.pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        cwd=REPO_ROOT,
+    )
+    proc.seconds = time.perf_counter() - began
+    return proc
+
+
+def summary_of(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, f"exit {proc.returncode}; stderr ends:\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no stdout; stderr ends:\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+class Run:
+    """One finished CLI run: its summary, the output folder and a snapshot of what it held."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, output: Path):
+        self.proc = proc
+        self.summary = summary_of(proc)
+        self.output = output
+        self.table = pq.read_table(output / "parquet")
+        self.png_names = sorted(p.name for p in (output / "images").iterdir())
+
+
+# ---------------------------------------------------------------- Ray runs (module-scoped)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest.fixture(scope="module")
+def limited_run(workdir) -> Run:
+    output = workdir / "limited"
+    proc = run_cli("--animals", DATA / "animals.csv", "--outfits", DATA / "outfits.csv", "--output", output, "--limit", 12)
+    return Run(proc, output)
+
+
+@pytest.fixture(scope="module")
+def plain_run(workdir) -> Run:
+    output = workdir / "plain"
+    proc = run_cli("--animals", DATA / "animals.csv", "--outfits", DATA / "outfits.csv", "--output", output, "--no-enhance")
+    return Run(proc, output)
+
+
+@pytest.fixture(scope="module")
+def rerun(limited_run, workdir) -> Run:
+    """The limited run's folder again, without the LLM this time, next to a stale partial folder."""
+    stale = workdir / "limited.partial-stale"
+    stale.mkdir()
+    (stale / "junk.txt").write_text("left by an interrupted run")
+    proc = run_cli(
+        "--animals", DATA / "animals.csv", "--outfits", DATA / "outfits.csv", "--output", limited_run.output,
+        "--limit", 12, "--no-enhance",
+    )
+    return Run(proc, limited_run.output)
+
+
+@pytest.fixture(scope="module")
+def unmatched_run(workdir) -> Run:
+    animals = write_csv(workdir / "animals_1_10.csv", "id,animal", [f"{i},animal {i}" for i in range(1, 11)])
+    outfits = write_csv(workdir / "outfits_5_14.csv", "id,outfit", [f"{i},outfit {i}" for i in range(5, 15)])
+    output = workdir / "unmatched"
+    return Run(run_cli("--animals", animals, "--outfits", outfits, "--output", output, "--no-enhance"), output)
+
+
+@needs_models
+def test_limited_run_counts(limited_run):
+    summary = limited_run.summary
+    assert {k: summary[k] for k in ("animals", "outfits", "joined", "unmatched_animals", "unmatched_outfits")} == {
+        "animals": 12,
+        "outfits": 120,
+        "joined": 12,
+        "unmatched_animals": 0,
+        "unmatched_outfits": 108,
+    }
+    assert summary["images"] == summary["parquet_rows"] == summary["png_files"] == 12
+    assert summary["enhanced"] + summary["kept_original"] == 12
+    assert summary["llm"] is True and summary["limit"] == 12
+    assert summary["output"] == str(limited_run.output)
+    assert summary["seconds"] > 0
+
+
+@needs_models
+def test_stdout_is_only_the_json_line(limited_run):
+    assert limited_run.proc.stdout.strip().splitlines() == [json.dumps(limited_run.summary)]
+
+
+@needs_models
+def test_limited_run_parquet_is_plain_data(limited_run):
+    table = limited_run.table
+    assert table.column_names == COLUMNS
+    assert table.num_rows == 12
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 13))
+    for field in table.schema:
+        assert not isinstance(field.type, pa.ExtensionType), f"{field.name} is {field.type}"
+    assert table.schema.field("image").type == pa.binary()
+    assert table.schema.field("enhanced").type == pa.bool_()
+    assert b"ray" not in (table.schema.metadata or {}).get(b"ARROW:extension:name", b"")
+
+
+@needs_models
+def test_images_are_png_bytes_named_by_id(limited_run):
+    from PIL import Image
+
+    rows = limited_run.table.to_pylist()
+    for row in rows:
+        assert row["image"].startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(io.BytesIO(row["image"])) as image:
+            assert image.format == "PNG" and image.size[0] > 0
+        assert (limited_run.output / "images" / f"{row['id']}.png").read_bytes() == row["image"]
+    assert limited_run.png_names == sorted(f"{row['id']}.png" for row in rows)
+
+
+@needs_models
+def test_prompts_are_animal_wearing_outfit(limited_run):
+    for row in limited_run.table.to_pylist():
+        assert row["original_prompt"] == f"{row['animal']} wearing a {row['outfit']}"
+        if not row["enhanced"]:
+            assert row["prompt"] == row["original_prompt"]
+        assert row["prompt"].strip()
+
+
+@needs_models
+def test_parquet_reads_with_pandas_without_ray(limited_run):
+    code = (
+        "import sys, pandas; df = pandas.read_parquet(sys.argv[1]); "
+        "assert isinstance(df['image'][0], bytes), type(df['image'][0]); "
+        "assert 'ray' not in sys.modules; print(len(df))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(limited_run.output / "parquet")], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "12"
+
+
+@needs_models
+def test_full_run_without_llm(plain_run):
+    summary = plain_run.summary
+    assert {k: summary[k] for k in ("animals", "outfits", "joined", "unmatched_animals", "unmatched_outfits")} == {
+        "animals": 120,
+        "outfits": 120,
+        "joined": 120,
+        "unmatched_animals": 0,
+        "unmatched_outfits": 0,
+    }
+    assert summary["enhanced"] == summary["kept_original"] == 0
+    assert summary["images"] == summary["parquet_rows"] == summary["png_files"] == 120
+    assert summary["llm"] is False and summary["limit"] is None
+    table = plain_run.table
+    assert table.column_names == COLUMNS
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 121))
+    assert table.column("prompt").to_pylist() == table.column("original_prompt").to_pylist()
+    assert not any(table.column("enhanced").to_pylist())
+    assert len(plain_run.png_names) == 120
+
+
+@needs_models
+def test_rerun_replaces_instead_of_appending(limited_run, rerun):
+    assert rerun.summary["parquet_rows"] == rerun.table.num_rows == limited_run.table.num_rows == 12
+    assert sorted(rerun.table.column("id").to_pylist()) == list(range(1, 13))
+    assert not any(rerun.table.column("enhanced").to_pylist()), "the second run's rows replaced the first's"
+    assert len(rerun.png_names) == 12
+    assert json.loads((rerun.output / "summary.json").read_text())["llm"] is False
+    leftovers = sorted(p.name for p in rerun.output.parent.iterdir() if p.name.startswith("limited."))
+    assert leftovers == [], "partial folders are cleaned up"
+
+
+@needs_models
+def test_unmatched_ids_are_dropped_by_the_join(unmatched_run):
+    summary = unmatched_run.summary
+    assert {k: summary[k] for k in ("animals", "outfits", "joined", "unmatched_animals", "unmatched_outfits")} == {
+        "animals": 10,
+        "outfits": 10,
+        "joined": 6,
+        "unmatched_animals": 4,
+        "unmatched_outfits": 4,
+    }
+    assert summary["parquet_rows"] == summary["png_files"] == summary["images"] == 6
+    assert sorted(unmatched_run.table.column("id").to_pylist()) == list(range(5, 11))
+    rows = {row["id"]: row for row in unmatched_run.table.to_pylist()}
+    assert rows[7]["prompt"] == "animal 7 wearing a outfit 7"
+    assert unmatched_run.png_names == sorted(f"{i}.png" for i in range(5, 11))
+
+
+# ---------------------------------------------------------------- bad input: exit 2 before Ray
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    write_csv(folder / "animals.csv", "id,animal", ["1,fox", "2,owl"])
+    write_csv(folder / "outfits.csv", "id,outfit", ["1,hat", "2,scarf"])
+    (folder / "empty.csv").write_text("")
+    write_csv(folder / "header_only.csv", "id,animal", [])
+    write_csv(folder / "misspelled.csv", "id,animals", ["1,fox"])
+    write_csv(folder / "no_id.csv", "key,animal", ["1,fox"])
+    write_csv(folder / "no_outfit.csv", "id,clothes", ["1,hat"])
+    write_csv(folder / "text_id.csv", "id,animal", ["1,fox", "two,owl"])
+    write_csv(folder / "null_id.csv", "id,animal", ["1,fox", ",owl"])
+    write_csv(folder / "dup_id.csv", "id,animal", ["1,fox", "1,owl"])
+    write_csv(folder / "empty_prompt.csv", "id,outfit", ["1,hat", "2,  "])
+    write_csv(folder / "other_ids.csv", "id,outfit", ["8,hat", "9,scarf"])
+    (folder / "a_file").write_text("not a folder")
+    (folder / "someones_folder").mkdir()
+    (folder / "someones_folder" / "thesis.tex").write_text("precious")
+    return folder
+
+
+# (case, animals, outfits, output, words the single stderr line must contain)
+BAD_INPUTS = [
+    ("missing file", "nope.csv", "outfits.csv", "out", ["nope.csv", "does not exist"]),
+    ("directory", ".", "outfits.csv", "out", ["is a folder, not a file"]),
+    ("empty file", "empty.csv", "outfits.csv", "out", ["empty.csv", "empty (0 bytes)"]),
+    ("header only", "header_only.csv", "outfits.csv", "out", ["header_only.csv", "no rows"]),
+    ("misspelled column", "misspelled.csv", "outfits.csv", "out", ["misspelled.csv", "'animal'", "did you mean"]),
+    ("missing id column", "no_id.csv", "outfits.csv", "out", ["no_id.csv", "column 'id' is missing"]),
+    ("missing outfit column", "animals.csv", "no_outfit.csv", "out", ["no_outfit.csv", "column 'outfit'"]),
+    ("non-integer id", "text_id.csv", "outfits.csv", "out", ["text_id.csv", "line 3", "'two'"]),
+    ("null id", "null_id.csv", "outfits.csv", "out", ["null_id.csv", "line 3", "empty 'id'"]),
+    ("duplicate id", "dup_id.csv", "outfits.csv", "out", ["dup_id.csv", "unique", "1 (lines 2, 3)"]),
+    ("empty prompt", "animals.csv", "empty_prompt.csv", "out", ["empty_prompt.csv", "line 3", "empty 'outfit'"]),
+    ("nothing joins", "animals.csv", "other_ids.csv", "out", ["other_ids.csv", "join is empty"]),
+    ("output is a file", "animals.csv", "outfits.csv", "a_file", ["a_file", "is a file"]),
+    ("output under a file", "animals.csv", "outfits.csv", "a_file/out", ["a_file", "cannot write"]),
+    ("output not ours", "animals.csv", "outfits.csv", "someones_folder", ["someones_folder", "thesis.tex"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("animals", "outfits", "output", "words"), [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
+)
+def test_bad_input_exits_2_with_one_line(inputs, animals, outfits, output, words):
+    proc = run_cli(
+        "--animals", inputs / animals, "--outfits", inputs / outfits, "--output", inputs / output, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+    assert proc.stdout == ""
+    assert proc.seconds < FAST_FAIL_S
+    assert (inputs / "someones_folder" / "thesis.tex").exists()
+    assert not list(inputs.glob("*.partial-*"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--limit", "0"], ["--limit", "many"], [], ["--bogus"]],
+    ids=["limit zero", "limit text", "no arguments", "unknown option"],
+)
+def test_bad_arguments_exit_2_with_one_line(inputs, args):
+    base = ["--animals", inputs / "animals.csv", "--outfits", inputs / "outfits.csv", "--output", inputs / "out"]
+    proc = run_cli(*(base if args != [] else []), *args, timeout=60)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_bad_input_never_imports_ray_or_torch(inputs):
+    code = (
+        "import sys; from helpers.pipeline import main; "
+        f"rc = main(['--animals', {str(inputs / 'dup_id.csv')!r}, '--outfits', {str(inputs / 'outfits.csv')!r}, "
+        f"'--output', {str(inputs / 'out')!r}]); "
+        "print(rc, 'ray' in sys.modules, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=cli_env())
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stderr
+
+
+# ---------------------------------------------------------------- the output folder, without Ray
+
+
+def test_publish_replaces_the_previous_output(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "summary.json").write_text("old")
+    partial = pipeline.prepare_output(output)
+    (partial / "summary.json").write_text("new")
+    pipeline.publish(partial, output)
+    assert (output / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_prepare_output_cleans_stale_partials_and_keeps_the_output(tmp_path):
+    output = tmp_path / "out"
+    (output / "images").mkdir(parents=True)
+    (output / "images" / "1.png").write_bytes(b"old")
+    (tmp_path / "out.partial-abc123").mkdir()
+    partial = pipeline.prepare_output(output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", partial.name])
+    assert (output / "images" / "1.png").read_bytes() == b"old", "untouched until the new run is complete"
+    assert sorted(p.name for p in partial.iterdir()) == ["images", "parquet"]
+
+
+def test_stages_without_ray():
+    import numpy as np
+    from PIL import Image
+
+    batch = {"animal": np.array(["A fox"], dtype=object), "outfit": np.array(["red hat"], dtype=object)}
+    batch = pipeline.skip_enhancement(pipeline.expand_prompt(batch))
+    assert batch["prompt"].tolist() == ["A fox wearing a red hat"] == batch["original_prompt"].tolist()
+    assert batch["enhanced"].tolist() == [False]
+    batch["image"] = np.empty(1, dtype=object)
+    batch["image"][0] = Image.new("RGB", (4, 4))
+    encoded = pipeline.encode_png(batch)["image"]
+    assert encoded.dtype == object and encoded[0].startswith(b"\x89PNG")
