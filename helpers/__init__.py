@@ -22,7 +22,8 @@ _EXPORTS = {
     "get_lab": "helpers.labs",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_images",
+           "show_source", "start", "stop"]
 
 
 def __getattr__(name: str):

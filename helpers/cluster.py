@@ -58,8 +58,10 @@ class Session:
         gpus = self.resources.get("GPU", 0)
         how = "started a local Ray" if self.started_here else f"joined the cluster at {self.address}"
         lines = [
-            f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs "
-            f"(logical on a CPU machine), {len(_alive_nodes())} node(s)",
+            (
+                f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs "
+                f"(logical on a CPU machine), {len(_alive_nodes())} node(s)"
+            ),
         ]
         if self.dashboard_url:
             lines.append(f"Dashboard: {self.dashboard_url}")
@@ -149,7 +151,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     settings = load_settings(profile, cluster_gpus=resources.get("GPU"))
     configure_data_context()
     context = ray.get_runtime_context()
-    dashboard = getattr(ray, "_private").worker.get_dashboard_url() if started_here else None
+    dashboard = ray._private.worker.get_dashboard_url() if started_here else None
     _session = Session(
         settings=settings,
         address=context.gcs_address,

@@ -14,6 +14,7 @@ stay exactly as Ray's documentation writes them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ray.data._internal.execution.execution_callback import ExecutionCallback
@@ -21,6 +22,8 @@ from ray.data._internal.execution.execution_callback import ExecutionCallback
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
 _EPS = 1e-6
+
+log = logging.getLogger(__name__)
 
 
 class ResourceMismatchError(RuntimeError):
@@ -100,7 +103,7 @@ def _pack_gpus(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
     )
     for amount, stage in units:
         if amount >= 1 - _EPS:
-            whole = int(round(amount))
+            whole = round(amount)
             free = [i for i, left in enumerate(gpus) if left >= 1 - _EPS]
             if len(free) < whole:
                 return stage
@@ -176,5 +179,5 @@ def _release(operators) -> None:
     for op in operators:
         try:
             op.shutdown(Timer(), force=True)
-        except Exception:  # noqa: BLE001 - best effort: the mismatch error is what matters
-            pass
+        except Exception as err:  # noqa: BLE001 - best effort: the mismatch error is what matters
+            log.debug("could not shut down %s: %s", op.name, err)
