@@ -71,6 +71,12 @@ def test_text_is_stripped_and_ids_may_have_spaces_and_signs(tmp_path):
     assert table.column("animal").to_pylist() == ["a cat", "dog", "owl"]
 
 
+def test_windows_line_endings_are_accepted(tmp_path):
+    path = tmp_path / "animals.csv"
+    path.write_bytes(b"id,animal\r\n1,fox\r\n2,owl\r\n")
+    assert read_animals(path).column("animal").to_pylist() == ["fox", "owl"]
+
+
 def test_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "animals.csv"
     path.write_bytes("id,animal\n1,fox\n".encode("utf-8-sig"))

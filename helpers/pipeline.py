@@ -1,0 +1,381 @@
+"""The workshop's final pipeline: animals x outfits -> prompts -> LLM -> images -> files.
+
+The functions are what the notebooks and the benchmark reuse::
+
+    ds = build_pipeline(animals_ds, outfits_ds, settings)   # a lazy ray.data.Dataset
+
+The module is also a command that runs the whole thing on two CSV files::
+
+    python -m helpers.pipeline --animals data/animals.csv --outfits data/outfits.csv \\
+        --output storage/outputs/final [--limit N] [--no-enhance] [--debug]
+
+It checks both inputs before starting Ray (:mod:`helpers.inputs`), so a bad
+file fails in well under a second with exit status 2 and one ``error:`` line.
+It writes ``DIR/parquet/`` (columns ``id, animal, outfit, prompt,
+original_prompt, enhanced, image`` with ``image`` as PNG bytes that pandas or
+pyarrow read without Ray) and ``DIR/images/<id>.png``. Everything is written
+into a sibling ``DIR.partial-<random>`` first and swapped in at the end, so a
+re-run replaces the output instead of appending to it, and a failed or
+interrupted run leaves the previous output as it was. Two runs into the same
+``DIR`` at once are not supported.
+
+The last line on stdout is one JSON object with the counts of the run; Ray's
+own output is sent to stderr while the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from helpers.config import Settings, SettingsError, gpu_scale, load_settings, with_stage
+from helpers.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
+from helpers.model_build import ModelFolderError
+
+#: Columns of the Parquet output, in this order and with these plain Arrow types.
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("animal", pa.string()),
+        ("outfit", pa.string()),
+        ("prompt", pa.string()),
+        ("original_prompt", pa.string()),
+        ("enhanced", pa.bool_()),
+        ("image", pa.binary()),
+    ]
+)
+#: GPU per image actor when it shares the GPUs with the LLM (lesson value for two GPUs).
+SHARED_IMAGE_GPUS = 0.4
+JOIN_PARTITIONS = 2
+#: What an existing output folder may hold; anything else is not ours to replace.
+OUTPUT_ENTRIES = {"parquet", "images", "summary.json"}
+PARQUET_FILE = "part-00000.parquet"
+
+
+# ---------------------------------------------------------------- pipeline stages
+
+
+def expand_prompt(batch: dict) -> dict:
+    """Add ``prompt``: the animal wearing the outfit, e.g. "A red fox wearing a straw hat"."""
+    batch["prompt"] = np.array(
+        [f"{animal} wearing a {outfit}" for animal, outfit in zip(batch["animal"], batch["outfit"])],
+        dtype=object,
+    )
+    return batch
+
+
+def skip_enhancement(batch: dict) -> dict:
+    """The columns ``Enhancer`` adds, for a run without the LLM: the prompt is kept as it is."""
+    batch["original_prompt"] = np.array(batch["prompt"], dtype=object)
+    batch["enhanced"] = np.zeros(len(batch["prompt"]), dtype=bool)
+    return batch
+
+
+def encode_png(batch: dict) -> dict:
+    """Replace the ``image`` column of PIL images with PNG bytes.
+
+    Ray Data would store PIL images as pickled Python objects, which only
+    Python with the same libraries can read back; PNG bytes are plain binary.
+    """
+    from helpers.models import object_column, png_bytes
+
+    batch["image"] = object_column([png_bytes(image) for image in batch["image"]])
+    return batch
+
+
+def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Settings:
+    """Settings for the LLM and image actors running at the same time.
+
+    Each stage's default asks for what it needs alone (image: a whole GPU).
+    Together, an image actor takes 0.4 GPU next to an LLM actor's 0.6, as in
+    the lessons, scaled to the cluster. An explicit ``WORKSHOP_IMAGE_GPUS`` wins.
+    """
+    if os.environ.get("WORKSHOP_IMAGE_GPUS"):
+        return settings
+    shared = round(SHARED_IMAGE_GPUS * gpu_scale(cluster_gpus), 3)
+    return with_stage(settings, "image", num_gpus=min(settings.image.num_gpus, shared))
+
+
+def build_pipeline(
+    animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS
+):
+    """The lazy Dataset: join on ``id``, write prompts, enhance them, draw images, encode PNG.
+
+    Rows of ids that are in only one input are dropped by the inner join.
+    ``enhance=False`` skips the LLM and marks every prompt as not enhanced.
+    """
+    from helpers.models import Enhancer, ImageGen
+
+    ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
+    ds = ds.map_batches(expand_prompt)
+    if enhance:
+        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs())
+    else:
+        ds = ds.map_batches(skip_enhancement)
+    ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs())
+    return ds.map_batches(encode_png)
+
+
+# ---------------------------------------------------------------- output folder
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def prepare_output(output: Path) -> Path:
+    """Check that ``output`` may be (re)placed, clean stale partial folders, return a new partial one."""
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; give a folder path (it is created if missing)")
+    if output.is_dir():
+        foreign = sorted(entry.name for entry in output.iterdir() if entry.name not in OUTPUT_ENTRIES)
+        if foreign:
+            raise InputError(
+                f"--output {output} already holds other files ({', '.join(foreign[:3])}), and a run replaces the "
+                "whole folder; choose a new folder or an earlier output of this pipeline"
+            )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        for stale in output.parent.glob(f"{output.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
+    except OSError as err:
+        raise InputError(
+            f"--output {output}: cannot write in {err.filename or output.parent} ({err.strerror}); "
+            "choose a folder you can write"
+        ) from None
+    (partial / "parquet").mkdir()
+    (partial / "images").mkdir()
+    return partial
+
+
+def publish(partial: Path, output: Path) -> None:
+    """Put the finished ``partial`` folder in place of ``output``; a reader sees old or new, never half."""
+    if not output.exists():
+        partial.rename(output)
+    elif _exchange(partial, output):
+        shutil.rmtree(partial)  # now holds the previous output
+    else:
+        old = partial.with_name(partial.name + "-old")
+        output.rename(old)
+        partial.rename(output)
+        shutil.rmtree(old)
+
+
+def write_output(ds, folder: Path) -> dict:
+    """Run ``ds`` once, writing each row to one Parquet file and one ``images/<id>.png``.
+
+    Batches are cast to :data:`OUTPUT_SCHEMA`, so a column of the wrong type
+    (say, pickled images) fails here instead of landing in the file.
+    """
+    counts = {"rows": 0, "enhanced": 0, "images": 0}
+    with pq.ParquetWriter(folder / "parquet" / PARQUET_FILE, OUTPUT_SCHEMA) as writer:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            table = batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
+            writer.write_table(table)
+            for row_id, image in zip(table.column("id").to_pylist(), table.column("image").to_pylist()):
+                if image:
+                    (folder / "images" / f"{row_id}.png").write_bytes(image)
+                    counts["images"] += 1
+            counts["rows"] += table.num_rows
+            counts["enhanced"] += sum(table.column("enhanced").to_pylist())
+    return counts
+
+
+# ---------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see python -m helpers.pipeline --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--animals", required=True, type=Path, help="CSV with columns id,animal")
+    parser.add_argument("--outfits", required=True, type=Path, help="CSV with columns id,outfit")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (replaced on every run)")
+    parser.add_argument("--limit", type=_positive, help="use only the first N animals by id")
+    parser.add_argument("--no-enhance", action="store_true", help="skip the LLM: draw the plain prompts")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything written to stdout (Python or Ray's C++ side) to stderr meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _one_line(error: BaseException) -> str:
+    """A one-line description; Ray's wrapped errors end with the original exception's line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[-1] if len(lines) > 1 else lines[0]
+    return text if ":" in text.split(" ", 1)[0] else f"{type(error).__name__}: {text}"
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
+    """Both inputs, checked, with ``--limit`` applied, and how they join."""
+    animals = read_table(args.animals, ANIMALS_COLUMNS, "animals")
+    outfits = read_table(args.outfits, OUTFITS_COLUMNS, "outfits")
+    if args.limit is not None:
+        animals = animals.sort_by(KEY).slice(0, args.limit)
+    report = match_report(animals, outfits)
+    if report["joined"] == 0:
+        raise InputError(
+            f"no id of {args.animals} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
+        )
+    # The pipeline uses only the required columns; extra ones would collide in the join.
+    return animals.select(list(ANIMALS_COLUMNS)), outfits.select(list(OUTFITS_COLUMNS)), report
+
+
+def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> dict:
+    """Start Ray, run the pipeline into ``partial`` and return the counts of what was written."""
+    import ray
+
+    import helpers
+
+    session = helpers.start(quiet=True)
+    settings = shared_gpu_settings(session.settings, session.resources.get("GPU")) if enhance else session.settings
+    ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance)
+    counts = write_output(ds, partial)
+    rows = counts.pop("rows")
+    # An empty LLM reply keeps the original prompt (see helpers.models.Enhancer).
+    counts["kept_original"] = rows - counts["enhanced"] if enhance else 0
+    return counts
+
+
+def check_models(settings: Settings, enhance: bool) -> None:
+    """Fail before Ray when a local model folder is missing or incomplete.
+
+    The actors would find out too, but only after a minute of starting up, and
+    with a worker traceback. Hub ids (the GPU profile without staged models)
+    are left to the actors.
+    """
+    from helpers.model_build import ensure_model_folder
+
+    stages = [("image", settings.image.model)] + ([("llm", settings.llm.model)] if enhance else [])
+    for kind, source in stages:
+        if source.startswith(("/", ".", "~")) or Path(source).exists():
+            ensure_model_folder(Path(source).expanduser(), kind)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _summary(args, output: Path, report: dict, counts: dict, partial: Path, began: float) -> dict:
+    return {
+        **report,
+        **counts,
+        "parquet_rows": pq.read_table(partial / "parquet").num_rows,
+        "png_files": sum(1 for _ in (partial / "images").glob("*.png")),
+        "limit": args.limit,
+        "llm": not args.no_enhance,
+        "seconds": round(time.perf_counter() - began, 1),
+        "output": str(output),
+    }
+
+
+def _miscounts(summary: dict) -> str | None:
+    """What was written in a number other than the joined rows, or None when all agree."""
+    written = {"parquet rows": summary["parquet_rows"], "PNG files": summary["png_files"], "images": summary["images"]}
+    wrong = [f"{n} {what}" for what, n in written.items() if n != summary["joined"]]
+    return ", ".join(wrong) or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    began = time.perf_counter()
+    args = parse_args(argv)
+    output = args.output.expanduser().resolve()
+    try:  # everything that can be wrong with the input, before Ray starts
+        animals, outfits, report = load_inputs(args)
+        check_models(load_settings(), enhance=not args.no_enhance)
+        partial = prepare_output(output)
+    except (InputError, SettingsError, ModelFolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    previous_sigterm = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        # `kill` cleans up like Ctrl-C: the previous output stays, the partial folder goes.
+        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with stdout_to_stderr():
+            try:
+                counts = run(animals, outfits, partial, enhance=not args.no_enhance)
+            finally:
+                from helpers.cluster import stop
+
+                stop()
+        summary = _summary(args, output, report, counts, partial, began)
+        wrong = _miscounts(summary)
+        if wrong:
+            print(
+                f"error: wrote {wrong} but the join has {report['joined']} rows; "
+                f"{output} was left as it was (run again with --debug to investigate)",
+                file=sys.stderr,
+            )
+            return 1
+        (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        publish(partial, output)
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {output} was left as it was", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command's contract: one line, traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(err)} (run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
