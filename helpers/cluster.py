@@ -18,6 +18,7 @@ Calling it again in the same kernel returns the same session.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -120,6 +121,10 @@ def configure_data_context() -> None:
     # The guard runs after operators start; actor pools must start
     # asynchronously (Ray's default) for it to run before anything waits.
     ctx.wait_for_min_actors_s = -1
+    # A notebook's stdout is not a terminal, so Ray Data would log a progress
+    # table every few seconds into the cell. The start and finish lines of each
+    # execution (with its physical plan) still show.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.WARNING)
 
 
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:

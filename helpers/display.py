@@ -51,8 +51,12 @@ def image_grid(images, captions, columns: int = 4, caption_width: int = 28):
 
 
 def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = "image", max_images: int = 8,
-                columns: int = 4, note: bool | None = None):
-    """Show the images of a batch (from ``take_batch``) as a captioned grid."""
+                columns: int = 4, note: bool | None = None) -> None:
+    """Show the images of a batch (from ``take_batch``) as a captioned grid.
+
+    Returns nothing: as a cell's last line, a returned figure would be drawn a
+    second time by Jupyter. Use :func:`image_grid` to get the figure itself.
+    """
     import matplotlib.pyplot as plt
 
     from helpers.config import load_settings
@@ -63,7 +67,7 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
     captions = list(batch.get(prompt_column, [""] * len(images)))[:max_images]
     if not images:
         print("no images in this batch")
-        return None
+        return
     fig = image_grid(images, captions, columns=columns)
     if note is None:
         note = load_settings().uses_small_models
@@ -71,7 +75,6 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
         fig.suptitle(CPU_NOTE, fontsize=12, color="dimgray")
         fig.tight_layout()
     plt.show()
-    return fig
 
 
 def show_source(obj) -> None:

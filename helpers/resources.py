@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from ray.data._internal.execution.execution_callback import ExecutionCallback
+from ray.exceptions import UserCodeException
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
@@ -26,8 +27,12 @@ _EPS = 1e-6
 log = logging.getLogger(__name__)
 
 
-class ResourceMismatchError(RuntimeError):
-    """The pipeline cannot be scheduled on this cluster; the message says the fix."""
+class ResourceMismatchError(RuntimeError, UserCodeException):
+    """The pipeline cannot be scheduled on this cluster; the message says the fix.
+
+    A ``UserCodeException`` too: otherwise Ray Data logs it as a bug in Ray, with
+    its internal stack trace and a request to open an issue.
+    """
 
 
 @dataclass(frozen=True)
