@@ -139,7 +139,9 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         return _session
 
     began = time.perf_counter()
-    address = _env("RAY_ADDRESS") or _running_local_cluster()
+    # A cluster from `ray start` on this machine is joined as "auto", so Ray
+    # itself finds it and its token (it turns token authentication on).
+    address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
     env_vars = forwarded_env()
     if not ray.is_initialized():
         if address:

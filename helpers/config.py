@@ -60,12 +60,16 @@ class StageSettings:
         """The ``map_batches`` arguments for this stage, as the lessons write them."""
         import ray
 
-        return {
+        kwargs = {
             "batch_size": self.batch_size,
             "num_gpus": self.num_gpus,
-            "num_cpus": self.num_cpus,
             "compute": ray.data.ActorPoolStrategy(size=self.actors),
         }
+        # Ray Data gives each actor one CPU by default; say so only when it differs
+        # (it warns that num_cpus next to num_gpus is experimental).
+        if self.num_cpus != 1:
+            kwargs["num_cpus"] = self.num_cpus
+        return kwargs
 
 
 @dataclass(frozen=True)

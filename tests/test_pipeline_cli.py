@@ -60,6 +60,11 @@ def cli_env(ray_address: str | None = None, **extra: str) -> dict:
 RAY_START_TIMEOUT = "timed out during startup"
 
 
+#: Runs without the LLM test the join and the files, not the actor pool: one image actor
+#: (one torch import instead of two) is enough there. The LLM run keeps the defaults.
+ONE_IMAGE_ACTOR = {"WORKSHOP_IMAGE_ACTORS": "1"}
+
+
 def run_cli(
     *args, timeout: float = RUN_TIMEOUT_S, ray_address: str | None = None, **extra_env: str
 ) -> subprocess.CompletedProcess:
@@ -172,7 +177,7 @@ def limited_run(workdir, shared_ray) -> Run:
 @pytest.fixture(scope="module")
 def plain_run(workdir, shared_ray) -> Run:
     output = workdir / "plain"
-    return Run(run_cli(*repo_data(output, "--no-enhance"), ray_address=shared_ray), output)
+    return Run(run_cli(*repo_data(output, "--no-enhance"), ray_address=shared_ray, **ONE_IMAGE_ACTOR), output)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +186,9 @@ def rerun(limited_run, workdir, shared_ray) -> Run:
     stale = workdir / "limited.partial-stale"
     stale.mkdir()
     (stale / "junk.txt").write_text("left by an interrupted run")
-    proc = run_cli(*repo_data(limited_run.output, "--limit", 12, "--no-enhance"), ray_address=shared_ray)
+    proc = run_cli(
+        *repo_data(limited_run.output, "--limit", 12, "--no-enhance"), ray_address=shared_ray, **ONE_IMAGE_ACTOR
+    )
     return Run(proc, limited_run.output)
 
 
@@ -191,7 +198,8 @@ def unmatched_run(workdir) -> Run:
     animals = write_csv(workdir / "animals_1_10.csv", "id,animal", [f"{i},animal {i}" for i in range(1, 11)])
     outfits = write_csv(workdir / "outfits_5_14.csv", "id,outfit", [f"{i},outfit {i}" for i in range(5, 15)])
     output = workdir / "unmatched"
-    return Run(run_cli("--animals", animals, "--outfits", outfits, "--output", output, "--no-enhance"), output)
+    proc = run_cli("--animals", animals, "--outfits", outfits, "--output", output, "--no-enhance", **ONE_IMAGE_ACTOR)
+    return Run(proc, output)
 
 
 @needs_models
