@@ -109,6 +109,24 @@ def _local_init_kwargs(settings: Settings) -> dict:
     return kwargs
 
 
+def _init_local(**kwargs) -> None:
+    """Start a local Ray, trying once more if its processes were too slow to come up.
+
+    On a busy 2-core machine the raylet can miss Ray's fixed start-up deadline
+    ("timed out during startup"); a second try nearly always succeeds.
+    """
+    import ray
+
+    try:
+        ray.init(**kwargs)
+    except Exception as err:
+        if "timed out during startup" not in str(err) and "Failed to connect" not in str(err):
+            raise
+        ray.shutdown()
+        print("Ray was slow to start on this busy machine; trying once more ...")
+        ray.init(**kwargs)
+
+
 def configure_data_context() -> None:
     """Ray Data settings for lessons: fail fast, and show progress without noise."""
     import ray
@@ -152,7 +170,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             )
         else:
             settings = load_settings(profile)
-            ray.init(runtime_env={"env_vars": env_vars}, **_local_init_kwargs(settings))
+            _init_local(runtime_env={"env_vars": env_vars}, **_local_init_kwargs(settings))
     started_here = not address
     resources = ray.cluster_resources()
     settings = load_settings(profile, cluster_gpus=resources.get("GPU"))

@@ -356,16 +356,11 @@ def test_parquet_null_images_are_incorrect(parquet_lab, tmp_path):
 
 
 @pytest.fixture
-def ray_running():
-    """Ray for one test: reuse a running session, else start a small one and stop it after."""
+def ray_running(session):
+    """The suite's shared Ray session (see conftest), as a learner's kernel would have it."""
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
+    return ray
 
 
 def test_parquet_pil_images_written_straight_by_ray_are_incorrect(parquet_lab, tmp_path, ray_running):
