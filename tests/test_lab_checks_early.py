@@ -2,8 +2,9 @@
 
 Answers are built the way a learner's notebook would leave them, but without
 Ray wherever that is possible: batches are dicts of NumPy arrays and Parquet
-folders are written with pyarrow in ``tmp_path``. Only one test starts Ray,
-for the mistake only Ray makes: PIL images written straight to Parquet.
+folders are written with pyarrow in ``tmp_path``. Only one test uses Ray (the
+suite's shared session), for the mistake only Ray makes: PIL images written
+straight to Parquet.
 """
 
 from __future__ import annotations
