@@ -2,8 +2,8 @@
 
 04 needs no Ray: its answers are folders of PNG files written with PIL in
 ``tmp_path``. 05 and 06 check a Dataset's plan, so those tests build plans on
-a small Ray session (nothing is executed) with stand-in classes that load no
-model. One test runs the lab's own solution text for 06 with the small local
+the test run's shared Ray session (nothing is executed) with stand-in classes
+that load no model. One test runs the lab's own solution text for 06 with the small local
 LLM, to prove the solution learners are shown passes the check.
 """
 
@@ -145,23 +145,12 @@ def test_png_not_a_path_is_incorrect(png_lab):
 
 
 @pytest.fixture(scope="module")
-def ray_running():
-    """Ray for the plan tests: reuse a running session, else start a small one (nothing is executed)."""
+def joined(session):
+    """Stands in for ``animals_outfits``: a two-row dataset with the joined columns (on the shared session)."""
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def joined(ray_running):
-    """Stands in for ``animals_outfits``: a two-row dataset with the joined columns."""
     rows = [{"id": 1, "animal": "A red fox", "outfit": "straw hat"}, {"id": 2, "animal": "An owl", "outfit": "scarf"}]
-    return ray_running.data.from_items(rows)
+    return ray.data.from_items(rows)
 
 
 def expand_prompt(batch):
