@@ -57,7 +57,7 @@ def _prepare_process(settings: Settings) -> None:
     _quiet_libraries()
 
 
-def _check_local_folder(source: str, kind: str) -> None:
+def check_local_model(source: str, kind: str) -> None:
     """A model given as a folder must be complete; a hub id is left to the hub."""
     if source.startswith(("/", ".", "~")) or Path(source).exists():
         from helpers.model_build import ensure_model_folder
@@ -83,7 +83,7 @@ def load_image_pipeline(source: str, settings: Settings | None = None):
 
     settings = settings or load_settings()
     _prepare_process(settings)
-    _check_local_folder(source, "image")
+    check_local_model(source, "image")
     device, dtype = torch_device_and_dtype()
     variant = _weights_variant(source, device)
     pipe = AutoPipelineForText2Image.from_pretrained(source, dtype=dtype, variant=variant)
@@ -97,7 +97,7 @@ def load_text_generator(source: str, settings: Settings | None = None):
 
     settings = settings or load_settings()
     _prepare_process(settings)
-    _check_local_folder(source, "llm")
+    check_local_model(source, "llm")
     device, dtype = torch_device_and_dtype()
     generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
     # Batched generation pads on the left so every reply starts right after its prompt.

@@ -293,12 +293,11 @@ def check_models(settings: Settings, enhance: bool) -> None:
     with a worker traceback. Hub ids (the GPU profile without staged models)
     are left to the actors.
     """
-    from helpers.model_build import ensure_model_folder
+    from helpers.models import check_local_model
 
     stages = [("image", settings.image.model)] + ([("llm", settings.llm.model)] if enhance else [])
     for kind, source in stages:
-        if source.startswith(("/", ".", "~")) or Path(source).exists():
-            ensure_model_folder(Path(source).expanduser(), kind)
+        check_local_model(source, kind)
 
 
 def _interrupt(signum, frame):
