@@ -15,6 +15,7 @@ proves it never imported Ray or ``helpers`` and reports what it read as JSON.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def lab_cell_source(notebook: str, lab_name: str) -> str:
     """The code cell of a solution notebook that answers ``lab_name``'s lab (the one before its check)."""
     cells = nbformat.read(REPO_ROOT / "solutions" / notebook, as_version=4).cells
     code = [cell.source for cell in cells if cell.cell_type == "code"]
-    for before, cell in zip(code, code[1:]):
+    for before, cell in itertools.pairwise(code):
         if f'get_lab("{lab_name}")' in cell:
             assert "# BEGIN SOLUTION" in before, f"the cell before {lab_name}'s check is not its answer"
             return before
@@ -136,7 +137,8 @@ def lab03_folder(session, tmp_path_factory) -> str:
         .materialize()
     )
     namespace = {"session": lesson, "animal_images": animal_images}
-    exec(compile(lab_cell_source("03_image_generation.ipynb", "03_parquet"), "lesson 03 lab", "exec"), namespace)
+    answer = compile(lab_cell_source("03_image_generation.ipynb", "03_parquet"), "lesson 03 lab", "exec")
+    exec(answer, namespace)  # noqa: S102 - the committed solution notebook's own cell
     parquet_path = namespace["parquet_path"]
     assert parquet_path.startswith(str(storage)), parquet_path
     return parquet_path
