@@ -353,7 +353,8 @@ class ParameterizedEnhancerLab(Lab):
                 return batch
 
         seasonal_images = (
-            animals_outfits.map_batches(expand_prompt)
+            animals_outfits.repartition(target_num_rows_per_block=session.llm.batch_size)
+            .map_batches(expand_prompt)
             .map_batches(
                 ParamEnhancer,
                 fn_constructor_kwargs={"model_name": enhancer_model, "prompt_column": prompt_column},
