@@ -9,6 +9,7 @@ on a laptop and ``sdxl-turbo`` / ``Qwen2.5-0.5B-Instruct`` on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import random
@@ -23,8 +24,48 @@ SEASONS = ("winter", "spring", "summer", "fall")
 
 #: Longest prompt (characters) handed to the LLM; longer ones are cut with a notice.
 MAX_PROMPT_CHARS = 1000
+#: How torch words a failed allocation: CUDA ("CUDA out of memory") and the CPU allocator.
+_OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
 
 log = logging.getLogger("helpers.models")
+
+
+class StageOutOfMemoryError(RuntimeError):
+    """A model stage ran out of memory on one batch; the message names the settings to lower.
+
+    torch's own message ("DefaultCPUAllocator: can't allocate memory ..." or
+    "CUDA out of memory ...") says how many bytes were missing, not which of
+    the workshop's knobs caused it.
+    """
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for MemoryError and torch's out-of-memory errors (a RuntimeError subclass on CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(w in str(error).lower() for w in _OUT_OF_MEMORY_WORDS)
+
+
+@contextlib.contextmanager
+def out_of_memory_names(stage: str, rows: int, fix: str):
+    """Turn an out-of-memory error inside a stage into one that says what to lower."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err) or isinstance(err, StageOutOfMemoryError):
+            raise
+        detail = " ".join(str(err).split())[:160] or type(err).__name__
+        raise StageOutOfMemoryError(
+            f"{stage} ran out of memory on a batch of {rows} prompts; {fix} (torch said: {detail})"
+        ) from None
+
+
+def _truncated(prompts: list[str], limit: int, stage: str) -> list[str]:
+    """Cut prompts longer than ``limit`` characters, with a notice in the worker log."""
+    long = [len(p) for p in prompts if len(p) > limit]
+    if long:
+        log.warning("%s: %d prompt(s) of up to %d characters cut to %d", stage, len(long), max(long), limit)
+    return [p[:limit] for p in prompts]
 
 
 def torch_device_and_dtype():
@@ -117,7 +158,7 @@ def seasonal_messages(prompt: str, season: str) -> list[dict]:
                 "with no introduction."
             ),
         },
-        {"role": "user", "content": prompt[:MAX_PROMPT_CHARS]},
+        {"role": "user", "content": prompt[:MAX_PROMPT_CHARS]},  # Enhancer logs the cut
     ]
 
 
@@ -160,13 +201,21 @@ class ImageGen:
 
     def __call__(self, batch: dict) -> dict:
         size = self.settings.image_size
-        images = self.pipe(
-            prompt=[str(p) for p in batch["prompt"]],
-            num_inference_steps=self.settings.image_steps,
-            guidance_scale=0.0,
-            height=size,
-            width=size,
-        ).images
+        # The text encoders read 77 tokens; the tokenizer cuts the rest. Cutting the
+        # characters first keeps a 5,000-character prompt from being tokenized whole.
+        prompts = _truncated([str(p) for p in batch["prompt"]], MAX_PROMPT_CHARS, "ImageGen")
+        fix = (
+            f"lower WORKSHOP_IMAGE_BATCH_SIZE (now {self.settings.image.batch_size}) or the map_batches "
+            f"batch_size, or WORKSHOP_IMAGE_SIZE (now {size} px)"
+        )
+        with out_of_memory_names("ImageGen", len(prompts), fix):
+            images = self.pipe(
+                prompt=prompts,
+                num_inference_steps=self.settings.image_steps,
+                guidance_scale=0.0,
+                height=size,
+                width=size,
+            ).images
         batch["image"] = object_column(images)
         return batch
 
@@ -196,7 +245,12 @@ class Enhancer:
 
     def __call__(self, batch: dict) -> dict:
         prompts = [str(p) for p in batch["prompt"]]
-        replies = self.chat(prompts)
+        fix = (
+            f"lower WORKSHOP_LLM_BATCH_SIZE (now {self.settings.llm.batch_size}) or the map_batches "
+            f"batch_size, or WORKSHOP_MAX_NEW_TOKENS (now {self.settings.max_new_tokens})"
+        )
+        with out_of_memory_names("Enhancer", len(prompts), fix):
+            replies = self.chat(_truncated(prompts, MAX_PROMPT_CHARS, "Enhancer"))
         enhanced = [bool(r.strip()) for r in replies]
         batch["original_prompt"] = np.array(prompts, dtype=object)
         batch["prompt"] = np.array([r if ok else p for r, ok, p in zip(replies, enhanced, prompts)], dtype=object)

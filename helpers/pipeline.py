@@ -19,8 +19,13 @@ re-run replaces the output instead of appending to it, and a failed or
 interrupted run leaves the previous output as it was. Two runs into the same
 ``DIR`` at once are not supported.
 
-The last line on stdout is one JSON object with the counts of the run; Ray's
-own output is sent to stderr while the pipeline runs.
+The last line on stdout is one JSON object with the counts of the run (rows
+read on each side, joined, unmatched on each side, enhanced and kept unchanged,
+images, Parquet rows and PNG files written, repeated ids, actor restarts); Ray's
+own output is sent to stderr while the pipeline runs. A model worker that dies
+is restarted and its batch retried (:data:`ACTOR_FAULT_TOLERANCE`); the run
+says so on stderr, and it fails rather than publish unless every joined row was
+written exactly once.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -61,6 +67,12 @@ OUTPUT_SCHEMA = pa.schema(
 #: GPU per image actor when it shares the GPUs with the LLM (lesson value for two GPUs).
 SHARED_IMAGE_GPUS = 0.4
 JOIN_PARTITIONS = 2
+#: Restarts of a model actor whose process dies (killed, or the out-of-memory killer)
+#: and retries of the batch it was working on. Ray Data 2.60's default is unlimited
+#: for both (``ActorPoolMapOperator._apply_default_remote_args``): a batch that kills
+#: its actor every time would restart it forever and the run would never end. Three
+#: survive a lost worker or node; a fourth death fails the run with Ray's error.
+ACTOR_FAULT_TOLERANCE = {"max_restarts": 3, "max_task_retries": 3}
 #: What an existing output folder may hold; anything else is not ours to replace.
 OUTPUT_ENTRIES = {"parquet", "images", "summary.json"}
 PARQUET_FILE = "part-00000.parquet"
@@ -123,10 +135,10 @@ def build_pipeline(
     ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
     ds = ds.map_batches(expand_prompt)
     if enhance:
-        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs())
+        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
     else:
         ds = ds.map_batches(skip_enhancement)
-    ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs())
+    ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
     return ds.map_batches(encode_png)
 
 
@@ -189,12 +201,15 @@ def write_output(ds, folder: Path) -> dict:
     Batches are cast to :data:`OUTPUT_SCHEMA`, so a column of the wrong type
     (say, pickled images) fails here instead of landing in the file.
     """
-    counts = {"rows": 0, "enhanced": 0, "images": 0}
+    counts = {"rows": 0, "enhanced": 0, "images": 0, "duplicate_ids": 0}
+    seen: set[int] = set()
     with pq.ParquetWriter(folder / "parquet" / PARQUET_FILE, OUTPUT_SCHEMA) as writer:
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             table = batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
             writer.write_table(table)
             for row_id, image in zip(table.column("id").to_pylist(), table.column("image").to_pylist()):
+                counts["duplicate_ids"] += row_id in seen  # a batch delivered twice after a retry
+                seen.add(row_id)
                 if image:
                     (folder / "images" / f"{row_id}.png").write_bytes(image)
                     counts["images"] += 1
@@ -246,11 +261,24 @@ def stdout_to_stderr():
         os.close(saved)
 
 
+#: A traceback's last line, e.g. ``helpers.models.StageOutOfMemoryError: ImageGen ran out ...``.
+_RAISED_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
+
+
 def _one_line(error: BaseException) -> str:
-    """A one-line description; Ray's wrapped errors end with the original exception's line."""
+    """A one-line description of ``error``.
+
+    A worker's error reaches the driver as a Ray error whose text holds the
+    worker's traceback, then Ray's advice on retries; the line that names the
+    original exception (the last one not raised by Ray itself) is the one to show.
+    """
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
+    raised = [m for m in map(_RAISED_LINE.match, lines) if m and not m.group(0).startswith("ray.")]
+    if raised:
+        name, text = raised[-1].groups()
+        return f"{name}: {text}"
     text = lines[-1] if len(lines) > 1 else lines[0]
     return text if ":" in text.split(" ", 1)[0] else f"{type(error).__name__}: {text}"
 
@@ -280,10 +308,24 @@ def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> d
     settings = shared_gpu_settings(session.settings, session.resources.get("GPU")) if enhance else session.settings
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance)
     counts = write_output(ds, partial)
+    counts["actor_restarts"] = actor_restarts(ray.get_runtime_context().get_job_id())
     rows = counts.pop("rows")
     # An empty LLM reply keeps the original prompt (see helpers.models.Enhancer).
     counts["kept_original"] = rows - counts["enhanced"] if enhance else 0
     return counts
+
+
+def actor_restarts(job_id: str) -> int:
+    """How many times Ray restarted an actor of this job (a model worker that died).
+
+    Read from Ray's actor table in the GCS, which needs no dashboard. The run
+    reports it so that a retry is visible; the rows are still counted and
+    checked for duplicates separately.
+    """
+    from ray._private import state  # ray.util.state would need the dashboard, which is off here
+
+    actors = state.actors() or {}
+    return sum(int(a.get("NumRestarts", 0)) for a in actors.values() if a.get("JobID") == job_id)
 
 
 def check_models(settings: Settings, enhance: bool) -> None:
@@ -321,6 +363,8 @@ def _miscounts(summary: dict) -> str | None:
     """What was written in a number other than the joined rows, or None when all agree."""
     written = {"parquet rows": summary["parquet_rows"], "PNG files": summary["png_files"], "images": summary["images"]}
     wrong = [f"{n} {what}" for what, n in written.items() if n != summary["joined"]]
+    if summary["duplicate_ids"]:
+        wrong.append(f"{summary['duplicate_ids']} repeated ids")
     return ", ".join(wrong) or None
 
 
@@ -359,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         publish(partial, output)
+        if summary["actor_restarts"]:
+            print(
+                f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "
+                f"all {summary['joined']} rows were written once",
+                file=sys.stderr,
+            )
     except KeyboardInterrupt:
         print(f"error: interrupted; {output} was left as it was", file=sys.stderr)
         return 130

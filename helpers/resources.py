@@ -44,12 +44,14 @@ class StageRequest:
     cpus: float  # per unit
     gpus: float  # per unit
     is_actor_pool: bool
+    memory: float = 0.0  # bytes per unit (Ray's ``memory=``), 0 when not asked
 
 
 @dataclass(frozen=True)
 class NodeCapacity:
     cpus: float
     gpus: float
+    memory: float = float("inf")  # bytes Ray may schedule on the node
 
 
 def stage_requests(operators) -> list[StageRequest]:
@@ -66,6 +68,7 @@ def stage_requests(operators) -> list[StageRequest]:
                 cpus=float(per_unit.cpu or 0),
                 gpus=float(per_unit.gpu or 0),
                 is_actor_pool=bool(pools),
+                memory=float(per_unit.memory or 0),
             )
         )
     return requests
@@ -75,7 +78,11 @@ def cluster_nodes() -> list[NodeCapacity]:
     import ray
 
     return [
-        NodeCapacity(cpus=node["Resources"].get("CPU", 0.0), gpus=node["Resources"].get("GPU", 0.0))
+        NodeCapacity(
+            cpus=node["Resources"].get("CPU", 0.0),
+            gpus=node["Resources"].get("GPU", 0.0),
+            memory=node["Resources"].get("memory", float("inf")),
+        )
         for node in ray.nodes()
         if node.get("Alive")
     ]
@@ -131,6 +138,7 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     have = f"the cluster has {total_cpus:g} CPUs and {total_gpus:g} GPUs over {len(nodes)} node(s)"
     largest_gpus = max((node.gpus for node in nodes), default=0.0)
     largest_cpus = max((node.cpus for node in nodes), default=0.0)
+    largest_memory = max((node.memory for node in nodes), default=0.0)
 
     for stage in requests:
         if stage.gpus > largest_gpus + _EPS:
@@ -143,6 +151,13 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
                 f"{stage.name} asks for {stage.cpus:g} CPUs per unit, but no node has that many ({have}). "
                 f"Fix: {_fix_hint(stage)}."
             )
+        if stage.memory > largest_memory:
+            raise ResourceMismatchError(
+                f"{stage.name} asks for memory={stage.memory / 2**30:.1f} GiB per "
+                f"{'actor' if stage.is_actor_pool else 'task'}, but the largest node offers Ray "
+                f"{largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
+                "or run on a node with more memory."
+            )
 
     pools = [stage for stage in requests if stage.is_actor_pool]
     wanted_gpus = sum(stage.units * stage.gpus for stage in pools)
@@ -152,6 +167,16 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
         raise ResourceMismatchError(
             f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}, "
             f"so {blocked.name} would wait forever. Fix: {_fix_hint(blocked)}."
+        )
+
+    pool_memory = sum(stage.units * stage.memory for stage in pools)
+    total_memory = sum(node.memory for node in nodes)
+    if pool_memory > total_memory:
+        detail = ", ".join(f"{s.name}: {s.units} x {s.memory / 2**30:.1f} GiB" for s in pools if s.memory)
+        raise ResourceMismatchError(
+            f"The actor pools ask for memory={pool_memory / 2**30:.1f} GiB in all ({detail}), but the cluster "
+            f"offers Ray {total_memory / 2**30:.1f} GiB, so they would wait forever. "
+            "Fix: lower memory= or the pool size (ActorPoolStrategy(size=...))."
         )
 
     actor_cpus = sum(stage.units * stage.cpus for stage in pools)
