@@ -411,3 +411,65 @@ def test_unwritable_output_folder_is_one_line_from_the_pipeline(tmp_path, where)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --output {output}: cannot write in "), proc.stderr
+
+
+# ---------------------------------------------------------------- Ctrl-C in a lesson's write, then run again
+
+INTERRUPTED_WRITE = """
+import json, pathlib, sys, time
+import pyarrow.parquet as pq
+import ray
+import helpers
+
+helpers.start(quiet=True)
+folder = pathlib.Path(sys.argv[1])
+
+
+def slow(batch):
+    time.sleep(0.3)  # a model stage's pace, so the interrupt lands half-way
+    return batch
+
+
+def write():  # the lesson's cell: a Ray writer with mode="overwrite"
+    ray.data.range(60, override_num_blocks=30).map_batches(slow).write_parquet(str(folder), mode="overwrite")
+
+
+try:
+    write()
+    sys.exit("the write finished before the interrupt")
+except KeyboardInterrupt:  # what Jupyter's "interrupt kernel" raises
+    pass
+files_before = len(list(folder.glob("*.parquet")))
+write()  # the learner runs the cell again
+time.sleep(3)  # a task the interrupted run still had in flight would have written by now
+ids = pq.read_table(folder).column("id").to_pylist()
+print(json.dumps({"files_before": files_before, "rows": len(ids), "unique": len(set(ids))}), flush=True)
+helpers.stop()
+"""
+
+
+@needs_models
+def test_interrupted_lesson_write_then_rerun_is_complete(tmp_path, shared_ray):
+    folder = tmp_path / "03_parquet"
+    log = tmp_path / "driver.stderr"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", INTERRUPTED_WRITE, str(folder)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env(shared_ray), cwd=REPO_ROOT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while len(list(folder.glob("*.parquet"))) < 3:
+            assert driver.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the write never started"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        stdout = driver.communicate(timeout=WAIT_S)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 0, log.read_text()[-3000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert 3 <= result["files_before"] < 30, "interrupted half-way"
+    assert result["rows"] == result["unique"] == 60
