@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import LESSON_GPUS, Settings, _env, forwarded_env, load_settings
+from helpers.config import LESSON_GPUS, Settings, _env, check_storage_writable, forwarded_env, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
@@ -171,6 +171,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         return _session
 
     began = time.perf_counter()
+    # Before Ray starts: a storage root the lessons cannot write is a setting to fix, not a Ray error later.
+    check_storage_writable(load_settings(profile).storage)
     # A cluster from `ray start` on this machine is joined as "auto", so Ray
     # itself finds it and its token (it turns token authentication on).
     address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)

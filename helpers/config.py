@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.errors import ActionableError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANYSCALE_STORAGE = Path("/mnt/cluster_storage")
 
@@ -42,7 +44,7 @@ PROFILES = ("auto", "cpu", "gpu")
 LESSON_GPUS = 2
 
 
-class SettingsError(ValueError):
+class SettingsError(ActionableError, ValueError):
     """A setting has a value the workshop cannot use; the message says the fix."""
 
 
@@ -171,6 +173,27 @@ def default_storage() -> Path:
     if ANYSCALE_STORAGE.is_dir() and os.access(ANYSCALE_STORAGE, os.W_OK):
         return ANYSCALE_STORAGE
     return REPO_ROOT / "storage"
+
+
+def check_storage_writable(storage) -> None:
+    """Fail with the fix when the storage root cannot be written.
+
+    The lessons write their outputs under it; without this check the first
+    write fails deep inside a Ray task. Object-store roots (``s3://``) are
+    checked by their first write instead.
+    """
+    if not isinstance(storage, Path):
+        return
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / ".workshop-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SettingsError(
+            f"storage root {storage} is not writable ({err.strerror}). "
+            "Set WORKSHOP_STORAGE to a folder you can write (on a cluster: one every node mounts)."
+        ) from None
 
 
 def resolve_storage() -> Path:

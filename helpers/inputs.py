@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from helpers.errors import ActionableError
+
 #: The join key of both inputs.
 KEY = "id"
 ANIMALS_COLUMNS = (KEY, "animal")
@@ -45,7 +47,7 @@ _INT64_MAX = 2**63 - 1
 _LISTED = 5
 
 
-class InputError(ValueError):
+class InputError(ActionableError, ValueError):
     """An input file cannot be used; the one-line message names the file, the place and the fix."""
 
 

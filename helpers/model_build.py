@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from helpers.errors import ActionableError
+
 # Bump when a builder changes what it writes: folders with another version are rebuilt.
 BUILDER_VERSION = 1
 MARKER_FILE = "WORKSHOP_MODEL.json"
@@ -69,7 +71,7 @@ _COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white
 # ---------------------------------------------------------------- checking folders
 
 
-class ModelFolderError(FileNotFoundError):
+class ModelFolderError(ActionableError, FileNotFoundError):
     """A model folder is missing or incomplete; the message says what to run."""
 
 

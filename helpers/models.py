@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.config import Settings, load_settings
+from helpers.errors import ActionableError
 
 SEASONS = ("winter", "spring", "summer", "fall")
 
@@ -30,7 +31,7 @@ _OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
 log = logging.getLogger("helpers.models")
 
 
-class StageOutOfMemoryError(RuntimeError):
+class StageOutOfMemoryError(ActionableError, RuntimeError):
     """A model stage ran out of memory on one batch; the message names the settings to lower.
 
     torch's own message ("DefaultCPUAllocator: can't allocate memory ..." or

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from ray.data._internal.execution.execution_callback import ExecutionCallback
 from ray.exceptions import UserCodeException
 
+from helpers.errors import ActionableError
+
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
 _EPS = 1e-6
@@ -27,7 +29,7 @@ _EPS = 1e-6
 log = logging.getLogger(__name__)
 
 
-class ResourceMismatchError(RuntimeError, UserCodeException):
+class ResourceMismatchError(ActionableError, RuntimeError, UserCodeException):
     """The pipeline cannot be scheduled on this cluster; the message says the fix.
 
     A ``UserCodeException`` too: otherwise Ray Data logs it as a bug in Ray, with

@@ -15,26 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, Settings, SettingsError, load_settings
+from helpers.config import REPO_ROOT, Settings, SettingsError, check_storage_writable, load_settings
 
 DATA_SOURCE = REPO_ROOT / "data"
-
-
-class SetupError(RuntimeError):
-    """A set-up step failed; the message says what to change."""
-
-
-def check_storage_writable(storage: Path) -> None:
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / ".workshop-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise SetupError(
-            f"storage root {storage} is not writable ({err.strerror}). "
-            "Set WORKSHOP_STORAGE to a folder you can write (on a cluster: one every node mounts)."
-        ) from None
 
 
 def stage_data(settings: Settings) -> list[Path]:
@@ -87,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.profile == "gpu" and not args.download:
             print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
         loaded = verify_models(settings) if settings.profile == "cpu" else {}
-    except (SetupError, SettingsError, FileNotFoundError) as err:
+    except (SettingsError, FileNotFoundError) as err:
         print(f"setup: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,72 @@
+"""The workshop's own errors reach a learner as one line that says the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers.config import REPO_ROOT, SettingsError
+from helpers.errors import ActionableError
+from helpers.inputs import InputError
+from helpers.model_build import ModelFolderError
+from helpers.models import StageOutOfMemoryError
+from helpers.resources import ResourceMismatchError
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("error", [SettingsError, InputError, ModelFolderError, StageOutOfMemoryError,
+                                   ResourceMismatchError])
+def test_every_learner_facing_error_is_actionable(error):
+    assert issubclass(error, ActionableError)
+
+
+def test_ipython_shows_the_message_instead_of_the_traceback():
+    # A real IPython shell, as in a JupyterLab kernel: the error is raised two frames down.
+    done = _python(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance(colors='nocolor')\n"
+        "shell.run_cell('from helpers.resources import ResourceMismatchError\\n'\n"
+        "               'def plan():\\n'\n"
+        "               '    raise ResourceMismatchError(\"asks for 3 GPUs; the cluster has 2. Fix: lower size\")\\n'\n"
+        "               'plan()')\n"
+    )
+    shown = [line for line in done.stdout.splitlines() if line.strip()]
+    assert any("ResourceMismatchError" in line and "Fix: lower size" in line for line in shown), done.stdout
+    assert "Traceback" not in done.stdout and "def plan" not in done.stdout, done.stdout
+
+
+def test_a_plain_error_keeps_its_traceback_in_ipython():
+    done = _python(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance(colors='nocolor')\n"
+        "shell.run_cell('def plan():\\n    raise ValueError(\"a bug in the lesson code\")\\nplan()')\n"
+    )
+    assert "Traceback" in done.stdout and "plan()" in done.stdout, done.stdout
+
+
+def test_start_refuses_a_storage_root_it_cannot_write_before_ray_starts(tmp_path):
+    # CI runs as root, so a read-only mode would not stop it: a folder under a file cannot exist for anyone.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = _python(
+        "import ray, helpers\n"
+        "from helpers.config import SettingsError\n"
+        "try:\n"
+        "    helpers.start()\n"
+        "except SettingsError as err:\n"
+        "    print('refused:', err)\n"
+        "print('ray started:', ray.is_initialized())\n",
+        WORKSHOP_STORAGE=str(blocker / "storage"),
+        RAY_ADDRESS="",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"refused: storage root {blocker / 'storage'} is not writable" in done.stdout
+    assert "Set WORKSHOP_STORAGE" in done.stdout
+    assert "ray started: False" in done.stdout
