@@ -19,11 +19,12 @@ _EXPORTS = {
     "Enhancer": "helpers.models",
     "show_images": "helpers.display",
     "show_source": "helpers.display",
+    "show_pipeline": "helpers.plan_view",
     "get_lab": "helpers.labs",
 }
 
 __all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_images",
-           "show_source", "start", "stop"]
+           "show_pipeline", "show_source", "start", "stop"]
 
 
 def __getattr__(name: str):
