@@ -20,11 +20,12 @@ _EXPORTS = {
     "show_images": "helpers.display",
     "show_source": "helpers.display",
     "show_pipeline": "helpers.plan_view",
+    "show_benchmark": "helpers.bench_plot",
     "get_lab": "helpers.labs",
 }
 
-__all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_images",
-           "show_pipeline", "show_source", "start", "stop"]
+__all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_benchmark",
+           "show_images", "show_pipeline", "show_source", "start", "stop"]
 
 
 def __getattr__(name: str):

@@ -18,7 +18,6 @@ Calling it again in the same kernel returns the same session.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -145,6 +144,7 @@ def configure_data_context() -> None:
     """Ray Data settings for lessons: fail fast, and show progress without noise."""
     import ray
 
+    from helpers.progress import configure_progress
     from helpers.resources import ResourceGuard
 
     ctx = ray.data.DataContext.get_current()
@@ -154,9 +154,8 @@ def configure_data_context() -> None:
     # asynchronously (Ray's default) for it to run before anything waits.
     ctx.wait_for_min_actors_s = -1
     # A notebook's stdout is not a terminal, so Ray Data would log a progress
-    # table every few seconds into the cell. The start and finish lines of each
-    # execution (with its physical plan) still show.
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.WARNING)
+    # table every few seconds into the cell: show one updating line instead.
+    configure_progress()
 
 
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:

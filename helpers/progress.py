@@ -1,0 +1,111 @@
+"""Ray Data progress a learner can read: one updating line per execution in a notebook.
+
+What Ray 2.60 does on its own: a Jupyter kernel's stdout is not a terminal, so
+Ray Data picks its *logging* progress manager, which logs a block of
+``Total Progress: n/m`` lines (and one per operator) every 10 s, plus three
+INFO lines per execution (start with the log folder, the plan, the finish).
+In a cell they all land in the red stderr area, pages of them in a long run.
+
+Here, inside an IPython kernel, those INFO records are caught by a logging
+filter on Ray Data's own loggers: each execution gets one line, updated in
+place (an IPython display handle), that says which operators run, how many rows
+are done and, at the end, how long it took. The records are marked ``hide``,
+which Ray Data's console handler honours, so they still reach Ray's log file
+(``ray-data.log``) and nothing else on screen. Warnings and errors are left
+alone. Outside a notebook (the pipeline command, tests) progress logging is
+only quietened, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor"
+PROGRESS_LOGGER = "ray.data._internal.progress"
+LOGGING_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
+#: Seconds between progress updates in the notebook (Ray's default is 10).
+REFRESH_S = 2
+
+_START = re.compile(r"^Starting execution of Dataset (?P<id>\S+?)\.")
+_PLAN = re.compile(r"^Execution plan of Dataset (?P<id>\S+): (?P<plan>.*)$")
+_TOTAL = re.compile(r"^Total Progress: (?P<done>\d+)/(?P<total>\S+)")
+_FINISHED = re.compile(r"Dataset (?P<id>\S+) execution (?P<how>finished in (?P<s>[\d.]+) seconds|failed)")
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def short_plan(plan: str) -> str:
+    """``InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->MapBatches(f)]`` -> ``ReadCSV->MapBatches(f)``."""
+    names = [re.sub(r"^\w+\[(.*)\]$", r"\1", part.strip()) for part in plan.split(" -> ")]
+    return " -> ".join(name for name in names if name != "Input") or plan
+
+
+class NotebookProgress(logging.Filter):
+    """Turns Ray Data's INFO progress records into one updating line per execution."""
+
+    def __init__(self):
+        super().__init__()
+        self.handle = None
+        self.plan = ""
+        self.rows = ""
+
+    def _show(self, text: str, new: bool = False) -> None:
+        from IPython.display import display
+
+        if new or self.handle is None:
+            self.handle = display({"text/plain": text}, raw=True, display_id=True)
+        else:
+            self.handle.update({"text/plain": text}, raw=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        if match := _START.match(message):
+            self.plan, self.rows = "", ""
+            self._show("Ray Data: starting ...", new=True)
+        elif match := _PLAN.match(message):
+            self.plan = short_plan(match["plan"])
+            self._show(f"Ray Data: {self.plan}: running")
+        elif match := _TOTAL.match(message):
+            self.rows = f"{match['done']}/{match['total']} rows" if match["total"] != "?" else f"{match['done']} rows"
+            self._show(f"Ray Data: {self.plan}: {self.rows}")
+        elif match := _FINISHED.search(message):
+            if match["s"]:
+                self._show(f"Ray Data: {self.plan}: done in {float(match['s']):.1f} s")
+            else:
+                self._show(f"Ray Data: {self.plan}: failed (the error follows)")
+        record.hide = True  # Ray Data's console handler drops it; its log file keeps it
+        return True
+
+
+_notebook_progress: NotebookProgress | None = None
+
+
+def configure_progress() -> None:
+    """Show Ray Data's progress as one updating line per execution in a notebook; quiet elsewhere.
+
+    Called by ``helpers.start()`` (via ``configure_data_context``); calling it again changes nothing.
+    """
+    global _notebook_progress
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.WARNING)  # e.g. "Progress will be logged because ..."
+    if not _in_notebook():
+        return
+    from ray.data._internal.progress.logging_progress import LoggingExecutionProgressManager
+
+    LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC = REFRESH_S
+    if _notebook_progress is None:
+        _notebook_progress = NotebookProgress()
+    for name in (EXECUTOR_LOGGER, LOGGING_PROGRESS_LOGGER):
+        logger = logging.getLogger(name)
+        if _notebook_progress not in logger.filters:
+            logger.addFilter(_notebook_progress)
+        logger.setLevel(logging.INFO)
