@@ -79,7 +79,7 @@ class Settings:
     """Everything the workshop needs to know about this machine."""
 
     profile: str
-    storage: Path
+    storage: Path  # or a helpers.storage.StorageURI (s3://...)
     image: StageSettings
     llm: StageSettings
     image_size: int
@@ -96,7 +96,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.storage / "models"
+        return resolve_models_dir(self.storage)
 
     @property
     def outputs_dir(self) -> Path:
@@ -201,11 +201,24 @@ def resolve_storage() -> Path:
     if raw is None:
         return default_storage()
     if "://" in raw:
-        raise SettingsError(
-            f"WORKSHOP_STORAGE={raw!r}: the storage root must be a file system path "
-            "that every node mounts (e.g. /mnt/cluster_storage or an NFS folder)"
-        )
+        # An object store (s3://bucket/prefix): data and outputs through pyarrow, models stay local.
+        from helpers.storage import StorageURI, check_scheme
+
+        check_scheme(raw, "WORKSHOP_STORAGE")
+        return StorageURI(raw.rstrip("/"))
     return Path(raw).expanduser().resolve()
+
+
+def resolve_models_dir(storage) -> Path:
+    """Where the model folders are: ``WORKSHOP_MODELS``, else ``<storage>/models``.
+
+    Models load from local folders only, so with an object-store root the
+    default is ``storage/models`` in the clone (where ``setup.sh`` puts them).
+    """
+    raw = _env("WORKSHOP_MODELS")
+    if raw is not None:
+        return Path(raw).expanduser().resolve()
+    return storage / "models" if isinstance(storage, Path) else REPO_ROOT / "storage" / "models"
 
 
 def cuda_usable() -> bool:
@@ -260,7 +273,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
     """
     profile = resolve_profile(profile)
     storage = resolve_storage()
-    models_dir = storage / "models"
+    models_dir = resolve_models_dir(storage)
     cpu = profile == "cpu"
     scale = gpu_scale(cluster_gpus)
 
@@ -305,7 +318,12 @@ def with_stage(settings: Settings, stage: str, **changes) -> Settings:
 
 #: Variables forwarded to every Ray worker so that workers resolve the same settings.
 FORWARDED_ENV_PREFIXES = ("WORKSHOP_",)
-FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
+FORWARDED_ENV_NAMES = (
+    "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE",
+    # S3 storage (helpers.storage): workers that read s3:// need the same credentials and endpoint.
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE",
+)
 
 
 def forwarded_env() -> dict[str, str]:

@@ -17,7 +17,10 @@ pyarrow read without Ray) and ``DIR/images/<id>.png``. Everything is written
 into a sibling ``DIR.partial-<random>`` first and swapped in at the end, so a
 re-run replaces the output instead of appending to it, and a failed or
 interrupted run leaves the previous output as it was. Two runs into the same
-``DIR`` at once are not supported.
+``DIR`` at once are not supported. ``--animals``, ``--outfits`` and ``--output``
+may also be ``s3://`` locations (:mod:`helpers.storage`): inputs are fetched
+through pyarrow, and the output prefix is replaced as that module describes,
+with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
 read on each side, joined, unmatched on each side, enhanced and kept unchanged,
@@ -51,6 +54,7 @@ import pyarrow.parquet as pq
 from helpers.config import Settings, SettingsError, gpu_scale, load_settings, with_stage
 from helpers.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
 from helpers.model_build import ModelFolderError
+from helpers.storage import StorageURI, check_scheme, fetch, is_uri, local_scratch, publish_dir
 
 #: Columns of the Parquet output, in this order and with these plain Arrow types.
 OUTPUT_SCHEMA = pa.schema(
@@ -123,21 +127,31 @@ def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Setti
 
 
 def build_pipeline(
-    animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS
+    animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS,
+    *, generate: bool = True, rows_per_block: int | None = None,
 ):
     """The lazy Dataset: join on ``id``, write prompts, enhance them, draw images, encode PNG.
 
     Rows of ids that are in only one input are dropped by the inner join.
-    ``enhance=False`` skips the LLM and marks every prompt as not enhanced.
+    ``enhance=False`` skips the LLM and marks every prompt as not enhanced;
+    ``generate=False`` stops before the images (the benchmark times stages alone).
+    ``rows_per_block`` cuts the join's output into blocks of that many rows, so
+    that the model stages get work as soon as one block is ready and the first
+    images are drawn while the LLM works on the next prompts (the join's
+    ``num_partitions`` blocks would otherwise each hold half the rows).
     """
     from helpers.models import Enhancer, ImageGen
 
     ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
+    if rows_per_block:
+        ds = ds.repartition(target_num_rows_per_block=rows_per_block)
     ds = ds.map_batches(expand_prompt)
     if enhance:
         ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
     else:
         ds = ds.map_batches(skip_enhancement)
+    if not generate:
+        return ds
     ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
     return ds.map_batches(encode_png)
 
@@ -236,11 +250,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _location(text: str) -> Path | StorageURI:
+    """A local path, or an ``s3://`` location."""
+    if is_uri(text):
+        try:
+            check_scheme(text, "location")
+        except SettingsError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return StorageURI(text.rstrip("/"))
+    return Path(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--animals", required=True, type=Path, help="CSV with columns id,animal")
-    parser.add_argument("--outfits", required=True, type=Path, help="CSV with columns id,outfit")
-    parser.add_argument("--output", required=True, type=Path, help="output folder (replaced on every run)")
+    parser.add_argument("--animals", required=True, type=_location, help="CSV with columns id,animal (path or s3://)")
+    parser.add_argument("--outfits", required=True, type=_location, help="CSV with columns id,outfit (path or s3://)")
+    parser.add_argument("--output", required=True, type=_location,
+                        help="output folder or s3:// prefix (replaced on every run)")
     parser.add_argument("--limit", type=_positive, help="use only the first N animals by id")
     parser.add_argument("--no-enhance", action="store_true", help="skip the LLM: draw the plain prompts")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
@@ -285,8 +311,10 @@ def _one_line(error: BaseException) -> str:
 
 def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
     """Both inputs, checked, with ``--limit`` applied, and how they join."""
-    animals = read_table(args.animals, ANIMALS_COLUMNS, "animals")
-    outfits = read_table(args.outfits, OUTFITS_COLUMNS, "outfits")
+    with tempfile.TemporaryDirectory(prefix="workshop-inputs-") as scratch:
+        # Inputs on S3 are fetched first: the checks (and their messages) read local files.
+        animals = read_table(_local(args.animals, Path(scratch, "animals")), ANIMALS_COLUMNS, "animals")
+        outfits = read_table(_local(args.outfits, Path(scratch, "outfits")), OUTFITS_COLUMNS, "outfits")
     if args.limit is not None:
         animals = animals.sort_by(KEY).slice(0, args.limit)
     report = match_report(animals, outfits)
@@ -296,6 +324,13 @@ def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
         )
     # The pipeline uses only the required columns; extra ones would collide in the join.
     return animals.select(list(ANIMALS_COLUMNS)), outfits.select(list(OUTFITS_COLUMNS)), report
+
+
+def _local(location, folder: Path) -> Path:
+    if not is_uri(location):
+        return location
+    folder.mkdir()
+    return fetch(location, folder)
 
 
 def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> dict:
@@ -347,6 +382,14 @@ def check_models(settings: Settings, enhance: bool) -> None:
         check_local_model(source, kind)
 
 
+def _local_partial() -> Path:
+    """A local folder to write into when the output is on an object store (uploaded at the end)."""
+    partial = local_scratch("workshop-output-")
+    (partial / "parquet").mkdir()
+    (partial / "images").mkdir()
+    return partial
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -376,12 +419,13 @@ def _miscounts(summary: dict) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     args = parse_args(argv)
-    output = args.output.expanduser().resolve()
+    remote = is_uri(args.output)
+    output = args.output if remote else args.output.expanduser().resolve()
     try:  # everything that can be wrong with the input, before Ray starts
         animals, outfits, report = load_inputs(args)
         check_models(load_settings(), enhance=not args.no_enhance)
-        partial = prepare_output(output)
-    except (InputError, SettingsError, ModelFolderError) as err:
+        partial = prepare_output(output) if not remote else _local_partial()
+    except (InputError, SettingsError, ModelFolderError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -407,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        publish(partial, output)
+        publish_dir(partial, output) if remote else publish(partial, output)
         if summary["actor_restarts"]:
             print(
                 f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "

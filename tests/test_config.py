@@ -78,7 +78,7 @@ def test_environment_overrides_each_stage(monkeypatch):
         ("WORKSHOP_IMAGE_BATCH_SIZE", "eight", "not a whole number"),
         ("WORKSHOP_IMAGE_ACTORS", "0", "below 1"),
         ("WORKSHOP_LLM_GPUS", "-1", "negative"),
-        ("WORKSHOP_STORAGE", "s3://bucket/x", "file system path"),
+        ("WORKSHOP_STORAGE", "gs://bucket/x", "S3 location"),
     ],
 )
 def test_bad_values_say_what_to_change(monkeypatch, name, value, words):
