@@ -220,35 +220,49 @@ def parallel_units(device: str, gpus: float) -> int:
     return max(1, int(gpus)) if device != "cpu" else (os.cpu_count() or 1)
 
 
-def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folder: Path) -> tuple[float, float]:
-    """The workshop's pipeline on Ray Data. Returns (Ray start seconds, pipeline seconds)."""
+def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folder: Path,
+            rows_per_block: int | None) -> tuple[float, float]:
+    """The workshop's pipeline (:func:`helpers.pipeline.build_pipeline`) on Ray Data.
+
+    Returns (Ray start seconds, pipeline seconds). Blocks hold ``rows_per_block``
+    rows (default: one batch of the first model stage), so every actor gets
+    work from the first seconds and the stages overlap.
+    """
     import ray
 
     import helpers
-    from helpers.models import Enhancer, ImageGen
-    from helpers.pipeline import ACTOR_FAULT_TOLERANCE, encode_png, expand_prompt, shared_gpu_settings, skip_enhancement
+    from helpers.pipeline import build_pipeline, shared_gpu_settings
 
     began = time.perf_counter()
     session = helpers.start(quiet=True)
     started = time.perf_counter()
+    enhance, generate = "enhance" in stages, "generate" in stages
     settings = session.settings
-    if "enhance" in stages:
+    if enhance and generate:
         settings = shared_gpu_settings(settings, session.resources.get("GPU"))
-    ds = ray.data.from_arrow(animals).join(ray.data.from_arrow(outfits), join_type="inner", num_partitions=2,
-                                           on=("id",))
-    if "enhance" in stages:
-        # Blocks of one LLM batch: the first prompts reach the image stage while the LLM works on the next.
-        ds = ds.repartition(target_num_rows_per_block=settings.llm.batch_size).map_batches(expand_prompt)
-        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
-    else:
-        ds = ds.map_batches(expand_prompt).map_batches(skip_enhancement)
-    if "generate" in stages:
-        ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
-        ds = ds.map_batches(encode_png)
+    if rows_per_block is None:
+        rows_per_block = settings.llm.batch_size if enhance else settings.image.batch_size
+    ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,
+                        generate=generate, rows_per_block=rows_per_block)
     rows = write_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None), folder)
     if rows != animals.num_rows:
         raise RuntimeError(f"the Ray run wrote {rows} rows for {animals.num_rows} inputs")
     return started - began, time.perf_counter() - started
+
+
+def machine() -> dict:
+    """What the figures came from: cores, memory, CPU model."""
+    import platform
+
+    import psutil
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1), "cpu": model}
 
 
 def device_name() -> str:
@@ -267,6 +281,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=64, help="rows through the pipeline (default 64)")
     parser.add_argument("--stages", default=",".join(STAGES), help="enhance, generate or both (default)")
     parser.add_argument("--actors", type=int, help="actors per model stage (default: the profile's)")
+    parser.add_argument("--rows-per-block", type=int, help="rows per block in the Ray run (default: one model batch)")
     args = parser.parse_args(argv)
     args.stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = set(args.stages) - set(STAGES)
@@ -282,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     animals, outfits = bench_inputs(args.rows)
     device = device_name()
+    load_before = os.getloadavg()  # what else ran on the machine before this run added its own load
 
     with PeakMemory() as memory, tempfile.TemporaryDirectory(prefix="workshop-bench-") as tmp:
         per_row = stage_seconds_per_row(args.stages)
@@ -289,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         from helpers.pipeline import stdout_to_stderr
 
         with stdout_to_stderr():  # Ray's own output: stdout keeps the JSON line alone
-            ray_start_seconds, ray_seconds = ray_run(animals, outfits, args.stages, Path(tmp) / "ray")
+            ray_start_seconds, ray_seconds = ray_run(animals, outfits, args.stages, Path(tmp) / "ray",
+                                                     args.rows_per_block)
             import ray
 
             gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
@@ -316,8 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         "actors": {"llm": settings.llm.actors, "image": settings.image.actors},
         "batch_size": {"llm": settings.llm.batch_size, "image": settings.image.batch_size},
         "torch_threads_per_actor": settings.torch_threads,
-        "cores": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "rows_per_block": args.rows_per_block,
+        "machine": machine(),
+        "load_avg": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "date": date.today().isoformat(),
     }
     print(json.dumps(result), flush=True)
