@@ -49,8 +49,7 @@ def _start_node(args: list[str], env: dict) -> subprocess.Popen:
     # --block keeps each node a child of the test, in a process group of its own,
     # so teardown stops exactly what was started here.
     return subprocess.Popen(
-        [RAY, "start", "--block", "--disable-usage-stats", "--include-dashboard=false",
-         "--object-store-memory=500000000", *args],
+        [RAY, "start", "--block", "--disable-usage-stats", "--object-store-memory=500000000", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -100,7 +99,9 @@ def local_cluster(head_args: list[str], worker_args: list[list[str]] = (), env: 
     address = f"{node_ip()}:{port}"
     node_env = {**(env or os.environ), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
     node_env.pop("RAY_ADDRESS", None)
-    nodes = [_start_node(["--head", f"--port={port}", f"--temp-dir={temp_dir}", *head_args], node_env)]
+    # --include-dashboard is refused on worker nodes ("only ... with --head").
+    nodes = [_start_node(["--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
+                          *head_args], node_env)]
     try:
         deadline = time.monotonic() + 60
         while True:
