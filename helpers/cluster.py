@@ -137,7 +137,13 @@ def join_runtime_env() -> dict | None:
     """
     if _env("WORKSHOP_CLUSTER_HAS_HELPERS", "0") == "1":
         return None
-    return {"env_vars": forwarded_env(), "py_modules": [str(PACKAGE_DIR)]}
+    from helpers.config import resolve_models_dir, resolve_storage
+
+    # The shipped copy of helpers lives in Ray's runtime_resources folder, where its own
+    # defaults (storage/ next to the package) would point: send the driver's resolved roots.
+    storage = resolve_storage()
+    roots = {"WORKSHOP_STORAGE": str(storage), "WORKSHOP_MODELS": str(resolve_models_dir(storage))}
+    return {"env_vars": {**roots, **forwarded_env()}, "py_modules": [str(PACKAGE_DIR)]}
 
 
 def configure_data_context() -> None:
