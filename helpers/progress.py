@@ -90,6 +90,39 @@ class NotebookProgress(logging.Filter):
 _notebook_progress: NotebookProgress | None = None
 
 
+#: Lines Ray prints for what the lessons do on purpose, with nothing for a learner to act on.
+#: Ray Data's actor pools restart actors by default and keep the class's arguments in the
+#: object store, so Ray's C++ core logs this at error level for every pool of every lesson.
+KNOWN_NOISE = ("has constructor arguments in the object store and max_restarts > 0",)
+
+
+def without_noise(text: str) -> str:
+    """``text`` without the lines that hold one of :data:`KNOWN_NOISE`."""
+    if not any(marker in text for marker in KNOWN_NOISE):
+        return text
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not any(marker in line for marker in KNOWN_NOISE))
+
+
+def hide_known_noise(stream) -> None:
+    """Drop :data:`KNOWN_NOISE` lines from a kernel's stderr stream.
+
+    The C++ core writes them straight to file descriptor 2, which ipykernel
+    reads in a thread and passes to the stream's ``write``: wrapping that
+    ``write`` is the one place they can be caught. Everything else passes.
+    """
+    write = stream.write
+    if getattr(write, "_without_noise", False):
+        return
+
+    def filtered(text: str):
+        kept = without_noise(text)
+        return write(kept) if kept else len(text)
+
+    filtered._without_noise = True
+    stream.write = filtered
+
+
 def configure_progress() -> None:
     """Show Ray Data's progress as one updating line per execution in a notebook; quiet elsewhere.
 
@@ -99,6 +132,9 @@ def configure_progress() -> None:
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.WARNING)  # e.g. "Progress will be logged because ..."
     if not _in_notebook():
         return
+    import sys
+
+    hide_known_noise(sys.stderr)
     from ray.data._internal.progress.logging_progress import LoggingExecutionProgressManager
 
     LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC = REFRESH_S
