@@ -2,10 +2,10 @@
 
 Reads what ``python -m helpers.bench`` printed and was collected in
 ``docs/benchmarks.json`` (a list of its JSON lines). Left: for each run at the
-profile's default pool size, rows/s of the plain loop, of the Ray Data
-pipeline, and of the floor (the best any pipeline could do on that machine).
-Right, when runs with ``--actors K`` are there: Ray Data's rows/s against the
-actors per stage, to show how it scales.
+pool size most runs used (the profile's default), rows/s of the plain loop, of
+the Ray Data pipeline, and of the floor (the best any pipeline could do on that
+machine). Right, when one row count was run with several ``--actors K``: Ray
+Data's rows/s against the actors per stage, to show how it scales.
 """
 
 from __future__ import annotations
@@ -54,16 +54,37 @@ def rows_per_second(result: dict) -> dict[str, float]:
     }
 
 
+def scaling_series(results: list[dict]) -> dict[int, list[tuple[int, float]]]:
+    """For each row count measured with more than one pool size: (actors, Ray Data rows/s), by actors.
+
+    Only runs of the same size are comparable: fixed start-up costs weigh more in a short run.
+    """
+    by_rows: dict[int, dict[int, float]] = {}
+    for result in results:
+        actors = actors_of(result)
+        if actors is not None:
+            by_rows.setdefault(result["rows"], {})[actors] = rows_per_second(result)["Ray Data"]
+    return {rows: sorted(points.items()) for rows, points in sorted(by_rows.items()) if len(points) > 1}
+
+
+def default_pool(results: list[dict]) -> int | None:
+    """The pool size most runs used (the larger one on a tie): the profile's default."""
+    counts: dict[int, int] = {}
+    for actors in map(actors_of, results):
+        if actors is not None:
+            counts[actors] = counts.get(actors, 0) + 1
+    return max(counts, key=lambda a: (counts[a], a)) if counts else None
+
+
 def plot_benchmark(results: list[dict]):
     """A matplotlib figure: rows/s per run (and scaling with actors when there are several pool sizes)."""
     import matplotlib.pyplot as plt
 
-    pools = sorted({a for a in map(actors_of, results) if a is not None})
-    scaling = len(pools) > 1
-    fig, axes = plt.subplots(1, 2 if scaling else 1, figsize=(14 if scaling else 8, 5), squeeze=False)
+    series = scaling_series(results)
+    fig, axes = plt.subplots(1, 2 if series else 1, figsize=(14 if series else 8, 5), squeeze=False)
     bars = axes[0][0]
-    default_pool = min(pools) if scaling else None
-    shown = [r for r in results if not scaling or actors_of(r) == default_pool] or results
+    pool = default_pool(results)
+    shown = sorted((r for r in results if actors_of(r) in (pool, None)), key=lambda r: r["rows"]) or results
     colours = {"plain loop": "#8a8a8a", "Ray Data": "#2f6db5", "floor": "#2e7d32"}
     width = 0.8 / len(colours)
     for k, (name, colour) in enumerate(colours.items()):
@@ -76,15 +97,18 @@ def plot_benchmark(results: list[dict]):
     bars.set_xticklabels([f"{r['rows']} rows\n{r.get('device', '')}" for r in shown], fontsize=12)
     bars.set_ylabel("rows per second (higher is better)", fontsize=12)
     bars.set_title("Plain loop vs Ray Data vs the floor", fontsize=14)
-    bars.legend(fontsize=11)
-    if scaling:
+    top = max(v for r in shown for v in rows_per_second(r).values())
+    bars.set_ylim(0, top * 1.3)  # room for the legend above the bars
+    bars.legend(fontsize=11, loc="upper center", ncol=3)
+    if series:
         line = axes[0][1]
-        runs = sorted((actors_of(r), rows_per_second(r)["Ray Data"]) for r in results if actors_of(r) is not None)
-        line.plot([a for a, _ in runs], [v for _, v in runs], "o-", color=colours["Ray Data"], linewidth=2.5)
-        line.set_xticks(pools)
+        for rows, points in series.items():
+            line.plot([a for a, _ in points], [v for _, v in points], "o-", linewidth=2.5, label=f"{rows} rows")
+        line.set_xticks(sorted({a for points in series.values() for a, _ in points}))
         line.set_xlabel("actors per model stage", fontsize=12)
         line.set_ylabel("Ray Data rows per second", fontsize=12)
-        line.set_title("Scaling with actors", fontsize=14)
+        line.set_title("Scaling with actors (same rows)", fontsize=14)
+        line.legend(fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -60,3 +60,15 @@ def test_a_line_without_its_figures_is_an_error(tmp_path):
     path.write_text(json.dumps([{"rows": 4, "naive_seconds": 1}]))
     with pytest.raises(ValueError, match="ray_seconds"):
         load_benchmarks(path)
+
+
+def test_scaling_compares_runs_of_the_same_size_and_bars_show_the_default_pool():
+    from helpers.bench_plot import default_pool, scaling_series
+
+    def run(rows, actors, ray_seconds):
+        return {"rows": rows, "naive_seconds": 10.0, "ray_seconds": ray_seconds, "floor_seconds": 5.0,
+                "actors": {"llm": actors, "image": actors}}
+
+    results = [run(64, 2, 32.0), run(64, 1, 64.0), run(256, 2, 128.0)]
+    assert scaling_series(results) == {64: [(1, 1.0), (2, 2.0)]}  # the 256-row run has no partner
+    assert default_pool(results) == 2
