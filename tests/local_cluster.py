@@ -111,9 +111,14 @@ def local_cluster(head_args: list[str], worker_args: list[list[str]] = (), env: 
             if nodes[0].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the head node did not open {address}")
             time.sleep(0.3)
-        nodes += [_start_node([f"--address={address}", *args], node_env) for args in worker_args]
         driver_env = {**node_env, "RAY_ADDRESS": address}
-        wait_for_nodes(driver_env, count=len(nodes))
+        # One worker node at a time: nodes started together on one machine race for the
+        # same socket names in the session folder, and the loser never joins.
+        for args in worker_args:
+            nodes.append(_start_node([f"--address={address}", *args], node_env))
+            wait_for_nodes(driver_env, count=len(nodes))
+        if not worker_args:
+            wait_for_nodes(driver_env, count=1)
         yield LocalCluster(address=address, env=driver_env)
     finally:
         _stop(nodes)
