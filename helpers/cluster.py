@@ -176,8 +176,10 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         return _session
 
     began = time.perf_counter()
-    # Before Ray starts: a storage root the lessons cannot write is a setting to fix, not a Ray error later.
-    check_storage_writable(load_settings(profile).storage)
+    # Settings before Ray: the cluster's GPUs, which scale per-actor requests, are not known yet.
+    before_ray = load_settings(profile)
+    # A storage root the lessons cannot write is a setting to fix, not a Ray error later.
+    check_storage_writable(before_ray.storage)
     # A cluster from `ray start` on this machine is joined as "auto", so Ray
     # itself finds it and its token (it turns token authentication on).
     address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
@@ -189,8 +191,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             # environment, WORKSHOP_* included. A runtime_env here would only cost
             # time: every worker of it must be set up by Ray's runtime-env agent
             # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
-            settings = load_settings(profile)
-            _init_local(**_local_init_kwargs(settings))
+            _init_local(**_local_init_kwargs(before_ray))
     started_here = not address
     resources = ray.cluster_resources()
     settings = load_settings(profile, cluster_gpus=resources.get("GPU"))
