@@ -9,17 +9,30 @@ every check the pipeline relies on:
 * the header has every required column (a misspelling is pointed out with the
   closest name found); extra columns are kept in the table and ignored by the
   pipeline;
+* the file is well-formed CSV: every row has as many fields as the header,
+  every quote (``"``) that opens a field closes it, right before a comma or
+  the line's end (a quote inside quoted text is written ``""``);
+* no field (header names included) is longer than 1 MiB (1,048,576
+  characters): a prompt is a short text, and a longer field is almost always
+  a quote that is never closed and swallows the rest of the file. Anything
+  below the limit reads whole, however it falls in the file;
 * there is at least one data row;
-* ``id`` holds whole numbers, none empty, none repeated: a repeated id would
-  multiply the rows of the join;
+* ``id`` holds whole numbers written with the ASCII digits 0-9 and an
+  optional sign, that fit in 64 bits (-2**63 to 2**63-1), none empty, none
+  repeated: a repeated id would multiply the rows of the join. A value is
+  checked by its length before it is converted, so thousands of digits cost
+  nothing;
 * every other required column (the prompt text) is non-empty after stripping.
 
-Everything is read as text first, so ids are checked here rather than guessed
-by a type inference. Non-ASCII text, emoji and quoted fields with commas are
-fine (the file must be UTF-8).
+The file is read once, as text, by Python's :mod:`csv` reader, so ids are
+checked here rather than guessed by a type inference. Non-ASCII text, emoji,
+quoted fields with commas and quoted line breaks are fine (the file must be
+UTF-8). Blank lines, and lines of only spaces and commas, hold no data and are
+skipped, as a spreadsheet's trailing empty rows are.
 
-Positions are given as ``line N (row M)``: *line* counts the header as line 1,
-as an editor or a spreadsheet shows it; *row* counts data rows from 1.
+Positions are given as ``line N (row M)``: *line* is the line a row starts on,
+counting the header as line 1, as an editor shows it (blank lines and quoted
+line breaks included); *row* counts data rows from 1, as the table has them.
 """
 
 from __future__ import annotations
@@ -31,8 +44,6 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
 from helpers.errors import ActionableError
 
@@ -41,19 +52,36 @@ KEY = "id"
 ANIMALS_COLUMNS = (KEY, "animal")
 OUTFITS_COLUMNS = (KEY, "outfit")
 
-_INTEGER = re.compile(r"[+-]?\d+")
-_INT64_MAX = 2**63 - 1
+#: An id as typed: ASCII digits only (``\d`` and ``int()`` also take other scripts' digits).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT64_DIGITS = 19  # 2**63 has 19 digits: a longer id, leading zeros aside, is out of range unconverted
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: The longest field read, in characters; see the module docstring.
+FIELD_LIMIT = 1 << 20
 #: How many offending ids or rows a message lists before it says "and N more".
 _LISTED = 5
+#: How much of a long value a message shows.
+_SHOWN = 40
 
 
 class InputError(ActionableError, ValueError):
     """An input file cannot be used; the one-line message names the file, the place and the fix."""
 
 
-def _where(index: int) -> str:
-    """Position of the 0-based data row ``index`` as a learner finds it in the file."""
-    return f"line {index + 2} (row {index + 1})"
+def _where(index: int, lines: list[int]) -> str:
+    """Position of the 0-based data row ``index`` as a learner finds it in the file.
+
+    ``lines`` holds the line each row starts on: blank lines and quoted line
+    breaks above a row push it further down than ``index + 2``.
+    """
+    return f"line {lines[index]} (row {index + 1})"
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, shortened so that the message stays one readable line."""
+    if len(value) <= _SHOWN:
+        return repr(value)
+    return f"{value[: _SHOWN // 2]!r}... ({len(value)} characters)"
 
 
 def _listed(items: list[str]) -> str:
@@ -79,15 +107,6 @@ def example_header(kind: str) -> str:
     return ",".join(columns) if columns else "id,..."
 
 
-def _header(path: Path, name: str) -> list[str]:
-    """The column names of the first line, parsed like pyarrow does (quotes, BOM)."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next(csv.reader(handle), [])
-    except UnicodeDecodeError:
-        raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
-
-
 def _missing_column_message(column: str, found: list[str], name: str, required: tuple[str, ...]) -> str:
     by_case = [f for f in found if f.strip().lower() == column.lower()]
     close = by_case or difflib.get_close_matches(column, found, n=1, cutoff=0.6)
@@ -103,35 +122,91 @@ def _missing_column_message(column: str, found: list[str], name: str, required: 
     )
 
 
-def _parse(path: Path, name: str, header: list[str]) -> pa.Table:
-    as_text = {column: pa.string() for column in header}
+def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows and the line each row starts on, in one pass of Python's csv reader.
+
+    ``strict`` makes a quote that never closes an error instead of a field
+    that silently swallows the rest of the file. The field limit is the
+    reader's global setting, raised for this read only.
+    """
+    header: list[str] = []
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    start = 1  # the line the record being read starts on
+    previous_limit = csv.field_size_limit(FIELD_LIMIT)
     try:
-        return pa_csv.read_csv(
-            path,
-            convert_options=pa_csv.ConvertOptions(column_types=as_text, strings_can_be_null=False),
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            for fields in reader:
+                if start == 1:
+                    header = fields
+                elif any(field.strip() for field in fields):
+                    rows.append(fields)
+                    lines.append(start)
+                start = reader.line_num + 1
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+    except csv.Error as err:
+        raise InputError(_csv_message(name, start, str(err))) from None
+    finally:
+        csv.field_size_limit(previous_limit)
+    return header, rows, lines
+
+
+def _csv_message(name: str, line: int, detail: str) -> str:
+    """One line for what Python's csv reader refused in the row that starts on ``line``."""
+    if "field limit" in detail:
+        return (
+            f"{name}: line {line} has a field longer than the limit of 1 MiB ({FIELD_LIMIT} characters); "
+            'shorten that text, or close the quote (") that runs on past its end'
         )
-    except pa.ArrowInvalid as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "UTF8" in detail or "utf8" in detail.lower():
-            raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
-        raise InputError(
-            f"{name} is not a well-formed CSV file ({detail}); every line needs as many fields as the header, "
-            "and a text with commas must be in double quotes"
-        ) from None
+    if "end of data" in detail:
+        return (
+            f'{name}: line {line} opens a quote (") that is never closed; close the quote at the end of its text, '
+            'and write a quote inside quoted text as two ("")'
+        )
+    if "expected after" in detail:
+        return (
+            f'{name}: the row starting on line {line} has text after a closing quote ("); '
+            "quote the whole field, close the quote right before the next comma, "
+            'and write a quote inside quoted text as two ("")'
+        )
+    return f"{name} is not a well-formed CSV file at line {line} ({detail}); save it again as CSV"
 
 
-def _ids(table: pa.Table, name: str) -> pa.Array:
-    """The ``id`` column as int64, or an :class:`InputError` about the first bad value."""
-    values = [str(v).strip() for v in table.column(KEY).to_pylist()]
-    for index, value in enumerate(values):
-        if value == "":
-            raise InputError(f"{name}: {_where(index)} has an empty '{KEY}'; give every row a whole-number id")
-        if not _INTEGER.fullmatch(value) or abs(int(value)) > _INT64_MAX:
+def _check_fields(rows: list[list[str]], lines: list[int], header: list[str], name: str) -> None:
+    for index, fields in enumerate(rows):
+        if len(fields) != len(header):
             raise InputError(
-                f"{name}: {_where(index)} has '{KEY}' {value!r}, which is not a whole number; "
-                "ids must be integers such as 1, 2, 3"
+                f"{name} is not a well-formed CSV file: {_where(index, lines)} has {len(fields)} fields "
+                f"but the header has {len(header)}; every line needs as many fields as the header, "
+                "and a text with commas must be in double quotes"
             )
-    ids = [int(v) for v in values]
+
+
+def _id(value: str, where: str, name: str) -> int:
+    """``value`` (stripped) as an int64, or an :class:`InputError` that says what is wrong with it."""
+    if value == "":
+        raise InputError(f"{name}: {where} has an empty '{KEY}'; give every row a whole-number id")
+    if not _INTEGER.fullmatch(value):
+        ascii_hint = " written with the ASCII digits 0-9" if any(c.isdigit() for c in value if not c.isascii()) else ""
+        raise InputError(
+            f"{name}: {where} has '{KEY}' {_shown(value)}, which is not a whole number{ascii_hint}; "
+            "ids must be integers such as 1, 2, 3"
+        )
+    digits = value.lstrip("+-").lstrip("0")
+    number = int(value) if len(digits) <= _INT64_DIGITS else None
+    if number is None or not _INT64_MIN <= number <= _INT64_MAX:
+        raise InputError(
+            f"{name}: {where} has '{KEY}' {_shown(value)}, which does not fit in 64 bits; "
+            f"ids must be between {_INT64_MIN} and {_INT64_MAX}, such as 1, 2, 3"
+        )
+    return number
+
+
+def _ids(values: list[str], lines: list[int], name: str) -> pa.Array:
+    """The ``id`` column as int64, or an :class:`InputError` about the first bad or repeated value."""
+    ids = [_id(value.strip(), _where(index, lines), name) for index, value in enumerate(values)]
     seen: dict[int, int] = {}
     repeated: dict[int, list[int]] = {}
     for index, value in enumerate(ids):
@@ -141,7 +216,7 @@ def _ids(table: pa.Table, name: str) -> pa.Array:
             seen[value] = index
     if repeated:
         described = [
-            f"{value} (lines {', '.join(str(i + 2) for i in rows)})" for value, rows in sorted(repeated.items())
+            f"{value} (lines {', '.join(str(lines[i]) for i in rows)})" for value, rows in sorted(repeated.items())
         ]
         raise InputError(
             f"{name}: '{KEY}' must be unique but {_listed(described)} appear more than once; "
@@ -150,16 +225,16 @@ def _ids(table: pa.Table, name: str) -> pa.Array:
     return pa.array(ids, type=pa.int64())
 
 
-def _text(table: pa.Table, column: str, name: str) -> pa.Array:
-    stripped = pc.utf8_trim_whitespace(table.column(column).combine_chunks())
-    empty = [i for i, value in enumerate(stripped.to_pylist()) if not value]
+def _text(values: list[str], lines: list[int], column: str, name: str) -> pa.Array:
+    stripped = [value.strip() for value in values]
+    empty = [i for i, value in enumerate(stripped) if not value]
     if empty:
         more = f" ({len(empty)} rows in all)" if len(empty) > 1 else ""
         raise InputError(
-            f"{name}: {_where(empty[0])} has an empty '{column}'{more}; write the text of every row, "
+            f"{name}: {_where(empty[0], lines)} has an empty '{column}'{more}; write the text of every row, "
             "or delete rows you do not want"
         )
-    return stripped
+    return pa.array(stripped, type=pa.string())
 
 
 def read_table(path, required_columns: tuple[str, ...], kind: str) -> pa.Table:
@@ -174,7 +249,7 @@ def read_table(path, required_columns: tuple[str, ...], kind: str) -> pa.Table:
     name = str(path)
     example = f"data/{kind}.csv"
     _check_path(path, name, kind, example)
-    header = _header(path, name)
+    header, rows, lines = _read(path, name)
     if not any(column.strip() for column in header):
         raise InputError(f"{name} has no header line; the first line must be {','.join(required_columns)}")
     for column in required_columns:
@@ -183,14 +258,17 @@ def read_table(path, required_columns: tuple[str, ...], kind: str) -> pa.Table:
         if header.count(column) > 1:
             raise InputError(f"{name}: column '{column}' appears {header.count(column)} times in the header; keep one")
 
-    table = _parse(path, name, header)
-    if table.num_rows == 0:
+    if not rows:
         raise InputError(f"{name} has a header but no rows; add one line per {kind[:-1] or kind} under the header")
+    _check_fields(rows, lines, header, name)
 
+    columns = [list(values) for values in zip(*rows)]
+    arrays = [pa.array(values, type=pa.string()) for values in columns]
     for column in required_columns:
-        fixed = _ids(table, name) if column == KEY else _text(table, column, name)
-        table = table.set_column(table.schema.get_field_index(column), column, fixed)
-    return table
+        at = header.index(column)
+        values = columns[at]
+        arrays[at] = _ids(values, lines, name) if column == KEY else _text(values, lines, column, name)
+    return pa.Table.from_arrays(arrays, names=header)
 
 
 def read_animals(path) -> pa.Table:

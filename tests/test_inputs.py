@@ -153,7 +153,7 @@ def test_duplicate_header_column(tmp_path):
     assert "'animal' appears 2 times" in message
 
 
-@pytest.mark.parametrize("bad", ["abc", "1.5", "2e3", "0x10", "9" * 30])
+@pytest.mark.parametrize("bad", ["abc", "1.5", "2e3", "0x10", "1 2"])
 def test_non_integer_id_reports_line_and_value(tmp_path, bad):
     message = error_of(write(tmp_path, f"id,animal\n1,fox\n{bad},owl\n"))
     assert "line 3 (row 2)" in message and repr(bad) in message and "not a whole number" in message
@@ -180,6 +180,11 @@ def test_ragged_row_is_a_csv_error(tmp_path):
     assert "not a well-formed CSV" in message and "double quotes" in message
 
 
+def test_ragged_row_names_its_line_and_field_count(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n1,fox\n\n2,owl,extra\n"))
+    assert "line 4 (row 2) has 3 fields" in message and "header has 2" in message
+
+
 def test_not_utf8(tmp_path):
     path = tmp_path / "animals.csv"
     path.write_bytes("id,animal\n1,B\xe4r\n".encode("latin-1"))
@@ -188,3 +193,89 @@ def test_not_utf8(tmp_path):
 
 def test_input_error_is_a_value_error():
     assert issubclass(InputError, ValueError)
+
+
+# ---------------------------------------------------------------- hard ids
+
+
+@pytest.mark.parametrize("bad", ["9" * 5000, "-" + "1" * 5000, "x" * 5000])
+def test_id_of_thousands_of_characters_is_rejected_in_one_short_line(tmp_path, bad):
+    message = error_of(write(tmp_path, f"id,animal\n1,fox\n{bad},owl\n"))
+    assert "line 3 (row 2)" in message and f"({len(bad)} characters)" in message
+    assert len(message) < 400, "the value is shortened, not printed whole"
+
+
+@pytest.mark.parametrize("bad", ["9223372036854775808", "-9223372036854775809", "0" * 30 + "9" * 20])
+def test_id_beyond_int64_says_64_bits(tmp_path, bad):
+    message = error_of(write(tmp_path, f"id,animal\n1,fox\n{bad},owl\n"))
+    assert "line 3 (row 2)" in message and "64 bits" in message and "-9223372036854775808" in message
+
+
+def test_int64_limits_and_leading_zeros_are_accepted(tmp_path):
+    text = "id,animal\n9223372036854775807,fox\n-9223372036854775808,owl\n" + "0" * 30 + "7,cat\n"
+    assert read_animals(write(tmp_path, text)).column("id").to_pylist() == [2**63 - 1, -(2**63), 7]
+
+
+@pytest.mark.parametrize("bad", ["\u0661\u0662", "\uff11\uff12", "1\u00b2", "\u00b9"])
+def test_non_ascii_digits_are_rejected(tmp_path, bad):
+    message = error_of(write(tmp_path, f"id,animal\n1,fox\n{bad},owl\n"))
+    assert "line 3 (row 2)" in message and repr(bad) in message and "ASCII digits 0-9" in message
+
+
+# ---------------------------------------------------------------- hard CSV
+
+
+def test_header_and_fields_over_128_kib_read_fine(tmp_path):
+    long_name, long_text = "n" * 200_000, "a fox " * 170_000  # 200 KB and 1,020,000 characters
+    table = read_animals(write(tmp_path, f"id,animal,{long_name}\n1,{long_text},x\n2,owl,y\n"))
+    assert table.column_names == ["id", "animal", long_name]
+    assert table.column("animal").to_pylist() == [long_text.strip(), "owl"]
+
+
+def test_field_over_the_limit_names_line_and_limit(tmp_path):
+    message = error_of(write(tmp_path, f"id,animal\n1,fox\n\n2,{'x' * (2 << 20)}\n"))
+    assert "line 4" in message and "1 MiB" in message and "shorten" in message
+    assert len(message) < 400
+
+
+def test_header_over_the_limit_names_line_1(tmp_path):
+    message = error_of(write(tmp_path, f"id,animal,{'n' * (2 << 20)}\n1,fox,x\n"))
+    assert "line 1" in message and "1 MiB" in message
+
+
+def test_unclosed_quote_names_the_line_it_opens_on(tmp_path):
+    message = error_of(write(tmp_path, 'id,animal\n1,fox\n2,"owl\n3,cat\n4,hen\n'))
+    assert "line 3" in message and "never closed" in message and "close the quote" in message
+
+
+def test_text_after_a_closing_quote_names_the_line(tmp_path):
+    message = error_of(write(tmp_path, 'id,animal\n1,fox\n\n2,"owl" hat\n'))
+    assert "line 4" in message and "closing quote" in message
+
+
+def test_quoted_newline_is_kept_and_later_lines_are_real(tmp_path):
+    table = read_animals(write(tmp_path, 'id,animal\n1,fox\n3,"A red\nfox"\n4,owl\n'))
+    assert table.column("animal").to_pylist() == ["fox", "A red\nfox", "owl"]
+    message = error_of(write(tmp_path, 'id,animal\n1,fox\n3,"A red\nfox"\nfour,owl\n'))
+    assert "line 5 (row 3)" in message
+
+
+def test_blank_lines_are_skipped_and_lines_stay_real(tmp_path):
+    message = error_of(write(tmp_path, "id,animal\n1,fox\n\n2,owl\n\n\nx,cat\n\n"))
+    assert "line 7 (row 3)" in message
+    message = error_of(write(tmp_path, "id,animal\n\n1,fox\n2,\n"))
+    assert "line 4 (row 2)" in message and "empty 'animal'" in message
+
+
+def test_lines_of_only_spaces_or_commas_are_skipped(tmp_path):
+    table = read_animals(write(tmp_path, "id,animal\n1,fox\n   \n,\n \t, \n2,owl\n\n\n"))
+    assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_header_with_only_blank_rows_has_no_rows(tmp_path):
+    assert "no rows" in error_of(write(tmp_path, "id,animal\n\n,\n\n"))
+
+
+def test_repeated_ids_name_real_lines(tmp_path):
+    message = error_of(write(tmp_path, 'id,animal\n1,fox\n\n2,"red\nowl"\n1,cat\n'))
+    assert "1 (lines 2, 6)" in message
