@@ -13,14 +13,15 @@ It checks both inputs before starting Ray (:mod:`helpers.inputs`), so a bad
 file fails in well under a second with exit status 2 and one ``error:`` line.
 It writes ``DIR/parquet/`` (columns ``id, animal, outfit, prompt,
 original_prompt, enhanced, image`` with ``image`` as PNG bytes that pandas or
-pyarrow read without Ray) and ``DIR/images/<id>.png``. Everything is written
-into a sibling ``DIR.partial-<random>`` first and swapped in at the end, so a
-re-run replaces the output instead of appending to it, and a failed or
-interrupted run leaves the previous output as it was. Two runs into the same
-``DIR`` at once are not supported. ``--animals``, ``--outfits`` and ``--output``
-may also be ``s3://`` locations (:mod:`helpers.storage`): inputs are fetched
-through pyarrow, and the output prefix is replaced as that module describes,
-with ``_SUCCESS`` written last.
+pyarrow read without Ray), ``DIR/images/<id>.png`` and ``DIR/summary.json``.
+A run *replaces* ``DIR``, so it only replaces a folder that is empty or an
+earlier output of this pipeline, writes into a marked sibling
+``DIR.partial-<random>`` first, swaps it in at the end, and holds a lock so
+that a second run into the same ``DIR`` stops at once (:mod:`helpers.output`).
+A failed or interrupted run leaves the previous output as it was.
+``--animals``, ``--outfits`` and ``--output`` may also be ``s3://`` locations
+(:mod:`helpers.storage`): inputs are fetched through pyarrow, and the output
+prefix is replaced under the same ownership rule, with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
 read on each side, joined, unmatched on each side, enhanced and kept unchanged,
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -54,7 +54,17 @@ import pyarrow.parquet as pq
 from helpers.config import Settings, SettingsError, gpu_scale, load_settings, with_stage
 from helpers.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
 from helpers.model_build import ModelFolderError
-from helpers.storage import StorageURI, check_scheme, fetch, is_uri, local_scratch, publish_dir
+from helpers.output import SUMMARY, WRITTEN_BY, claim_output, publish
+from helpers.storage import (
+    PublishError,
+    StorageURI,
+    check_output_prefix,
+    check_scheme,
+    fetch,
+    is_uri,
+    local_scratch,
+    publish_dir,
+)
 
 #: Columns of the Parquet output, in this order and with these plain Arrow types.
 OUTPUT_SCHEMA = pa.schema(
@@ -77,8 +87,6 @@ JOIN_PARTITIONS = 2
 #: its actor every time would restart it forever and the run would never end. Three
 #: survive a lost worker or node; a fourth death fails the run with Ray's error.
 ACTOR_FAULT_TOLERANCE = {"max_restarts": 3, "max_task_retries": 3}
-#: What an existing output folder may hold; anything else is not ours to replace.
-OUTPUT_ENTRIES = {"parquet", "images", "summary.json"}
 PARQUET_FILE = "part-00000.parquet"
 
 
@@ -157,56 +165,6 @@ def build_pipeline(
 
 
 # ---------------------------------------------------------------- output folder
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def prepare_output(output: Path) -> Path:
-    """Check that ``output`` may be (re)placed, clean stale partial folders, return a new partial one."""
-    if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output} is a file; give a folder path (it is created if missing)")
-    if output.is_dir():
-        foreign = sorted(entry.name for entry in output.iterdir() if entry.name not in OUTPUT_ENTRIES)
-        if foreign:
-            raise InputError(
-                f"--output {output} already holds other files ({', '.join(foreign[:3])}), and a run replaces the "
-                "whole folder; choose a new folder or an earlier output of this pipeline"
-            )
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        for stale in output.parent.glob(f"{output.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        partial = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
-    except OSError as err:
-        raise InputError(
-            f"--output {output}: cannot write in {err.filename or output.parent} ({err.strerror}); "
-            "choose a folder you can write"
-        ) from None
-    (partial / "parquet").mkdir()
-    (partial / "images").mkdir()
-    return partial
-
-
-def publish(partial: Path, output: Path) -> None:
-    """Put the finished ``partial`` folder in place of ``output``; a reader sees old or new, never half."""
-    if not output.exists():
-        partial.rename(output)
-    elif _exchange(partial, output):
-        shutil.rmtree(partial)  # now holds the previous output
-    else:
-        old = partial.with_name(partial.name + "-old")
-        output.rename(old)
-        partial.rename(output)
-        shutil.rmtree(old)
 
 
 def write_output(ds, folder: Path) -> dict:
@@ -394,11 +352,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def parquet_rows(folder: Path) -> int:
+    """Rows in the Parquet files of ``folder``, from their footers: no image is read back."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet")))
+
+
 def _summary(args, output: Path, report: dict, counts: dict, partial: Path, began: float) -> dict:
     return {
+        "written_by": WRITTEN_BY,
         **report,
         **counts,
-        "parquet_rows": pq.read_table(partial / "parquet").num_rows,
+        "parquet_rows": parquet_rows(partial / "parquet"),
         "png_files": sum(1 for _ in (partial / "images").glob("*.png")),
         "limit": args.limit,
         "llm": not args.no_enhance,
@@ -416,19 +380,31 @@ def _miscounts(summary: dict) -> str | None:
     return ", ".join(wrong) or None
 
 
+def _untouched(output, existed: bool) -> str:
+    """How the output stands after a run that did not publish."""
+    return f"{output} was left as it was" if existed else f"nothing was written to {output}"
+
+
 def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     args = parse_args(argv)
     remote = is_uri(args.output)
     output = args.output if remote else args.output.expanduser().resolve()
+    lock = None
     try:  # everything that can be wrong with the input, before Ray starts
         animals, outfits, report = load_inputs(args)
         check_models(load_settings(), enhance=not args.no_enhance)
-        partial = prepare_output(output) if not remote else _local_partial()
+        if remote:
+            existed = check_output_prefix(output)
+            partial = _local_partial()
+        else:
+            existed = output.is_dir()
+            lock, partial = claim_output(output)
     except (InputError, SettingsError, ModelFolderError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    published, summary_text = False, None
     previous_sigterm = None
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         # `kill` cleans up like Ctrl-C: the previous output stays, the partial folder goes.
@@ -446,12 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         if wrong:
             print(
                 f"error: wrote {wrong} but the join has {report['joined']} rows; "
-                f"{output} was left as it was (run again with --debug to investigate)",
+                f"{_untouched(output, existed)} (run again with --debug to investigate)",
                 file=sys.stderr,
             )
             return 1
-        (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        publish_dir(partial, output) if remote else publish(partial, output)
+        summary_text = json.dumps(summary, indent=2) + "\n"
+        (partial / SUMMARY).write_text(summary_text)
+        if remote:
+            publish_dir(partial, output)
+        else:
+            publish(partial, output)
+        published = True
         if summary["actor_restarts"]:
             print(
                 f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "
@@ -459,20 +440,40 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     except KeyboardInterrupt:
-        print(f"error: interrupted; {output} was left as it was", file=sys.stderr)
+        # publish() delivers an interrupt that came during its renames only once they are done.
+        in_place = published or (not remote and _holds_summary(output, summary_text))
+        where = f"the new output was already complete in {output}" if in_place else _untouched(output, existed)
+        print(f"error: interrupted; {where}", file=sys.stderr)
         return 130
+    except PublishError as err:  # an object store half-way through: the message says where the complete copy is
+        print(f"error: {err}", file=sys.stderr)
+        return 130 if isinstance(err.__cause__, KeyboardInterrupt) else 1
     except Exception as err:  # noqa: BLE001 - the command's contract: one line, traceback on request
         if args.debug:
             traceback.print_exc()
-        print(f"error: {_one_line(err)} (run again with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {_one_line(err)}; {_untouched(output, existed)} (run again with --debug for the traceback)",
+              file=sys.stderr)
         return 1
     finally:
+        # Not yet published: the new files; published by an exchange: the previous output.
         shutil.rmtree(partial, ignore_errors=True)
+        if lock is not None:
+            lock.release()
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
 
     print(json.dumps(summary))
     return 0
+
+
+def _holds_summary(output: Path, summary_text: str | None) -> bool:
+    """Whether ``output`` already holds this run's summary, i.e. :func:`publish` had put the new output in place."""
+    if summary_text is None:
+        return False
+    try:
+        return (output / SUMMARY).read_text() == summary_text
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -10,14 +10,26 @@ diffusers and transformers load from folders, not from object stores.
 S3 settings come from the standard AWS variables (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
 ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for an S3-compatible server such
-as MinIO); :mod:`helpers.config` forwards them to Ray workers.
+as MinIO). Only the driver reads and writes ``s3://``, so the credentials
+stay in the driver's process and are never sent to Ray workers.
 
-An object store has no atomic rename, so :func:`publish_dir` replaces an output
-prefix in three steps: upload the new files to ``<output>.partial-<id>/``, then
-delete the old ``<output>/`` objects and copy the new ones in, then write
-``<output>/_SUCCESS`` last. A failure before the copy leaves the previous
-output whole; a reader that waits for ``_SUCCESS`` never reads a half-written
-output. Objects are always replaced, never appended to.
+An output prefix is replaced only when it is empty or an earlier output of
+the pipeline (:func:`check_output_prefix`, the rule of :mod:`helpers.output`).
+An object store has no atomic rename, so :func:`publish_dir` replaces it in
+steps, in an order that never loses the only complete copy:
+
+1. *upload* the new files to ``<output>.partial-<id>/`` (marked as the
+   pipeline's own); a failure here removes the upload and leaves the previous
+   output whole;
+2. *delete* ``<output>/_SUCCESS``, then the old objects the new output does
+   not overwrite (``summary.json``, which marks the prefix as ours, stays);
+3. *copy* the new objects in, ``summary.json`` last;
+4. write the *marker* ``<output>/_SUCCESS``;
+5. remove the upload and the uploads that earlier failed publishes left.
+
+A failure or an interrupt during steps 2-4 keeps the upload and says where
+it is (:class:`PublishError`): ``<output>`` then has no ``_SUCCESS``, and a
+reader that waits for ``_SUCCESS`` never reads a half-written output.
 """
 
 from __future__ import annotations
@@ -27,8 +39,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from helpers.errors import ActionableError
+from helpers.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
+
 SCHEMES = ("s3",)
-SUCCESS_MARKER = "_SUCCESS"
 
 
 class StorageURI(str):
@@ -103,22 +117,124 @@ def fetch(uri: str, folder: Path) -> Path:
     return target
 
 
-def publish_dir(local: Path, uri: str) -> None:
-    """Replace the prefix ``uri`` with the files of the local folder ``local`` (see the module docstring)."""
+class PublishError(ActionableError, RuntimeError):
+    """Publishing to an object store stopped half-way; the message says where the complete output is."""
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _files_under(target_fs, prefix: str) -> list[str]:
+    """Paths of the objects under ``prefix``, relative to it (folder placeholders left out)."""
     from pyarrow import fs
 
+    if target_fs.get_file_info(prefix).type == fs.FileType.NotFound:
+        return []
+    infos = target_fs.get_file_info(fs.FileSelector(prefix, recursive=True, allow_not_found=True))
+    return sorted(info.path[len(prefix) + 1:] for info in infos if info.type == fs.FileType.File)
+
+
+def check_output_prefix(uri: str) -> bool:
+    """Refuse an output prefix that holds objects this pipeline did not write; True when it holds any.
+
+    Called before Ray starts: ``--output s3://bucket/project`` must never empty
+    a prefix with the inputs or anyone's files in it.
+    """
+    from pyarrow import fs
+
+    from helpers.inputs import InputError
+
     target_fs, target = filesystem(uri)
-    partial = f"{target}.partial-{secrets.token_hex(4)}"
-    local_fs = fs.LocalFileSystem()
-    fs.copy_files(str(local), partial, source_filesystem=local_fs, destination_filesystem=target_fs)
+    if "/" not in target.strip("/"):
+        raise InputError(f"--output {uri} is a whole bucket; give a prefix inside it, e.g. {uri}/outputs/pipeline")
     try:
-        if target_fs.get_file_info(target).type != fs.FileType.NotFound:
-            target_fs.delete_dir_contents(target, missing_dir_ok=True)
-        fs.copy_files(partial, target, source_filesystem=target_fs, destination_filesystem=target_fs)
-        with target_fs.open_output_stream(f"{target}/{SUCCESS_MARKER}") as marker:
-            marker.write(b"")
-    finally:
-        target_fs.delete_dir(partial)
+        if target_fs.get_file_info(target).type == fs.FileType.File:
+            raise InputError(f"--output {uri} is an object, not a prefix; give a prefix, e.g. {uri}-output")
+        files = _files_under(target_fs, target)
+        summary = None
+        if SUMMARY in files:
+            with target_fs.open_input_stream(f"{target}/{SUMMARY}") as stream:
+                summary = stream.read().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise InputError(f"--output {uri} cannot be listed ({_reason(err)}); check the location and credentials") \
+            from None
+    problem = ownership_problem(uri, files, summary)
+    if problem:
+        raise InputError(problem)
+    return bool(files)
+
+
+def _write_object(target_fs, path: str, data: bytes) -> None:
+    with target_fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def _delete_prefix(target_fs, prefix: str) -> None:
+    """Delete everything under ``prefix`` (best effort: leftovers are removed by the next publish)."""
+    try:
+        target_fs.delete_dir(prefix)
+    except OSError:
+        pass
+
+
+def _leftover_uploads(target_fs, target: str) -> list[str]:
+    """Upload prefixes ``<target>.partial-*`` that earlier publishes left and that carry the pipeline's marker."""
+    from pyarrow import fs
+
+    parent, name = target.rsplit("/", 1)
+    try:
+        siblings = target_fs.get_file_info(fs.FileSelector(parent, allow_not_found=True))
+        return [
+            info.path for info in siblings
+            if info.type == fs.FileType.Directory and info.base_name.startswith(f"{name}.partial-")
+            and target_fs.get_file_info(f"{info.path}/{PARTIAL_MARKER}").type == fs.FileType.File
+        ]
+    except OSError:
+        return []
+
+
+def publish_dir(local: Path, uri: str) -> None:
+    """Replace the prefix ``uri`` with the files of the local folder ``local`` (see the module docstring)."""
+    target_fs, target = filesystem(uri)
+    scheme = str(uri).split("://", 1)[0]
+    partial = f"{target}.partial-{secrets.token_hex(4)}"
+    # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
+    files = sorted((p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()),
+                   key=lambda rel: (rel == SUMMARY, rel))
+
+    try:  # 1. upload
+        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", b"")
+        for rel in files:
+            _write_object(target_fs, f"{partial}/{rel}", (local / rel).read_bytes())
+    except BaseException as err:
+        _delete_prefix(target_fs, partial)
+        raise PublishError(f"uploading the new output failed ({_reason(err)}); {uri} was left as it was") from err
+
+    step = "delete"
+    try:
+        old = set(_files_under(target_fs, target))
+        if SUCCESS_MARKER in old:  # 2. delete: readers stop trusting the prefix first
+            target_fs.delete_file(f"{target}/{SUCCESS_MARKER}")
+        for rel in sorted(old - set(files) - {SUCCESS_MARKER, SUMMARY}):
+            target_fs.delete_file(f"{target}/{rel}")
+        step = "copy"
+        for rel in files:  # 3. copy
+            target_fs.copy_file(f"{partial}/{rel}", f"{target}/{rel}")
+        step = "marker"
+        _write_object(target_fs, f"{target}/{SUCCESS_MARKER}", b"")  # 4. marker
+    except BaseException as err:
+        raise PublishError(
+            f"replacing {uri} stopped at the {step} step ({_reason(err)}); {uri} is incomplete and has no "
+            f"{SUCCESS_MARKER}, and the complete new output is in {scheme}://{partial}: run the pipeline again, "
+            f"or copy that prefix to {uri}"
+        ) from err
+
+    for leftover in [partial, *_leftover_uploads(target_fs, target)]:  # 5. tidy up
+        _delete_prefix(target_fs, leftover)
 
 
 def local_scratch(prefix: str) -> Path:

@@ -24,6 +24,7 @@ import pytest
 from helpers import pipeline
 from helpers.config import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 from helpers.model_build import missing_model_files
+from helpers.output import PARTIAL_MARKER
 
 DATA = REPO_ROOT / "data"
 STORAGE = Path(os.environ.get("WORKSHOP_STORAGE") or REPO_ROOT / "storage")
@@ -182,10 +183,18 @@ def plain_run(workdir, shared_ray) -> Run:
 
 @pytest.fixture(scope="module")
 def rerun(limited_run, workdir, shared_ray) -> Run:
-    """The limited run's folder again, without the LLM this time, next to a stale partial folder."""
+    """The limited run's folder again, without the LLM this time, next to stale partial folders.
+
+    One was left by a killed run of the pipeline (it carries the marker), one is a
+    user's folder that merely has a similar name.
+    """
     stale = workdir / "limited.partial-stale"
     stale.mkdir()
+    (stale / PARTIAL_MARKER).write_text("12345\n")
     (stale / "junk.txt").write_text("left by an interrupted run")
+    users = workdir / "limited.partial-keep"
+    users.mkdir()
+    (users / "notes.txt").write_text("a user's notes")
     proc = run_cli(
         *repo_data(limited_run.output, "--limit", 12, "--no-enhance"), ray_address=shared_ray, **ONE_IMAGE_ACTOR
     )
@@ -323,7 +332,8 @@ def test_rerun_replaces_instead_of_appending(limited_run, rerun):
     assert len(rerun.png_names) == 12
     assert json.loads((rerun.output / "summary.json").read_text())["llm"] is False
     leftovers = sorted(p.name for p in rerun.output.parent.iterdir() if p.name.startswith("limited."))
-    assert leftovers == [], "partial folders are cleaned up"
+    assert leftovers == ["limited.partial-keep"], "the pipeline's partial folders are cleaned up, nobody else's"
+    assert (rerun.output.parent / "limited.partial-keep" / "notes.txt").read_text() == "a user's notes"
 
 
 @needs_models
@@ -446,29 +456,7 @@ def test_bad_input_never_imports_ray_or_torch(inputs):
     assert proc.stdout.split() == ["2", "False", "False"], proc.stderr
 
 
-# ---------------------------------------------------------------- the output folder, without Ray
-
-
-def test_publish_replaces_the_previous_output(tmp_path):
-    output = tmp_path / "out"
-    output.mkdir()
-    (output / "summary.json").write_text("old")
-    partial = pipeline.prepare_output(output)
-    (partial / "summary.json").write_text("new")
-    pipeline.publish(partial, output)
-    assert (output / "summary.json").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_prepare_output_cleans_stale_partials_and_keeps_the_output(tmp_path):
-    output = tmp_path / "out"
-    (output / "images").mkdir(parents=True)
-    (output / "images" / "1.png").write_bytes(b"old")
-    (tmp_path / "out.partial-abc123").mkdir()
-    partial = pipeline.prepare_output(output)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", partial.name])
-    assert (output / "images" / "1.png").read_bytes() == b"old", "untouched until the new run is complete"
-    assert sorted(p.name for p in partial.iterdir()) == ["images", "parquet"]
+# ---------------------------------------------------------------- stages, without Ray
 
 
 def test_stages_without_ray():

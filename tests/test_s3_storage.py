@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.config import REPO_ROOT
+from helpers.output import WRITTEN_BY
 from helpers.storage import SUCCESS_MARKER, StorageURI, filesystem
 
 ROWS = 6
@@ -70,8 +71,10 @@ def test_pipeline_reads_and_writes_s3(s3, monkeypatch):
     root = f"s3://{BUCKET}/storage"
     env = {**s3["env"], "WORKSHOP_STORAGE": root, "WORKSHOP_PROFILE": "cpu"}
     output = f"{root}/outputs/final"
-    # A stale object from an earlier run must not survive: the output prefix is replaced, not appended to.
-    s3["client"].put_object(Bucket=BUCKET, Key="storage/outputs/final/images/stale.png", Body=b"old")
+    # An earlier output's objects must not survive: the output prefix is replaced, not appended to.
+    s3["client"].put_object(Bucket=BUCKET, Key="storage/outputs/final/images/9999.png", Body=b"old")
+    s3["client"].put_object(Bucket=BUCKET, Key="storage/outputs/final/summary.json",
+                            Body=json.dumps({"written_by": WRITTEN_BY}).encode())
     done = _run(env, "--animals", f"{root}/data/animals.csv", "--outfits", f"{root}/data/outfits.csv",
                 "--output", output, "--limit", str(ROWS), "--no-enhance")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -89,6 +92,7 @@ def test_pipeline_reads_and_writes_s3(s3, monkeypatch):
     # pyarrow writes empty "folder/" marker objects too; count the pictures.
     images = [key for key in keys if key.startswith("storage/outputs/final/images/") and key.endswith(".png")]
     assert sorted(images) == sorted(f"storage/outputs/final/images/{i}.png" for i in table.column("id").to_pylist())
+    assert "storage/outputs/final/images/9999.png" not in keys
     assert f"storage/outputs/final/{SUCCESS_MARKER}" in keys
     assert not [key for key in keys if ".partial-" in key], "the upload prefix was left behind"
 

@@ -1,0 +1,324 @@
+"""The pipeline command's output folder: what it may replace, and how it replaces it.
+
+``--output X`` names a folder that a run *replaces*. Replacing means deleting,
+so the command only ever deletes what it wrote itself:
+
+* **Ownership.** A folder (or ``s3://`` prefix) may be replaced when it is
+  empty or missing, or when it is an earlier output of this pipeline: nothing
+  in it but the pipeline's own layout (:func:`foreign_entries`) and a
+  ``summary.json`` with the pipeline's fields (:func:`is_pipeline_summary`).
+  Anything else (``X/images/holiday.jpg``, a thesis, the inputs) is refused
+  with one line before Ray starts, and nothing is touched.
+* **Partial folders.** A run writes into a sibling ``X.partial-<random>`` that
+  holds a marker file (:data:`PARTIAL_MARKER`); stale partial folders of
+  interrupted runs are removed only when they carry that marker, or are a
+  complete earlier output set aside by an interrupted publish. A user's
+  ``X.partial-keep`` without the marker is left alone. Names are compared as
+  text, never as glob patterns.
+* **One run at a time.** A lock file next to the output (:class:`OutputLock`)
+  makes a second run into the same ``X`` stop with one line instead of
+  interleaving with the first.
+* **Publishing.** :func:`publish` swaps the finished partial folder in with
+  Linux's ``renameat2(RENAME_EXCHANGE)``, one atomic step. File systems
+  without it (NFS, EFS, FUSE mounts, macOS; the cluster's ``/mnt/cluster_storage``
+  is usually NFS) take the fallback of two renames, with Ctrl-C and ``kill``
+  deferred in between, so an interrupt finds either the old output in place
+  or the new one, never neither. A crash between the two renames (power
+  loss, ``kill -9``) leaves the old output in ``X.partial-<id>-old``; the next
+  run puts it back before anything else.
+
+The ``s3://`` side of the same rules is in :mod:`helpers.storage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from helpers.inputs import InputError
+
+#: What the pipeline writes; the Parquet file name is fixed (one file, written by the driver).
+SUMMARY = "summary.json"
+SUCCESS_MARKER = "_SUCCESS"
+PARQUET_DIR, IMAGES_DIR = "parquet", "images"
+#: The field of ``summary.json`` that says which program wrote the folder.
+WRITTEN_BY = "helpers.pipeline"
+#: A file inside a partial folder: "this half-written folder is the pipeline's, delete it freely".
+PARTIAL_MARKER = ".workshop-partial"
+#: Fields every summary of this pipeline has had (outputs written before ``written_by`` existed).
+_SUMMARY_FIELDS = {"joined", "parquet_rows", "png_files", "llm", "output"}
+_OUR_PATHS = re.compile(
+    rf"(?:{SUMMARY}|{SUCCESS_MARKER}|{PARQUET_DIR}|{IMAGES_DIR}"
+    rf"|{PARQUET_DIR}/part-\d+\.parquet|{IMAGES_DIR}/-?\d+\.png)"
+)
+#: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.
+_EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+# ---------------------------------------------------------------- what is ours
+
+
+def foreign_entries(relative_paths) -> list[str]:
+    """The paths (relative to the output, ``/``-separated) that this pipeline never writes."""
+    return sorted(path for path in relative_paths if not _OUR_PATHS.fullmatch(path.strip("/")))
+
+
+def is_pipeline_summary(text: str | None) -> bool:
+    """Whether ``text`` is a ``summary.json`` written by this pipeline."""
+    try:
+        summary = json.loads(text) if text is not None else None
+    except ValueError:
+        return False
+    if not isinstance(summary, dict):
+        return False
+    return summary.get("written_by") == WRITTEN_BY or _SUMMARY_FIELDS <= summary.keys()
+
+
+def ownership_problem(location: str, relative_paths: list[str], summary_text: str | None) -> str | None:
+    """Why ``location`` must not be replaced, or None when it is empty or an earlier output of ours."""
+    if not relative_paths:
+        return None
+    foreign = foreign_entries(relative_paths)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return (
+            f"--output {location} already holds files this pipeline did not write ({shown}), and a run replaces "
+            "the whole folder; choose a new folder, or move those files out"
+        )
+    if not is_pipeline_summary(summary_text):
+        return (
+            f"--output {location} is not an earlier output of this pipeline (it has no {SUMMARY} written by it), "
+            "and a run replaces the whole folder; choose a new folder"
+        )
+    return None
+
+
+def _relative_paths(folder: Path) -> list[str]:
+    return [path.relative_to(folder).as_posix() for path in folder.rglob("*")]
+
+
+def _read_summary(folder: Path) -> str | None:
+    try:
+        return (folder / SUMMARY).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def is_earlier_output(folder: Path) -> bool:
+    """A folder holding a complete earlier output of this pipeline and nothing else."""
+    if not (folder / SUMMARY).is_file():
+        return False
+    return ownership_problem(str(folder), _relative_paths(folder), _read_summary(folder)) is None
+
+
+# ---------------------------------------------------------------- one run at a time
+
+
+class OutputLock:
+    """An exclusive lock on ``--output``, held by one run from its checks to its publish.
+
+    The lock is a ``flock`` on ``.<name>.lock`` next to the output, removed
+    when released. The kernel drops the lock when the process dies, so a
+    killed run never blocks the next one.
+    """
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.path = output.parent / f".{output.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise InputError(
+                    f"another run is writing --output {self.output} (process {holder}); "
+                    "wait for it to finish, or choose another --output"
+                ) from None
+            # The previous holder may have removed the file between our open and our lock:
+            # then we hold a lock on a deleted file, and must take the new one.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still locked, so nobody locks a file about to vanish
+        os.close(self._fd)
+        self._fd = None
+
+
+# ---------------------------------------------------------------- partial folders
+
+
+def _siblings(output: Path, suffix_start: str) -> list[Path]:
+    """Entries next to ``output`` whose name starts with ``<name><suffix_start>``, compared as text."""
+    prefix = output.name + suffix_start
+    return sorted(entry for entry in output.parent.iterdir() if entry.name.startswith(prefix))
+
+
+def clean_stale_partials(output: Path) -> list[str]:
+    """Tidy up after interrupted runs; return notes on what was restored.
+
+    A marked partial folder is deleted. A complete earlier output set aside
+    as ``X.partial-<id>-old`` is put back when ``X`` is missing (a crash between
+    the fallback's two renames), and deleted otherwise. Unmarked folders are
+    someone else's and stay.
+    """
+    notes = []
+    for entry in _siblings(output, ".partial-"):
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        if (entry / PARTIAL_MARKER).is_file():
+            shutil.rmtree(entry)
+        elif is_earlier_output(entry):
+            if not output.exists() and entry.name.endswith("-old"):
+                entry.rename(output)
+                notes.append(f"restored the previous output from {entry.name} (an earlier run stopped while publishing)")
+            else:
+                shutil.rmtree(entry)
+    return notes
+
+
+def claim_output(output: Path) -> tuple[OutputLock, Path]:
+    """Lock ``output``, check that it may be (re)placed, tidy stale partials; return the lock and a new partial.
+
+    Raises :class:`InputError` with one line (and holds no lock) when the
+    output is a file, cannot be written, is someone else's, or is being
+    written by another run. Release the lock after :func:`publish`, or after
+    giving up.
+    """
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; give a folder path (it is created if missing)")
+    lock = OutputLock(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        raise InputError(_unwritable(output, err)) from None
+    try:
+        return lock, _prepare(output)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _unwritable(output: Path, err: OSError) -> str:
+    return f"--output {output}: cannot write in {err.filename or output.parent} ({err.strerror}); " \
+        "choose a folder you can write"
+
+
+def _prepare(output: Path) -> Path:
+    try:
+        for note in clean_stale_partials(output):
+            print(f"note: {note}", file=sys.stderr)
+    except OSError as err:
+        raise InputError(_unwritable(output, err)) from None
+    if output.is_dir():
+        problem = ownership_problem(str(output), _relative_paths(output), _read_summary(output))
+        if problem:
+            raise InputError(problem)
+    try:
+        partial = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
+        (partial / PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
+        (partial / PARQUET_DIR).mkdir()
+        (partial / IMAGES_DIR).mkdir()
+    except OSError as err:
+        raise InputError(_unwritable(output, err)) from None
+    return partial
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def _renameat2_exchange(a: Path, b: Path) -> int:
+    """Call ``renameat2(a, b, RENAME_EXCHANGE)``; 0 on success, else the errno (ENOSYS where absent)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux/glibc: macOS, musl without it
+        return errno.ENOSYS
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step; False where the system or file system cannot.
+
+    Any other failure (permissions, a path gone, an I/O error) is raised: it
+    would fail the fallback's renames too, and must not be mistaken for
+    "unsupported".
+    """
+    code = _renameat2_exchange(a, b)
+    if code == 0:
+        return True
+    if code in _EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and ``kill`` until the block is done, then deliver them.
+
+    Only the main thread can set handlers; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+def publish(partial: Path, output: Path) -> None:
+    """Put the finished ``partial`` folder in place of ``output``: a reader sees old or new, never half.
+
+    When this returns, ``output`` is the new output; an interrupt raised from
+    here (delivered after the renames) also means the new output is in place.
+    """
+    old = None
+    with signals_deferred():
+        (partial / PARTIAL_MARKER).unlink()
+        if not output.exists():
+            partial.rename(output)
+        elif exchange(partial, output):
+            old = partial  # now holds the previous output
+        else:
+            old = partial.with_name(partial.name + "-old")
+            output.rename(old)
+            partial.rename(output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

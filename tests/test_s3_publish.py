@@ -1,0 +1,196 @@
+"""Publishing to ``s3://`` never loses the only complete copy, and never deletes what is not ours.
+
+Against the moto server of ``test_s3_storage`` (loopback, fake credentials).
+Failures are injected by wrapping the real pyarrow S3 file system: the named
+operation of one publish step raises, as a dropped connection, an expired
+token or Ctrl-C would, after the step has done part of its work.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import storage
+from helpers.inputs import InputError
+from helpers.output import PARTIAL_MARKER, WRITTEN_BY
+from helpers.storage import SUCCESS_MARKER, PublishError, check_output_prefix, publish_dir
+from tests import test_s3_storage
+from tests.test_s3_storage import BUCKET, FAKE_AWS, _run
+
+#: The moto server with the workshop's inputs (a fixture, used by name).
+s3 = test_s3_storage.s3
+
+OLD = {
+    "parquet/part-00000.parquet": b"old parquet",
+    "images/1.png": b"old 1",
+    "images/2.png": b"old 2",
+    "summary.json": json.dumps({"written_by": WRITTEN_BY, "label": "old"}).encode(),
+    SUCCESS_MARKER: b"",
+}
+NEW = {
+    "parquet/part-00000.parquet": b"new parquet",
+    "images/1.png": b"new 1",
+    "images/3.png": b"new 3",
+    "summary.json": json.dumps({"written_by": WRITTEN_BY, "label": "new"}).encode(),
+}
+
+
+@pytest.fixture
+def aws(s3, monkeypatch):
+    """This process talks to the moto server too (the publish runs in the driver)."""
+    for name, value in {**FAKE_AWS, "AWS_ENDPOINT_URL": s3["env"]["AWS_ENDPOINT_URL"]}.items():
+        monkeypatch.setenv(name, value)
+    return s3["client"]
+
+
+def put(client, prefix: str, objects: dict[str, bytes]) -> None:
+    for rel, body in objects.items():
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{rel}", Body=body)
+
+
+def objects(client, prefix: str) -> dict[str, bytes]:
+    """The objects under ``prefix/`` (folder placeholders left out), by path relative to it."""
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith("/"):
+                body = client.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+                found[obj["Key"][len(prefix) + 1:]] = body
+    return found
+
+
+def partial_prefixes(client, prefix: str) -> list[str]:
+    keys = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}.partial-").get("Contents", [])
+    return sorted({key["Key"].split("/")[len(prefix.split("/")) - 1] for key in keys})
+
+
+def local_output(folder: Path) -> Path:
+    for rel, body in NEW.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(body)
+    return folder
+
+
+class FailingFileSystem:
+    """The real S3 file system, except that ``method`` raises ``error`` once ``fails(path)`` has said so."""
+
+    def __init__(self, real, method: str, fails, error: BaseException):
+        self.real, self.method, self.fails, self.error = real, method, fails, error
+
+    def __getattr__(self, name):
+        attribute = getattr(self.real, name)
+        if name != self.method:
+            return attribute
+
+        def failing(path, *args, **kwargs):
+            if self.fails(path):
+                raise self.error
+            return attribute(path, *args, **kwargs)
+
+        return failing
+
+
+REAL_FILESYSTEM = storage.filesystem
+
+
+def inject(monkeypatch, method: str, fails, error: BaseException) -> None:
+    def failing_filesystem(uri):
+        real_fs, path = REAL_FILESYSTEM(uri)
+        return FailingFileSystem(real_fs, method, fails, error), path
+
+    monkeypatch.setattr(storage, "filesystem", failing_filesystem)
+
+
+def after(count: int, condition=lambda path: True):
+    """A predicate that lets ``count`` matching calls through, then fails."""
+    seen = []
+
+    def fails(path) -> bool:
+        if not condition(str(path)):
+            return False
+        seen.append(path)
+        return len(seen) > count
+
+    return fails
+
+
+def test_publish_replaces_an_earlier_output_and_nothing_else(aws, tmp_path):
+    prefix = "proj/out"
+    put(aws, prefix, OLD)
+    put(aws, "proj/out2", {"keep.txt": b"a neighbour"})
+    put(aws, "proj/out.partial-keep", {"keep.txt": b"a user's prefix with a similar name"})
+    put(aws, "proj/out.partial-dead", {PARTIAL_MARKER: b"", "images/1.png": b"from a failed publish"})
+    publish_dir(local_output(tmp_path), f"s3://{BUCKET}/{prefix}")
+    assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
+    assert objects(aws, "proj/out2") == {"keep.txt": b"a neighbour"}
+    assert partial_prefixes(aws, prefix) == ["out.partial-keep"], "our leftover upload is removed, theirs is not"
+
+
+# (step, the operation that fails, a predicate factory saying which of its calls fail)
+STEPS = [
+    ("upload", "open_output_stream", lambda: after(2, lambda path: ".partial-" in path)),
+    ("delete", "delete_file", lambda: after(1)),
+    ("copy", "copy_file", lambda: after(2)),
+    ("marker", "open_output_stream", lambda: after(0, lambda path: path.endswith(f"out/{SUCCESS_MARKER}"))),
+]
+
+
+@pytest.mark.parametrize("error", [OSError("connection reset"), KeyboardInterrupt()], ids=["network", "ctrl-c"])
+@pytest.mark.parametrize(("step", "method", "fails"), STEPS, ids=[step[0] for step in STEPS])
+def test_a_failure_at_any_step_keeps_a_complete_copy_and_says_where(aws, tmp_path, monkeypatch, step, method, fails,
+                                                                    error):
+    prefix = f"fail-{step}-{type(error).__name__}/out"
+    uri = f"s3://{BUCKET}/{prefix}"
+    put(aws, prefix, OLD)
+    inject(monkeypatch, method, fails(), error)
+    with pytest.raises(PublishError) as raised:
+        publish_dir(local_output(tmp_path), uri)
+    message = str(raised.value)
+    assert isinstance(raised.value.__cause__, type(error))
+    if step == "upload":
+        assert message.endswith(f"{uri} was left as it was")
+        assert objects(aws, prefix) == OLD
+        assert partial_prefixes(aws, prefix) == [], "the failed upload is removed"
+        return
+    assert f"stopped at the {step} step" in message
+    [upload] = partial_prefixes(aws, prefix)
+    assert f"the complete new output is in s3://{BUCKET}/{prefix.rsplit('/', 1)[0]}/{upload}" in message
+    assert objects(aws, f"{prefix.rsplit('/', 1)[0]}/{upload}") == {**NEW, PARTIAL_MARKER: b""}
+    left = objects(aws, prefix)
+    assert SUCCESS_MARKER not in left, "a reader must not trust a half-replaced prefix"
+    assert "summary.json" in left, "the prefix stays recognisable as ours"
+
+    monkeypatch.setattr(storage, "filesystem", REAL_FILESYSTEM)  # the network is back
+    assert check_output_prefix(uri) is True, "the next run may replace it"
+    publish_dir(local_output(tmp_path), uri)
+    assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
+    assert partial_prefixes(aws, prefix) == [], "the next publish removes the earlier upload"
+
+
+def test_an_output_prefix_holding_the_inputs_is_refused_before_ray(s3):
+    """``--output`` = the storage root itself: today's inputs live under it, so nothing may be deleted."""
+    root = f"s3://{BUCKET}/storage"
+    before = sorted(obj["Key"] for obj in s3["client"].list_objects_v2(Bucket=BUCKET, Prefix="storage/")["Contents"])
+    done = _run({**s3["env"], "WORKSHOP_PROFILE": "cpu"}, "--animals", f"{root}/data/animals.csv",
+                "--outfits", f"{root}/data/outfits.csv", "--output", root)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: --output {root} already holds files this pipeline did not write")
+    assert "data/animals.csv" in line
+    after_run = sorted(obj["Key"] for obj in s3["client"].list_objects_v2(Bucket=BUCKET, Prefix="storage/")["Contents"])
+    assert after_run == before
+
+
+def test_a_whole_bucket_as_output_is_refused(aws):
+    with pytest.raises(InputError, match="is a whole bucket"):
+        check_output_prefix(f"s3://{BUCKET}")
+
+
+def test_a_prefix_of_the_pipelines_shape_without_its_summary_is_refused(aws):
+    put(aws, "lookalike/out", {"images/1.png": b"someone's picture"})
+    with pytest.raises(InputError, match="not an earlier output of this pipeline"):
+        check_output_prefix(f"s3://{BUCKET}/lookalike/out")
+    assert objects(aws, "lookalike/out") == {"images/1.png": b"someone's picture"}
