@@ -317,13 +317,12 @@ def with_stage(settings: Settings, stage: str, **changes) -> Settings:
 
 
 #: Variables forwarded to every Ray worker so that workers resolve the same settings.
+#: No AWS_* variable is among them: on a cluster they would travel in the job's
+#: runtime_env, which the dashboard and ``ray list jobs --detail`` show to every
+#: user of the cluster, and no worker needs them, because only the driver reads
+#: and writes ``s3://`` (``helpers.pipeline`` through :mod:`helpers.storage`).
 FORWARDED_ENV_PREFIXES = ("WORKSHOP_",)
-FORWARDED_ENV_NAMES = (
-    "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE",
-    # S3 storage (helpers.storage): workers that read s3:// need the same credentials and endpoint.
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE",
-)
+FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
 
 
 def forwarded_env() -> dict[str, str]:
