@@ -150,6 +150,7 @@ def configure_data_context() -> None:
     """Ray Data settings for lessons: fail fast, and show progress without noise."""
     import ray
 
+    from helpers.overwrite import replace_only_when_complete
     from helpers.progress import configure_progress
     from helpers.resources import ResourceGuard
 
@@ -159,6 +160,9 @@ def configure_data_context() -> None:
     # The guard runs after operators start; actor pools must start
     # asynchronously (Ray's default) for it to run before anything waits.
     ctx.wait_for_min_actors_s = -1
+    # Ray's mode="overwrite" empties the folder before the guard runs: keep the
+    # earlier output until the new one is complete.
+    replace_only_when_complete()
     # A notebook's stdout is not a terminal, so Ray Data would log a progress
     # table every few seconds into the cell: show one updating line instead.
     configure_progress()

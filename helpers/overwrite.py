@@ -1,0 +1,152 @@
+"""``mode="overwrite"`` that keeps the earlier output until the new one is complete.
+
+Ray 2.60's file writers (``write_parquet``, ``write_images``, ``write_csv``, ...:
+every ``_FileDatasink``) handle ``mode="overwrite"`` in ``Dataset.write_datasink``
+on the driver: ``on_write_start()`` empties the folder before the execution is
+even planned. Everything that can still go wrong comes after that: the resource
+check (:mod:`helpers.resources`, an execution callback, runs once the operators
+are built), a stage that fails half-way, Ctrl-C. Each of them used to leave the
+learner's earlier, checked output deleted and the lab saying *incorrect*.
+
+:func:`replace_only_when_complete` changes that one case and leaves the lessons'
+cells exactly as Ray's documentation writes them: when an overwrite finds an
+earlier output, the write goes into a sibling ``<folder>.writing-<id>`` and
+replaces the folder once every write task has finished (``on_write_complete``).
+A failed write removes its sibling (``on_write_failed``) and leaves the folder
+as it was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no
+``Exception``), so the next overwrite of the folder removes what it left. A
+write into a missing or empty folder, and every other mode, is Ray's own.
+
+Replacing the folder: on a local or mounted file system, two renames (an
+interrupt between them puts the earlier folder back); on an object store, which
+has no rename, delete then copy, so a reader there can see a half-replaced
+prefix while the copy runs, but a failed write still deletes nothing.
+
+Ray internals used, checked against Ray 2.60: ``_FileDatasink`` and its
+``path``, ``filesystem``, ``mode`` and ``_write_started`` attributes, and the
+order in ``write_datasink`` (``on_write_start`` before planning), which is why
+the write tasks receive the datasink with the sibling as its ``path``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import posixpath
+import re
+import secrets
+import shutil
+
+log = logging.getLogger(__name__)
+
+#: Between a folder's name and a random id: the sibling an overwrite writes into.
+WRITING = ".writing-"
+#: The earlier output, for the moment between the two renames that replace it.
+SET_ASIDE = "-old"
+#: Where a staged write goes once complete (an attribute of the datasink, None when not staged).
+_TARGET = "_workshop_overwrite_target"
+_INSTALLED = "_workshop_replaces_only_when_complete"
+
+
+def replace_only_when_complete() -> None:
+    """Make every Ray file writer's ``mode="overwrite"`` keep the earlier output until it has finished."""
+    from ray.data.datasource.file_datasink import _FileDatasink
+
+    if getattr(_FileDatasink, _INSTALLED, False):
+        return
+    start = _FileDatasink.on_write_start
+    complete = _FileDatasink.on_write_complete
+    failed = _FileDatasink.on_write_failed
+
+    @functools.wraps(start)
+    def on_write_start(self, schema=None):
+        if not getattr(self, "_write_started", False) and _has_earlier_output(self):
+            _remove_leftovers(self.filesystem, self.path)
+            setattr(self, _TARGET, self.path)
+            self.path = f"{self.path}{WRITING}{secrets.token_hex(4)}"
+        return start(self, schema)
+
+    @functools.wraps(complete)
+    def on_write_complete(self, write_result):
+        target = getattr(self, _TARGET, None)
+        if target is None:
+            return complete(self, write_result)
+        _replace(self.filesystem, self.path, target)
+        setattr(self, _TARGET, None)
+        self.path = target
+
+    @functools.wraps(failed)
+    def on_write_failed(self, error):
+        target = getattr(self, _TARGET, None)
+        if target is not None:
+            _delete_dir(self.filesystem, self.path)
+            setattr(self, _TARGET, None)
+            self.path = target
+        return failed(self, error)
+
+    _FileDatasink.on_write_start = on_write_start
+    _FileDatasink.on_write_complete = on_write_complete
+    _FileDatasink.on_write_failed = on_write_failed
+    setattr(_FileDatasink, _INSTALLED, True)
+
+
+def _has_earlier_output(datasink) -> bool:
+    from pyarrow.fs import FileSelector, FileType
+    from ray.data._internal.savemode import SaveMode
+
+    if datasink.mode != SaveMode.OVERWRITE:
+        return False
+    if datasink.filesystem.get_file_info(datasink.path).type != FileType.Directory:
+        return False  # nothing to keep (a file in the way is Ray's to report)
+    return bool(datasink.filesystem.get_file_info(FileSelector(datasink.path)))
+
+
+def _remove_leftovers(filesystem, target: str) -> None:
+    """Delete the siblings that interrupted overwrites of ``target`` left behind."""
+    from pyarrow.fs import FileSelector, FileType
+
+    parent, name = posixpath.split(target.rstrip("/"))
+    ours = re.compile(re.escape(name + WRITING) + r"[0-9a-f]{8}(?:" + re.escape(SET_ASIDE) + ")?")
+    for entry in filesystem.get_file_info(FileSelector(parent)):
+        if entry.type == FileType.Directory and ours.fullmatch(entry.base_name):
+            log.info("removing %s, left by an interrupted write", entry.path)
+            _delete_dir(filesystem, entry.path)
+
+
+def _local(filesystem) -> bool:
+    from pyarrow.fs import LocalFileSystem
+
+    inner = filesystem.unwrap() if hasattr(filesystem, "unwrap") else filesystem  # Ray's retrying wrapper
+    return isinstance(inner, LocalFileSystem)
+
+
+def _replace(filesystem, finished: str, target: str) -> None:
+    """Put the ``finished`` folder in place of ``target``; on failure ``target`` is as it was."""
+    from pyarrow import fs
+
+    if _local(filesystem):
+        if not os.path.isdir(finished):
+            os.makedirs(finished)  # a write of zero rows replaces the output with an empty folder, as Ray's does
+        earlier = finished + SET_ASIDE
+        os.rename(target, earlier)
+        try:
+            os.rename(finished, target)
+        except BaseException:
+            os.rename(earlier, target)
+            raise
+        shutil.rmtree(earlier, ignore_errors=True)
+        return
+    filesystem.delete_dir_contents(target, missing_dir_ok=True)
+    if filesystem.get_file_info(finished).type != fs.FileType.NotFound:
+        fs.copy_files(finished, target, source_filesystem=filesystem, destination_filesystem=filesystem)
+        _delete_dir(filesystem, finished)
+
+
+def _delete_dir(filesystem, path: str) -> None:
+    try:
+        filesystem.delete_dir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # a leftover is cleaned by the next overwrite; the write's own error matters more
+        log.warning("could not remove %s: %s", path, err)

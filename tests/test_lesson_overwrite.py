@@ -1,0 +1,238 @@
+"""A lesson's ``write_*(..., mode="overwrite")`` that fails keeps the learner's earlier output.
+
+Ray 2.60's file writers empty the folder for ``mode="overwrite"`` in the driver,
+before the execution (and so the resource check) starts. Each test here writes a
+correct lab answer with a real Ray write, runs the same write again the way a
+learner would, with a mistake that makes it fail (an actor pool larger than the
+cluster, a stage that raises half-way, Ctrl-C), and checks that the folder holds
+exactly the earlier files and the lab still says *correct*. The writes run on
+the suite's shared session (the ``session`` fixture); nothing loads a model.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.lab_checks import animal_prompts
+from helpers.lab_checks_late import joined_row_count
+from helpers.labs import CORRECT, get_lab
+from helpers.overwrite import WRITING
+from helpers.resources import ResourceMismatchError
+
+#: Writes of the lessons, as their cells call them: (lab, its argument, the write).
+WRITERS = {
+    "parquet": ("03_parquet", "parquet_path", lambda ds, path: ds.write_parquet(path, mode="overwrite")),
+    "png": (
+        "04_png",
+        "folder",
+        lambda ds, path: ds.write_images(path, column="image", file_format="png", mode="overwrite"),
+    ),
+}
+
+
+def write(writer: str, ds, folder: Path) -> None:
+    WRITERS[writer][2](ds, str(folder))
+
+
+def lab_says(writer: str, folder: Path):
+    lab, argument, _ = WRITERS[writer]
+    return get_lab(lab).evaluate(**{argument: str(folder)})
+
+
+def png_bytes(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), seed % 256, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def answer(writer: str):
+    """The rows a correct lab answer writes: lab 03's prompts with PNG bytes, lab 04's joined rows as pixels."""
+    import ray
+
+    if writer == "parquet":
+        items = [{"id": i, "prompt": prompt, "image": png_bytes(i)} for i, prompt in enumerate(animal_prompts())]
+    else:
+        items = [{"id": i, "image": np.full((4, 4, 3), i % 256, dtype=np.uint8)} for i in range(joined_row_count())]
+    return ray.data.from_items(items, override_num_blocks=4)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def siblings(folder: Path) -> list[str]:
+    """What a write left next to the folder (a staging folder must not outlive its write)."""
+    return sorted(path.name for path in folder.parent.iterdir() if path != folder)
+
+
+def written_correctly(tmp_path: Path, writer: str) -> tuple[Path, dict[str, bytes]]:
+    folder = tmp_path / WRITERS[writer][0]
+    write(writer, answer(writer), folder)
+    assert lab_says(writer, folder).status == CORRECT
+    return folder, snapshot(folder)
+
+
+def assert_kept(folder: Path, before: dict[str, bytes], writer: str) -> None:
+    assert snapshot(folder) == before, "the failed re-run changed the earlier output"
+    outcome = lab_says(writer, folder)
+    assert outcome.status == CORRECT, outcome.message
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_rerun_stopped_by_the_resource_check_keeps_the_earlier_output(session, tmp_path, writer):
+    import ray
+
+    class NeedsAGpu:  # no model: the resource check rejects the pool before any actor runs
+        def __call__(self, batch):
+            return batch
+
+    folder, before = written_correctly(tmp_path, writer)
+    too_many = int(ray.cluster_resources().get("GPU", 0)) + 1  # e.g. WORKSHOP_IMAGE_ACTORS=5 on fewer GPUs
+    pool = ray.data.ActorPoolStrategy(size=too_many)
+    rerun = answer(writer).map_batches(NeedsAGpu, batch_size=8, num_gpus=1, compute=pool)
+    with pytest.raises(ResourceMismatchError):
+        write(writer, rerun, folder)
+    assert_kept(folder, before, writer)
+    assert siblings(folder) == []
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_rerun_failing_half_way_keeps_the_earlier_output(session, tmp_path, writer):
+    def fail_after_the_others(batch):  # defined here: Ray ships it by value, the tests are no package
+        if 0 in batch["id"]:
+            time.sleep(1)  # the other blocks are written first: the failure comes half-way
+            raise ValueError("a model stage failed half-way")
+        return batch
+
+    folder, before = written_correctly(tmp_path, writer)
+    with pytest.raises(Exception, match="failed half-way"):
+        write(writer, answer(writer).map_batches(fail_after_the_others), folder)
+    assert_kept(folder, before, writer)
+    assert siblings(folder) == []
+
+
+def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it(session, tmp_path):
+    """Ctrl-C in the driver (Jupyter's "interrupt kernel") once the re-run has written files, then a re-run."""
+
+    def slow(batch):
+        time.sleep(0.5)  # a model stage's pace, so the interrupt lands half-way
+        return batch
+
+    folder, before = written_correctly(tmp_path, "parquet")
+    driver = threading.get_ident()
+
+    def interrupt_when_new_files_appear():
+        deadline = time.monotonic() + 120
+        while {p.name for p in tmp_path.glob("**/*.parquet")} <= set(before):  # in the folder or beside it
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        signal.pthread_kill(driver, signal.SIGALRM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    watcher = threading.Thread(target=interrupt_when_new_files_appear, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write("parquet", answer("parquet").repartition(20).map_batches(slow), folder)
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGALRM, previous)
+    assert_kept(folder, before, "parquet")
+    assert [name.split(WRITING)[0] for name in siblings(folder)] == [folder.name], "the interrupted run's files"
+
+    write("parquet", answer("parquet").repartition(2), folder)
+    assert len(list(folder.glob("*.parquet"))) == 2
+    assert lab_says("parquet", folder).status == CORRECT
+    assert siblings(folder) == [], "the next run removes what the interrupted one left"
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_successful_rerun_replaces_the_output_and_leaves_nothing_beside_it(session, tmp_path, writer):
+    folder, before = written_correctly(tmp_path, writer)
+    write(writer, answer(writer).repartition(1), folder)
+    after = snapshot(folder)
+    assert after and not set(after) & set(before), "every earlier file was replaced"
+    assert lab_says(writer, folder).status == CORRECT
+    assert siblings(folder) == []
+
+
+# ---------------------------------------------------------------- replacing, without Ray
+
+
+def mock_filesystem(files: dict[str, bytes]):
+    """pyarrow's in-memory file system: a file system without rename, like an object store."""
+    from datetime import datetime
+
+    from pyarrow import fs
+
+    memory = fs._MockFileSystem(datetime.now())
+    for path, data in files.items():
+        memory.create_dir(path.rsplit("/", 1)[0])
+        with memory.open_output_stream(path) as out:
+            out.write(data)
+    return memory
+
+
+def listing(filesystem, root: str) -> list[str]:
+    from pyarrow import fs
+
+    return sorted(info.path for info in filesystem.get_file_info(fs.FileSelector(root, recursive=True)))
+
+
+def test_on_an_object_store_the_finished_files_replace_the_earlier_ones():
+    from helpers.overwrite import _replace
+
+    memory = mock_filesystem({"out/a/old.parquet": b"old", f"out/a{WRITING}0123abcd/new.parquet": b"new"})
+    _replace(memory, f"out/a{WRITING}0123abcd", "out/a")
+    assert listing(memory, "out") == ["out/a", "out/a/new.parquet"]
+
+
+def test_only_the_leftovers_of_the_same_folder_are_removed():
+    from helpers.overwrite import SET_ASIDE, _remove_leftovers
+
+    names = [f"a{WRITING}0123abcd", f"a{WRITING}89abcdef{SET_ASIDE}", f"a{WRITING}keep", f"ab{WRITING}0123abcd", "a"]
+    memory = mock_filesystem({f"out/{name}/x.parquet": b"" for name in names})
+    _remove_leftovers(memory, "out/a")
+    assert [path for path in listing(memory, "out") if path.count("/") == 1] == [
+        "out/a",
+        f"out/a{WRITING}keep",
+        f"out/ab{WRITING}0123abcd",
+    ]
+
+
+def test_a_local_replace_that_fails_half_way_puts_the_earlier_folder_back(tmp_path, monkeypatch):
+    import os
+
+    from pyarrow import fs
+
+    from helpers.overwrite import _replace
+
+    target, finished = tmp_path / "a", tmp_path / f"a{WRITING}0123abcd"
+    for folder, name in ((target, "old.parquet"), (finished, "new.parquet")):
+        folder.mkdir()
+        (folder / name).write_bytes(b"")
+    rename = os.rename
+
+    def second_rename_interrupted(source, destination):
+        if str(source) == str(finished):
+            raise KeyboardInterrupt
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", second_rename_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _replace(fs.LocalFileSystem(), str(finished), str(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", finished.name]
+    assert [p.name for p in target.iterdir()] == ["old.parquet"]
+    assert [p.name for p in finished.iterdir()] == ["new.parquet"]
