@@ -7,11 +7,15 @@ it fails with one line and leaves the previous output as it was.
 
 "Mid-run" is observed, not timed: the test waits (bounded) until the ``ImageGen``
 actor's process title shows it is executing a batch (Ray titles a busy actor
-``ray::MapWorker(MapBatches(ImageGen)).submit``), then acts.
+``ray::MapWorker(MapBatches(ImageGen)).submit``), then acts. Only the worker
+processes of the module's own Ray are searched (those its raylet started, found
+by the raylet's ``--gcs-address``), so a signal never reaches another Ray that
+runs the same lesson on the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -61,20 +65,39 @@ def start_cli(*args, ray_address: str, log: Path, **extra_env: str) -> subproces
         )
 
 
-def busy_image_actor(run: subprocess.Popen, log: Path) -> psutil.Process:
-    """The ImageGen actor's process once it is executing a batch (polled, at most WAIT_S)."""
-    deadline = time.monotonic() + WAIT_S
+def raylets(gcs_address: str) -> list[psutil.Process]:
+    """The raylets of the Ray whose GCS is at ``gcs_address`` (one per node), and of no other Ray."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "raylet" and f"--gcs-address={gcs_address}" in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s: float = WAIT_S) -> psutil.Process:
+    """The ImageGen actor's process once it is executing a batch (polled, at most ``wait_s``).
+
+    Searched only among the processes that the raylets of the Ray at ``gcs_address`` started.
+    """
+    nodes: list[psutil.Process] = []
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if run.poll() is not None:
             pytest.fail(
                 f"the run ended (exit {run.returncode}) before an ImageGen batch was seen:\n{log.read_text()[-2000:]}"
             )
-        for proc in psutil.process_iter(["cmdline"]):
-            title = " ".join(proc.info["cmdline"] or [])
-            if "MapBatches(ImageGen)" in title and ".submit" in title:
-                return proc
+        nodes = nodes or raylets(gcs_address)
+        for raylet in nodes:
+            with contextlib.suppress(psutil.Error):  # a process that exits while we look
+                for proc in raylet.children(recursive=True):
+                    title = " ".join(proc.cmdline())
+                    if "MapBatches(ImageGen)" in title and ".submit" in title:
+                        return proc
         time.sleep(0.05)
-    pytest.fail(f"no ImageGen actor got busy within {WAIT_S} s:\n{log.read_text()[-2000:]}")
+    found = f"raylets {[proc.pid for proc in nodes]}" if nodes else "no raylet"
+    pytest.fail(
+        f"no ImageGen actor of the Ray at {gcs_address} ({found}) got busy within {wait_s} s:\n{log.read_text()[-2000:]}"
+    )
 
 
 def finished(run: subprocess.Popen, log: Path) -> subprocess.CompletedProcess:
@@ -107,7 +130,7 @@ def killed_run(workdir, shared_ray):
     output, log = workdir / "killed", workdir / "killed.stderr"
     run = start_cli(*repo_data(output, "--no-enhance", "--limit", ROWS), ray_address=shared_ray, log=log, **SLOW_IMAGES)
     try:
-        victim = busy_image_actor(run, log)
+        victim = busy_image_actor(run, log, shared_ray)
         victim_pid = victim.pid
         victim.send_signal(signal.SIGKILL)
         proc = finished(run, log)
@@ -116,6 +139,20 @@ def killed_run(workdir, shared_ray):
             run.kill()
             run.wait()
     return Run(proc, output), victim_pid
+
+
+def test_only_a_worker_of_the_test_ray_can_be_killed(shared_ray, tmp_path):
+    """A process of another Ray on the machine (here a decoy with a busy ImageGen title) is never chosen."""
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ray::MapWorker(MapBatches(ImageGen)).submit"])
+    log = tmp_path / "decoy.log"
+    log.write_text("")
+    try:
+        with pytest.raises(pytest.fail.Exception, match="no ImageGen actor of the Ray at"):
+            busy_image_actor(decoy, log, shared_ray, wait_s=3)
+        assert decoy.poll() is None
+    finally:
+        decoy.kill()
+        decoy.wait()
 
 
 @needs_models
@@ -142,7 +179,7 @@ def interrupted_run(killed_run, workdir, shared_ray):
     args = repo_data(previous.output, "--no-enhance", "--limit", ROWS)
     run = start_cli(*args, ray_address=shared_ray, log=log, **SLOW_IMAGES)
     try:
-        busy_image_actor(run, log)
+        busy_image_actor(run, log, shared_ray)
         run.send_signal(signal.SIGINT)
         return finished(run, log)
     finally:
