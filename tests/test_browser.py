@@ -1,6 +1,7 @@
 """The workshop as a learner uses it: JupyterLab in a real browser, Run All, read the page.
 
-Starts the venv's ``jupyter lab`` on 127.0.0.1 with a fresh token, and drives
+Starts the venv's ``jupyter lab`` on 127.0.0.1 with a fresh token, passed in
+``JUPYTER_TOKEN`` (a command line is visible to every user in ``ps``), and drives
 Debian's ``chromium`` with Playwright (no browser download). Each notebook is a
 copy in a temporary folder, so the outputs and checkpoints of the run never land
 in the committed notebooks. JupyterLab reads its settings from another
@@ -28,6 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers.config import REPO_ROOT
@@ -114,7 +116,7 @@ class Lab:
         )
         command = [
             str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+            f"--ServerApp.root_dir={root}",
             "--ServerApp.port_retries=0",
         ]  # fmt: skip
         if os.geteuid() == 0:
@@ -128,6 +130,11 @@ class Lab:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+    def command_lines(self) -> list[str]:
+        """What ``ps`` shows every user for the server and its children."""
+        server = psutil.Process(self.process.pid)
+        return [" ".join(proc.cmdline()) for proc in (server, *server.children(recursive=True))]
 
     def _wait_until_up(self):
         deadline = time.monotonic() + SERVER_START_S
@@ -178,8 +185,12 @@ def workspace(tmp_path_factory) -> Path:
 def lab(workspace, tmp_path_factory):
     _chromium_or_skip()
     server = Lab(workspace, tmp_path_factory.mktemp("jupyter_home"))
-    yield server
-    server.stop()
+    try:
+        # The server took its token from JUPYTER_TOKEN (its API refuses any other), and no command line shows it.
+        assert not [line for line in server.command_lines() if server.token in line]
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
