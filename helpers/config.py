@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,15 +181,20 @@ def check_storage_writable(storage) -> None:
 
     The lessons write their outputs under it; without this check the first
     write fails deep inside a Ray task. Object-store roots (``s3://``) are
-    checked by their first write instead.
+    checked by their first write instead. The probe file has a name of its own
+    (``.workshop-write-test-<random>``): learners who share the root start at
+    the same time, and a fixed name would let one delete another's probe.
     """
     if not isinstance(storage, Path):
         return
     try:
         storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / ".workshop-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".workshop-write-test-", dir=storage)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as err:
         raise SettingsError(
             f"storage root {storage} is not writable ({err.strerror}). "

@@ -17,12 +17,16 @@ functions that need them, so that checking a folder stays cheap.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib.util
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from helpers.errors import ActionableError
@@ -48,6 +52,11 @@ QWEN_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
 QWEN_DIRNAME = "Qwen2.5-0.5B-Instruct"
 
 REBUILD_HINT = "rebuild with `python -m helpers.model_build --force`"
+
+#: How long a build waits for another one of the same models folder (another
+#: learner's ``./setup.sh`` on shared storage); the SmolLM2 conversion takes
+#: about 25 s on two busy cores, so this is many builds' worth.
+BUILD_LOCK_WAIT_S = 600
 
 # Words the tiny tokenizer learns merges from: the vocabulary of the workshop's prompts.
 # fmt: off
@@ -453,27 +462,76 @@ def _is_current(path: Path, kind: str) -> bool:
     )
 
 
-def _build_atomically(target: Path, build: Callable[[Path], Path]) -> None:
-    """Build into a hidden sibling, then rename it into place.
+class BuildLockTimeout(ActionableError, TimeoutError):
+    """Another build of the same models folder did not finish in time."""
 
-    An interrupted build leaves only ``.NAME.partial`` (removed by the next
-    build), never a half folder under the real name. Two builds of the same
-    folder at once are not supported.
+
+def _lock_path(models_dir: Path) -> Path:
+    """The lock file next to (not inside) the models folder, so the folder holds only models."""
+    return models_dir.with_name(f".{models_dir.name}.lock")
+
+
+@contextlib.contextmanager
+def build_lock(models_dir: Path, wait_s: float = BUILD_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the models folder's build lock; wait (at most ``wait_s``) while another process holds it.
+
+    Several learners may run ``./setup.sh`` on one shared storage root at once.
+    ``flock`` is released by the kernel when its holder exits, even on
+    ``kill -9``, so a crashed build never leaves the folder locked. The lock
+    file itself is never removed: removing it would let a waiter and a newcomer
+    lock two different files.
     """
-    partial = target.with_name(f".{target.name}.partial")
-    old = target.with_name(f".{target.name}.old")
-    for leftover in (partial, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
+    lock = _lock_path(Path(models_dir))
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BuildLockTimeout(
+                        f"another build of {models_dir} has held {lock} for over {wait_s:.0f} s; "
+                        "wait until that ./setup.sh (or model_build) has finished, then run this again"
+                    ) from None
+                if not waiting:
+                    print(f"waiting for another build of {models_dir} to finish ...", flush=True)
+                    waiting = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _build_atomically(target: Path, build: Callable[[Path], Path]) -> None:
+    """Build into a hidden sibling with a unique name, then rename it into place.
+
+    An interrupted build leaves only ``.NAME.partial-*`` (removed by the next
+    build), never a half folder under the real name. Call it under
+    :func:`build_lock`: the leftovers it removes could otherwise be another
+    build's work in progress.
+    """
+    for leftover in target.parent.glob(f".{target.name}.partial*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in target.parent.glob(f".{target.name}.old*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         build(partial)
     except BaseException:  # Ctrl-C included: do not keep hundreds of MB of half a model
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    old = None
     if target.exists():
-        target.rename(old)
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        target.rename(old / target.name)
     partial.rename(target)
-    if old.exists():
+    if old is not None:
         shutil.rmtree(old)
 
 
@@ -482,7 +540,8 @@ def prepare_cpu_models(models_dir: Path, force: bool = False) -> dict[str, Path]
 
     A folder that is complete and was written by this builder version is kept
     (a second call takes milliseconds); anything else is rebuilt, and ``force``
-    rebuilds everything.
+    rebuilds everything. Builds hold :func:`build_lock`, so a second run that
+    starts meanwhile waits, then finds the folder ready and keeps it.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -494,11 +553,15 @@ def prepare_cpu_models(models_dir: Path, force: bool = False) -> dict[str, Path]
         if not force and _is_current(target, kind):
             print(f"{label}: {target} is ready")
             continue
-        # Two lines, not one: the libraries draw progress bars in between.
-        print(f"building {label} in {target} ...", flush=True)
-        start = time.perf_counter()
-        _build_atomically(target, build)
-        print(f"building {label} ... done in {time.perf_counter() - start:.1f} s", flush=True)
+        with build_lock(models_dir):
+            if not force and _is_current(target, kind):
+                print(f"{label}: {target} is ready (built by another run meanwhile)")
+                continue
+            # Two lines, not one: the libraries draw progress bars in between.
+            print(f"building {label} in {target} ...", flush=True)
+            start = time.perf_counter()
+            _build_atomically(target, build)
+            print(f"building {label} ... done in {time.perf_counter() - start:.1f} s", flush=True)
     return {kind: target for kind, (_, target, _) in jobs.items()}
 
 
@@ -558,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             folders = download_real_models(models_dir)
         else:
             folders = prepare_cpu_models(models_dir, force=args.force)
-    except (ModuleNotFoundError, FileNotFoundError) as error:
+    except (ModuleNotFoundError, FileNotFoundError, BuildLockTimeout) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for kind, folder in folders.items():

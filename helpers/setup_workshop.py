@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -21,16 +22,26 @@ DATA_SOURCE = REPO_ROOT / "data"
 
 
 def stage_data(settings: Settings) -> list[Path]:
-    """Copy ``data/*.csv`` into ``<storage>/data``; only files that changed are written."""
+    """Copy ``data/*.csv`` into ``<storage>/data``; only files that changed are written.
+
+    Each copy goes to a temporary file of its own, then replaces the target in
+    one rename: a reader never sees half a file, and two setups on one shared
+    storage root at once never write into each other's copy.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     copied = []
     for source in sorted(DATA_SOURCE.glob("*.csv")):
         target = settings.data_dir / source.name
         if target.exists() and filecmp.cmp(source, target, shallow=False):
             continue
-        partial = target.with_suffix(".csv.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
+        # Not mkstemp: its files are private (0600), and other users' Ray workers read these.
+        partial = target.with_name(f".{target.name}.{secrets.token_hex(8)}.partial")
+        try:
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         copied.append(target)
     return copied
 
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.profile == "gpu" and not args.download:
             print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
         loaded = verify_models(settings) if settings.profile == "cpu" else {}
-    except (SettingsError, FileNotFoundError) as err:
+    except (SettingsError, FileNotFoundError, TimeoutError) as err:  # TimeoutError: another setup's model build
         print(f"setup: {err}", file=sys.stderr)
         return 2
 

