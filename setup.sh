@@ -34,7 +34,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 stamp=.venv/.workshop-requirements.sha256
-wanted="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+# Hashed by Python, not sha256sum: macOS has no sha256sum (the digest is the same).
+wanted="$(cat requirements.txt pyproject.toml | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   "$VPY" -m pip install --quiet --upgrade pip
   "$VPY" -m pip install --quiet -r requirements.txt
@@ -55,4 +56,5 @@ echo "kernel python3 -> $(pwd)/.venv/bin/python"
 step "Shared storage, data and models"
 setup_args=()
 [ "$download" = 1 ] && setup_args+=(--download)
-"$VPY" -m helpers.setup_workshop "${setup_args[@]}"
+# ${a[@]+"${a[@]}"}: macOS's bash 3.2 calls an empty "${a[@]}" unbound under set -u.
+"$VPY" -m helpers.setup_workshop ${setup_args[@]+"${setup_args[@]}"}

@@ -1,0 +1,87 @@
+"""``setup.sh`` runs where learners run it: macOS's bash 3.2, without GNU coreutils' ``sha256sum``.
+
+The script runs here in a copy of its folder, with a stand-in for the virtual
+environment's python that only records how it was called, and a ``PATH`` that
+holds nothing but the few tools a Mac has too: no pip install, no model build.
+Bash 3.2 itself is not installed here, so what only it rejects is checked in the
+text: the constructs that need bash 4 and the empty-array expansion that bash
+3.2 calls an unbound variable under ``set -u``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.config import REPO_ROOT
+
+SETUP = REPO_ROOT / "setup.sh"
+#: What setup.sh calls besides bash builtins and the chosen Python; macOS has each of them.
+MAC_TOOLS = ("cat", "dirname", "sed")
+FAKE_PYTHON = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$FAKE_PYTHON_LOG"\n'
+
+#: Bash-4-only syntax: associative arrays, mapfile, case conversion, namerefs, |& and &>>.
+BASH4_ONLY = {
+    "associative array": re.compile(r"\b(declare|local|typeset)\s+-\w*A"),
+    "nameref": re.compile(r"\b(declare|local|typeset)\s+-\w*n"),
+    "mapfile/readarray": re.compile(r"\b(mapfile|readarray)\b"),
+    "case conversion": re.compile(r"\$\{\w+(\[[^]]*\])?(,,?|\^\^?)\}"),
+    "|& or &>>": re.compile(r"\|&|&>>"),
+    "coproc": re.compile(r"\bcoproc\b"),
+}
+
+
+def test_setup_sh_parses():
+    done = subprocess.run(["bash", "-n", str(SETUP)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_setup_sh_uses_nothing_bash_3_2_lacks():
+    text = "\n".join(line for line in SETUP.read_text().splitlines() if not line.lstrip().startswith("#"))
+    found = [what for what, pattern in BASH4_ONLY.items() if pattern.search(text)]
+    assert found == []
+    # "${a[@]}" of an empty array is an unbound variable in bash 3.2 under set -u: use ${a[@]+"${a[@]}"}.
+    unguarded = re.sub(r'\$\{(\w+)\[[@*]\]\+"\$\{\1\[[@*]\]\}"\}', "", text)
+    assert re.findall(r"\$\{\w+\[[@*]\]\}", unguarded) == []
+
+
+@pytest.fixture
+def mac_like_copy(tmp_path) -> tuple[Path, dict, Path]:
+    """A copy of setup.sh's folder whose environment is 'installed', and a PATH of Mac tools only."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    for name in ("setup.sh", "requirements.txt", "pyproject.toml"):
+        shutil.copy2(REPO_ROOT / name, root / name)
+    fake = root / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    wanted = hashlib.sha256((root / "requirements.txt").read_bytes() + (root / "pyproject.toml").read_bytes())
+    (root / ".venv" / ".workshop-requirements.sha256").write_text(wanted.hexdigest() + "\n")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in MAC_TOOLS:
+        (tools / tool).symlink_to(shutil.which(tool))
+    log = tmp_path / "python-calls.txt"
+    env = {"PATH": str(tools), "HOME": str(tmp_path), "PYTHON": sys.executable, "FAKE_PYTHON_LOG": str(log)}
+    return root, env, log
+
+
+@pytest.mark.parametrize("args", [[], ["--download"]])
+def test_setup_sh_runs_without_sha256sum(mac_like_copy, args):
+    root, env, log = mac_like_copy
+    bash = shutil.which("bash")
+    done = subprocess.run([bash, "setup.sh", *args], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The stamp written as sha256sum wrote it still matches: installed packages are not reinstalled.
+    assert "packages already match requirements.txt" in done.stdout
+    calls = log.read_text().splitlines()
+    assert not [call for call in calls if "pip install" in call]
+    assert calls[-1] == " ".join(["-m", "helpers.setup_workshop", *args])
