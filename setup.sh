@@ -57,4 +57,4 @@ step "Shared storage, data and models"
 setup_args=()
 [ "$download" = 1 ] && setup_args+=(--download)
 # ${a[@]+"${a[@]}"}: macOS's bash 3.2 calls an empty "${a[@]}" unbound under set -u.
-"$VPY" -m helpers.setup_workshop ${setup_args[@]+"${setup_args[@]}"}
+"$VPY" -m helpers.commands.setup_workshop ${setup_args[@]+"${setup_args[@]}"}

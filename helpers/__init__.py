@@ -10,18 +10,18 @@ Names are imported on first use, so that tools such as
 import importlib
 
 _EXPORTS = {
-    "start": "helpers.cluster",
-    "stop": "helpers.cluster",
-    "Session": "helpers.cluster",
-    "Settings": "helpers.config",
-    "load_settings": "helpers.config",
-    "ImageGen": "helpers.models",
-    "Enhancer": "helpers.models",
-    "show_images": "helpers.display",
-    "show_source": "helpers.display",
-    "show_pipeline": "helpers.plan_view",
-    "show_benchmark": "helpers.bench_plot",
-    "get_lab": "helpers.labs",
+    "start": "helpers.runtime.cluster",
+    "stop": "helpers.runtime.cluster",
+    "Session": "helpers.runtime.cluster",
+    "Settings": "helpers.runtime.settings",
+    "load_settings": "helpers.runtime.settings",
+    "ImageGen": "helpers.models.stages",
+    "Enhancer": "helpers.models.stages",
+    "show_images": "helpers.show.images",
+    "show_source": "helpers.show.images",
+    "show_pipeline": "helpers.show.plan",
+    "show_benchmark": "helpers.show.benchmark",
+    "get_lab": "helpers.labs.framework",
 }
 
 __all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_benchmark",

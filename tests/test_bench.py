@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 ROWS = 4
 NUMBERS = ("naive_seconds", "ray_seconds", "floor_seconds", "speedup", "efficiency", "peak_rss_gb",
@@ -27,7 +27,7 @@ def result():
 
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu"}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-m", "helpers.bench", "--rows", str(ROWS)], cwd=REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "helpers.commands.bench", "--rows", str(ROWS)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -51,6 +51,6 @@ def test_ratios_are_the_ratios_of_the_reported_seconds(result):
 
 
 def test_a_bad_stage_is_refused_before_any_work():
-    done = subprocess.run([sys.executable, "-m", "helpers.bench", "--stages", "paint"], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "helpers.commands.bench", "--stages", "paint"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--stages" in done.stderr

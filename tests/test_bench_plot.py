@@ -1,4 +1,4 @@
-"""The benchmark plot: reads helpers.bench's JSON lines, draws rows/s and scaling; no results, one line.
+"""The benchmark plot: reads helpers.commands.bench's JSON lines, draws rows/s and scaling; no results, one line.
 
 The results below are made up for the test (shapes only); real figures live in
 docs/benchmarks.json, written by ``python -m helpers.bench``.
@@ -11,7 +11,7 @@ import json
 import matplotlib
 import pytest
 
-from helpers.bench_plot import actors_of, load_benchmarks, plot_benchmark, rows_per_second, show_benchmark
+from helpers.show.benchmark import actors_of, load_benchmarks, plot_benchmark, rows_per_second, show_benchmark
 
 matplotlib.use("Agg")
 
@@ -63,7 +63,7 @@ def test_a_line_without_its_figures_is_an_error(tmp_path):
 
 
 def test_scaling_compares_runs_of_the_same_size_and_bars_show_the_default_pool():
-    from helpers.bench_plot import default_pool, scaling_series
+    from helpers.show.benchmark import default_pool, scaling_series
 
     def run(rows, actors, ray_seconds):
         return {"rows": rows, "naive_seconds": 10.0, "ray_seconds": ray_seconds, "floor_seconds": 5.0,

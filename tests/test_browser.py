@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = "apt-get install -y --no-install-recommends chromium"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config
+from helpers.runtime import settings as config
 
 
 @pytest.fixture(autouse=True)

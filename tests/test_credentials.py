@@ -2,7 +2,7 @@
 
 On a shared workshop cluster every user sees every job's ``runtime_env`` (the
 dashboard, ``ray list jobs --detail``). Only the driver reads and writes
-``s3://`` (:mod:`helpers.storage`), so nothing of AWS travels to the workers.
+``s3://`` (:mod:`helpers.runtime.storage`), so nothing of AWS travels to the workers.
 
 The cluster test starts a cluster a learner would not have: a ``ray start``
 head node with the dashboard, standing in for the instructor's cluster. It is
@@ -22,8 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import cluster, config
-from helpers.config import REPO_ROOT
+from helpers.runtime import cluster
+from helpers.runtime import settings as config
+from helpers.runtime.settings import REPO_ROOT
 from tests.local_cluster import free_port, local_cluster
 
 AWS_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

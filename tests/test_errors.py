@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from helpers.config import REPO_ROOT, SettingsError
 from helpers.errors import ActionableError
-from helpers.inputs import InputError
-from helpers.model_build import ModelFolderError
-from helpers.models import StageOutOfMemoryError
-from helpers.resources import ResourceMismatchError
+from helpers.models.build import ModelFolderError
+from helpers.models.stages import StageOutOfMemoryError
+from helpers.pipeline.inputs import InputError
+from helpers.runtime.resources import ResourceMismatchError
+from helpers.runtime.settings import REPO_ROOT, SettingsError
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -32,7 +32,7 @@ def test_ipython_shows_the_message_instead_of_the_traceback():
     done = _python(
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "shell = InteractiveShell.instance(colors='nocolor')\n"
-        "shell.run_cell('from helpers.resources import ResourceMismatchError\\n'\n"
+        "shell.run_cell('from helpers.runtime.resources import ResourceMismatchError\\n'\n"
         "               'def plan():\\n'\n"
         "               '    raise ResourceMismatchError(\"asks for 3 GPUs; the cluster has 2. Fix: lower size\")\\n'\n"
         "               'plan()')\n"
@@ -57,7 +57,7 @@ def test_start_refuses_a_storage_root_it_cannot_write_before_ray_starts(tmp_path
     blocker.write_text("not a folder")
     done = _python(
         "import ray, helpers\n"
-        "from helpers.config import SettingsError\n"
+        "from helpers.runtime.settings import SettingsError\n"
         "try:\n"
         "    helpers.start()\n"
         "except SettingsError as err:\n"

@@ -28,8 +28,9 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import models, pipeline
-from helpers.config import REPO_ROOT
+from helpers.models import stages as models
+from helpers.pipeline import command as pipeline
+from helpers.runtime.settings import REPO_ROOT
 from tests import test_pipeline_cli
 from tests.test_pipeline_cli import (
     ONE_IMAGE_ACTOR,
@@ -56,7 +57,7 @@ ROWS = 30
 def start_cli(*args, ray_address: str, log: Path, **extra_env: str) -> subprocess.Popen:
     with log.open("w") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "helpers.pipeline", *map(str, args)],
+            [sys.executable, "-m", "helpers.pipeline.command", *map(str, args)],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -263,7 +264,7 @@ import os, resource, sys
 limit = 8 << 30
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 import numpy as np
-from helpers.models import ImageGen, StageOutOfMemoryError
+from helpers.models.stages import ImageGen, StageOutOfMemoryError
 stage = ImageGen()
 try:
     stage({"prompt": np.array(["a fox", "an owl"], dtype=object)})
@@ -356,7 +357,7 @@ def test_stages_cut_a_5000_character_prompt_with_a_notice(monkeypatch, caplog):
     long_prompt = "A red fox wearing " + "a hat with a feather, " * 230
     assert len(long_prompt) > 5000
     batch = {"prompt": np.array([long_prompt, "🦊 wearing 帽子"], dtype=object)}
-    with caplog.at_level("WARNING", logger="helpers.models"):
+    with caplog.at_level("WARNING", logger="helpers.models.stages"):
         enhanced = models.Enhancer()(dict(batch))
         drawn = models.ImageGen()(dict(batch))
     assert enhanced["original_prompt"].tolist() == batch["prompt"].tolist()
@@ -369,7 +370,7 @@ def test_stages_cut_a_5000_character_prompt_with_a_notice(monkeypatch, caplog):
 
 
 def test_empty_and_whitespace_prompts_are_rejected_by_the_inputs(tmp_path):
-    from helpers.inputs import InputError, read_outfits
+    from helpers.pipeline.inputs import InputError, read_outfits
 
     for rows in (["1,hat", "2,"], ["1,hat", '2,"   "'], ["1,hat", "2,\t"]):
         path = write_csv(tmp_path / "outfits.csv", "id,outfit", rows)
@@ -430,7 +431,7 @@ def _unwritable_places(tmp_path: Path) -> dict[str, Path]:
 def test_unwritable_storage_root_is_one_line_from_setup(tmp_path, where):
     storage = _unwritable_places(tmp_path)[where]
     proc = subprocess.run(
-        [sys.executable, "-m", "helpers.setup_workshop"],
+        [sys.executable, "-m", "helpers.commands.setup_workshop"],
         check=False, capture_output=True, text=True, timeout=120, env=cli_env(WORKSHOP_STORAGE=str(storage)), cwd=REPO_ROOT,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 SECRET_PATTERNS = {
     "Hugging Face token": re.compile(r"hf_[A-Za-z0-9]{30,}"),
@@ -34,7 +34,7 @@ def test_no_secrets_or_home_paths_in_committed_text():
 
 
 def test_models_are_never_loaded_with_remote_code():
-    for path in (REPO_ROOT / "helpers").glob("*.py"):
+    for path in (REPO_ROOT / "helpers").rglob("*.py"):
         assert "trust_remote_code=True" not in path.read_text(), path.name
 
 

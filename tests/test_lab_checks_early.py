@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from helpers.lab_checks import animal_prompts, csv_rows
-from helpers.labs import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+from helpers.labs.lessons_early import animal_prompts, csv_rows
 
 PROMPTS = animal_prompts()
 

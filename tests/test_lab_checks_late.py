@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.config import load_settings
-from helpers.lab_checks_late import PROBE_COLUMN, joined_row_count, map_stages
-from helpers.labs import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+from helpers.labs.lessons_late import PROBE_COLUMN, joined_row_count, map_stages
+from helpers.runtime.settings import load_settings
 
 PLACEHOLDERS = [..., None, "TODO"]
 
@@ -437,7 +437,7 @@ def test_param_solution_text_with_the_small_llm_is_correct(param_lab, joined):
 
     import ray
 
-    from helpers.models import SEASONS, load_text_generator, reply_texts, seasonal_messages
+    from helpers.models.stages import SEASONS, load_text_generator, reply_texts, seasonal_messages
 
     settings = load_settings(profile="cpu")
     model = settings.llm.model

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import labs
-from helpers.labs import (
+from helpers.labs import framework as labs
+from helpers.labs.framework import (
     CORRECT,
     INCORRECT,
     NOT_ATTEMPTED,
@@ -283,7 +283,7 @@ def test_check_displays_once_in_a_notebook(tmp_path):
     setup = f"""
 import sys
 sys.path.insert(0, {str(REPO_ROOT)!r})
-from helpers.labs import Lab
+from helpers.labs.framework import Lab
 
 class SumLab(Lab):
     name = "kernel_sum"

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.lab_checks import animal_prompts
-from helpers.lab_checks_late import joined_row_count
-from helpers.labs import CORRECT, get_lab
-from helpers.overwrite import WRITING
-from helpers.resources import ResourceMismatchError
+from helpers.labs.framework import CORRECT, get_lab
+from helpers.labs.lessons_early import animal_prompts
+from helpers.labs.lessons_late import joined_row_count
+from helpers.runtime.overwrite import WRITING
+from helpers.runtime.resources import ResourceMismatchError
 
 #: Writes of the lessons, as their cells call them: (lab, its argument, the write).
 WRITERS = {
@@ -192,7 +192,7 @@ def listing(filesystem, root: str) -> list[str]:
 
 
 def test_on_an_object_store_the_finished_files_replace_the_earlier_ones():
-    from helpers.overwrite import _replace
+    from helpers.runtime.overwrite import _replace
 
     memory = mock_filesystem({"out/a/old.parquet": b"old", f"out/a{WRITING}0123abcd/new.parquet": b"new"})
     _replace(memory, f"out/a{WRITING}0123abcd", "out/a")
@@ -200,7 +200,7 @@ def test_on_an_object_store_the_finished_files_replace_the_earlier_ones():
 
 
 def test_only_the_leftovers_of_the_same_folder_are_removed():
-    from helpers.overwrite import SET_ASIDE, _remove_leftovers
+    from helpers.runtime.overwrite import SET_ASIDE, _remove_leftovers
 
     names = [f"a{WRITING}0123abcd", f"a{WRITING}89abcdef{SET_ASIDE}", f"a{WRITING}keep", f"ab{WRITING}0123abcd", "a"]
     memory = mock_filesystem({f"out/{name}/x.parquet": b"" for name in names})
@@ -217,7 +217,7 @@ def test_a_local_replace_that_fails_half_way_puts_the_earlier_folder_back(tmp_pa
 
     from pyarrow import fs
 
-    from helpers.overwrite import _replace
+    from helpers.runtime.overwrite import _replace
 
     target, finished = tmp_path / "a", tmp_path / f"a{WRITING}0123abcd"
     for folder, name in ((target, "old.parquet"), (finished, "new.parquet")):

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers.config import REPO_ROOT, load_settings
+from helpers.runtime.settings import REPO_ROOT, load_settings
 from tests.test_pipeline_cli import cli_env
 
 SOLUTIONS = REPO_ROOT / "solutions"
@@ -110,8 +110,8 @@ PIPELINES = lesson_pipelines()
 DRIVER = """
 import json, sys, time
 import ray
-from helpers.cluster import configure_data_context
-from helpers.resources import ResourceMismatchError
+from helpers.runtime.cluster import configure_data_context
+from helpers.runtime.resources import ResourceMismatchError
 from tests.conftest import deadline
 
 pipelines, within = json.loads(sys.argv[1]), int(sys.argv[2])
@@ -206,7 +206,7 @@ def test_a_pipeline_sized_for_one_gpu_runs_there(verdicts):
 
 def test_memory_arithmetic_per_actor_and_per_pool():
     """No Ray: one actor larger than any node, and a pool whose actors fit alone but not together."""
-    from helpers.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits
+    from helpers.runtime.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits
 
     gib = 2**30
     node = [NodeCapacity(cpus=8, gpus=2, memory=20 * gib)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 
 def test_ruff_passes_on_code_and_notebooks():

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
-from helpers import model_build
+from helpers.models import build as model_build
 
 needs_smollm2 = pytest.mark.skipif(
     model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,

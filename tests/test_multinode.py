@@ -17,7 +17,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
 from tests.local_cluster import free_port, local_cluster
 
@@ -30,7 +30,7 @@ def cluster():
     import os
 
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu"}
-    # Drivers must ship helpers and WORKSHOP_* as a learner's would (helpers.cluster.join_runtime_env).
+    # Drivers must ship helpers and WORKSHOP_* as a learner's would (helpers.runtime.cluster.join_runtime_env).
     env.pop("WORKSHOP_CLUSTER_HAS_HELPERS", None)
     # Nodes on one machine share its fixed default ports; the dashboard agent's (52365) would clash.
     workers = [["--num-cpus=2", "--num-gpus=1", f"--dashboard-agent-listen-port={free_port()}"] for _ in range(2)]
@@ -66,7 +66,7 @@ def _actor_gpus(env: dict) -> dict[str, set[float]]:
 def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
     output = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "helpers.pipeline", "--animals", "data/animals.csv", "--outfits", "data/outfits.csv",
+        [sys.executable, "-m", "helpers.pipeline.command", "--animals", "data/animals.csv", "--outfits", "data/outfits.csv",
          "--output", str(output), "--limit", str(ROWS)],
         cwd=REPO_ROOT, env=cluster.env, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -83,7 +83,7 @@ def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
 
 
 def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch):
-    from helpers.notebooks import run_notebooks
+    from helpers.commands.notebooks import run_notebooks
 
     for name, value in cluster.env.items():
         if name.startswith(("RAY_", "WORKSHOP_")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from helpers.progress import KNOWN_NOISE, hide_known_noise, without_noise
+from helpers.runtime.progress import KNOWN_NOISE, hide_known_noise, without_noise
 
 NOISE = (
     "[2026-11-24 12:01:13,084 E 19877 19877] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatches(P))'"

@@ -8,8 +8,8 @@ import textwrap
 import nbformat
 import pytest
 
-from helpers import notebooks
-from helpers.notebooks import (
+from helpers.commands import notebooks
+from helpers.commands.notebooks import (
     KERNELSPEC,
     MarkerError,
     NotebookBuildError,
@@ -357,7 +357,7 @@ def test_every_student_code_cell_compiles():
         ),
         code("%time x = 1\n!echo hi"),
     ]
-    from helpers.notebooks import _as_python
+    from helpers.commands.notebooks import _as_python
 
     for cell in to_student(notebook(*cells)).cells:
         compile(_as_python(cell.source), "<cell>", "exec")

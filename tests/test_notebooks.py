@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cluster import LOGICAL_CPUS_FOR_LESSONS
-from helpers.config import LESSON_GPUS, REPO_ROOT
-from helpers.notebooks import KERNELSPEC, run_notebooks
+from helpers.commands.notebooks import KERNELSPEC, run_notebooks
+from helpers.runtime.cluster import LOGICAL_CPUS_FOR_LESSONS
+from helpers.runtime.settings import LESSON_GPUS, REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
 from tests.local_cluster import local_cluster
 
@@ -67,7 +67,7 @@ def test_the_curriculum_is_complete():
 
 
 def test_student_notebooks_are_in_sync_with_solutions():
-    done = subprocess.run([sys.executable, "-m", "helpers.notebooks", "build", "--check"],
+    done = subprocess.run([sys.executable, "-m", "helpers.commands.notebooks", "build", "--check"],
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 

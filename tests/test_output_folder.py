@@ -1,7 +1,7 @@
-"""The pipeline command's output folder never costs a user a file (:mod:`helpers.output`).
+"""The pipeline command's output folder never costs a user a file (:mod:`helpers.pipeline.output`).
 
 Most tests call the folder functions directly on folders laid out as a user
-would have them. The ones that go through ``helpers.pipeline.main`` replace
+would have them. The ones that go through ``helpers.pipeline.command.main`` replace
 the Ray run with a stub that writes a small, valid output (said where it is
 done): they test what the command does around the run (locks, publishing,
 messages), which needs no model. The real runs are in ``test_pipeline_cli``.
@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import output as out
-from helpers import pipeline
-from helpers.config import REPO_ROOT
-from helpers.inputs import InputError
+from helpers.pipeline import command as pipeline
+from helpers.pipeline import output as out
+from helpers.pipeline.inputs import InputError
+from helpers.runtime.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "data"
 
@@ -168,7 +168,7 @@ def test_a_second_run_into_the_same_output_is_refused_in_one_line(tmp_path):
     lock, partial = out.claim_output(output)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "helpers.pipeline", "--animals", DATA / "animals.csv",
+            [sys.executable, "-m", "helpers.pipeline.command", "--animals", DATA / "animals.csv",
              "--outfits", DATA / "outfits.csv", "--output", output],
             capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False,
             env={**os.environ, "WORKSHOP_PROFILE": "cpu"},
@@ -188,7 +188,7 @@ def test_a_second_run_into_the_same_output_is_refused_in_one_line(tmp_path):
 def test_a_killed_runs_lock_does_not_block_the_next_run(tmp_path):
     output = earlier_output(tmp_path / "out")
     code = (
-        "import sys; from pathlib import Path; from helpers.output import claim_output\n"
+        "import sys; from pathlib import Path; from helpers.pipeline.output import claim_output\n"
         f"claim_output(Path({str(output)!r})); print('locked', flush=True); sys.stdin.read()\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -23,7 +23,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 from tests.test_pipeline_cli import DATA, ONE_IMAGE_ACTOR, needs_models, repo_data, run_cli, summary_of
 
 ROWS = 6

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import pipeline
-from helpers.config import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
-from helpers.model_build import missing_model_files
-from helpers.output import PARTIAL_MARKER
+from helpers.models.build import missing_model_files
+from helpers.pipeline import command as pipeline
+from helpers.pipeline.output import PARTIAL_MARKER
+from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
 DATA = REPO_ROOT / "data"
 STORAGE = Path(os.environ.get("WORKSHOP_STORAGE") or REPO_ROOT / "storage")
@@ -72,7 +72,7 @@ def run_cli(
     for attempt in (1, 2):
         began = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "helpers.pipeline", *map(str, args)],
+            [sys.executable, "-m", "helpers.pipeline.command", *map(str, args)],
             check=False,
             capture_output=True,
             text=True,
@@ -426,7 +426,7 @@ def test_missing_model_folder_exits_2_before_ray(inputs, tmp_path):
     proc = run_cli(*base, timeout=60, WORKSHOP_LLM_MODEL=str(missing))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"error: model folder {missing} does not exist; build it with `python -m helpers.model_build`"
+        f"error: model folder {missing} does not exist; build it with `python -m helpers.models.build`"
     ]
     assert proc.seconds < FAST_FAIL_S
 
@@ -445,7 +445,7 @@ def test_bad_arguments_exit_2_with_one_line(inputs, args):
 
 def test_bad_input_never_imports_ray_or_torch(inputs):
     code = (
-        "import sys; from helpers.pipeline import main; "
+        "import sys; from helpers.pipeline.command import main; "
         f"rc = main(['--animals', {str(inputs / 'dup_id.csv')!r}, '--outfits', {str(inputs / 'outfits.csv')!r}, "
         f"'--output', {str(inputs / 'out')!r}]); "
         "print(rc, 'ray' in sys.modules, 'torch' in sys.modules)"

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers.config import REPO_ROOT
-from helpers.plan_view import PlanStep, pipeline_svg, pipeline_text, plan_steps
+from helpers.runtime.settings import REPO_ROOT
+from helpers.show.plan import PlanStep, pipeline_svg, pipeline_text, plan_steps
 
 DATA = REPO_ROOT / "data"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from helpers.progress import NotebookProgress, short_plan
+from helpers.runtime.progress import NotebookProgress, short_plan
 
 
 def record(message: str, level: int = logging.INFO) -> logging.LogRecord:

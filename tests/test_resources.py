@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits
+from helpers.runtime.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits
 
 READ = StageRequest("ReadCSV", 1, cpus=1, gpus=0, is_actor_pool=False)
 

@@ -10,7 +10,7 @@ import ray
 from PIL import Image
 
 import helpers
-from helpers.resources import ResourceMismatchError
+from helpers.runtime.resources import ResourceMismatchError
 from tests.conftest import deadline
 
 

@@ -4,7 +4,7 @@ Only loopback traffic, with fake credentials. The inputs are uploaded with
 boto3 (as a learner's cloud console would), the command is run with
 ``WORKSHOP_STORAGE`` and ``--animals``/``--outfits``/``--output`` on ``s3://``,
 and what it wrote is read back through pyarrow's S3 file system
-(:func:`helpers.storage.filesystem`), the same way the pipeline writes it.
+(:func:`helpers.runtime.storage.filesystem`), the same way the pipeline writes it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.config import REPO_ROOT
-from helpers.output import WRITTEN_BY
-from helpers.storage import SUCCESS_MARKER, StorageURI, filesystem
+from helpers.pipeline.output import WRITTEN_BY
+from helpers.runtime.settings import REPO_ROOT
+from helpers.runtime.storage import SUCCESS_MARKER, StorageURI, filesystem
 
 ROWS = 6
 BUCKET = "workshop"
@@ -63,7 +63,7 @@ def s3(tmp_path_factory):
 
 
 def _run(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "helpers.pipeline", *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "helpers.pipeline.command", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 SETUP = REPO_ROOT / "setup.sh"
 #: What setup.sh calls besides bash builtins and the chosen Python; macOS has each of them.
@@ -84,4 +84,4 @@ def test_setup_sh_runs_without_sha256sum(mac_like_copy, args):
     assert "packages already match requirements.txt" in done.stdout
     calls = log.read_text().splitlines()
     assert not [call for call in calls if "pip install" in call]
-    assert calls[-1] == " ".join(["-m", "helpers.setup_workshop", *args])
+    assert calls[-1] == " ".join(["-m", "helpers.commands.setup_workshop", *args])

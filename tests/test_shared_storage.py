@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config, model_build
-from helpers.config import REPO_ROOT
+from helpers.models import build as model_build
+from helpers.runtime import settings as config
+from helpers.runtime.settings import REPO_ROOT
 
 # ---------------------------------------------------------------- the storage probe
 
@@ -132,7 +133,7 @@ def test_two_setups_at_once_on_one_storage_root(tmp_path):
     storage = tmp_path / "shared"
     env = {**os.environ, "WORKSHOP_STORAGE": str(storage), "WORKSHOP_PROFILE": "cpu"}
     env.pop("WORKSHOP_MODELS", None)
-    command = [sys.executable, "-m", "helpers.setup_workshop"]
+    command = [sys.executable, "-m", "helpers.commands.setup_workshop"]
     runs = [
         subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -4,7 +4,7 @@ Ray 2.60's file writers (``write_parquet``, ``write_images``, ``write_csv``, ...
 every ``_FileDatasink``) handle ``mode="overwrite"`` in ``Dataset.write_datasink``
 on the driver: ``on_write_start()`` empties the folder before the execution is
 even planned. Everything that can still go wrong comes after that: the resource
-check (:mod:`helpers.resources`, an execution callback, runs once the operators
+check (:mod:`helpers.runtime.resources`, an execution callback, runs once the operators
 are built), a stage that fails half-way, Ctrl-C. Each of them used to leave the
 learner's earlier, checked output deleted and the lab saying *incorrect*.
 

@@ -3,7 +3,7 @@
 Both follow the pattern of Ray's documentation: ``__init__`` loads the model
 once per actor, ``__call__(batch)`` takes a dict of NumPy arrays and returns
 it with a column added or rewritten. Which model, device and dtype they use
-comes from :mod:`helpers.config`, so the same class runs the tiny local models
+comes from :mod:`helpers.runtime.settings`, so the same class runs the tiny local models
 on a laptop and ``sdxl-turbo`` / ``Qwen2.5-0.5B-Instruct`` on GPUs.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.config import Settings, load_settings
 from helpers.errors import ActionableError
+from helpers.runtime.settings import Settings, load_settings
 
 SEASONS = ("winter", "spring", "summer", "fall")
 
@@ -28,7 +28,7 @@ MAX_PROMPT_CHARS = 1000
 #: How torch words a failed allocation: CUDA ("CUDA out of memory") and the CPU allocator.
 _OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
 
-log = logging.getLogger("helpers.models")
+log = logging.getLogger("helpers.models.stages")
 
 
 class StageOutOfMemoryError(ActionableError, RuntimeError):
@@ -102,7 +102,7 @@ def _prepare_process(settings: Settings) -> None:
 def check_local_model(source: str, kind: str) -> None:
     """A model given as a folder must be complete; a hub id is left to the hub."""
     if source.startswith(("/", ".", "~")) or Path(source).exists():
-        from helpers.model_build import ensure_model_folder
+        from helpers.models.build import ensure_model_folder
 
         ensure_model_folder(Path(source).expanduser(), kind)
 
@@ -114,7 +114,7 @@ def _weights_variant(source: str, device: str) -> str | None:
     path = Path(source).expanduser()
     if not path.exists():
         return "fp16"
-    from helpers.model_build import image_weights_variant
+    from helpers.models.build import image_weights_variant
 
     return image_weights_variant(path)
 

@@ -14,7 +14,7 @@ as MinIO). Only the driver reads and writes ``s3://``, so the credentials
 stay in the driver's process and are never sent to Ray workers.
 
 An output prefix is replaced only when it is empty or an earlier output of
-the pipeline (:func:`check_output_prefix`, the rule of :mod:`helpers.output`).
+the pipeline (:func:`check_output_prefix`, the rule of :mod:`helpers.pipeline.output`).
 An object store has no atomic rename, so :func:`publish_dir` replaces it in
 steps, in an order that never loses the only complete copy:
 
@@ -40,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 from helpers.errors import ActionableError
-from helpers.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
+from helpers.pipeline.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
 
 SCHEMES = ("s3",)
 
@@ -68,7 +68,7 @@ def is_uri(location) -> bool:
 
 def check_scheme(uri: str, setting: str) -> None:
     """Fail with the fix for an object-store URI the workshop does not support."""
-    from helpers.config import SettingsError
+    from helpers.runtime.settings import SettingsError
 
     scheme = str(uri).split("://", 1)[0].lower()
     if scheme not in SCHEMES or not str(uri).split("://", 1)[1].strip("/"):
@@ -108,7 +108,7 @@ def fetch(uri: str, folder: Path) -> Path:
     source_fs, path = filesystem(uri)
     info = source_fs.get_file_info(path)
     if info.type != fs.FileType.File:
-        from helpers.inputs import InputError
+        from helpers.pipeline.inputs import InputError
 
         raise InputError(f"{uri} does not exist (or is not a file); upload it first or fix the location")
     target = folder / Path(path).name
@@ -146,7 +146,7 @@ def check_output_prefix(uri: str) -> bool:
     """
     from pyarrow import fs
 
-    from helpers.inputs import InputError
+    from helpers.pipeline.inputs import InputError
 
     target_fs, target = filesystem(uri)
     if "/" not in target.strip("/"):

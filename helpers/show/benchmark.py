@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers.config import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 
 BENCHMARKS = REPO_ROOT / "docs" / "benchmarks.json"
 HOW_TO = (
@@ -23,7 +23,7 @@ HOW_TO = (
 
 
 def load_benchmarks(path: Path | str = BENCHMARKS) -> list[dict] | None:
-    """The results in ``path`` (a JSON list of ``helpers.bench`` lines), or None when there is no file."""
+    """The results in ``path`` (a JSON list of ``helpers.commands.bench`` lines), or None when there is no file."""
     path = Path(path)
     if not path.exists():
         return None
@@ -33,7 +33,7 @@ def load_benchmarks(path: Path | str = BENCHMARKS) -> list[dict] | None:
     for needed in ("rows", "naive_seconds", "ray_seconds", "floor_seconds"):
         missing = [i for i, result in enumerate(results) if needed not in result]
         if missing:
-            raise ValueError(f"{path}: result(s) {missing} have no {needed!r}; write the JSON lines helpers.bench prints")
+            raise ValueError(f"{path}: result(s) {missing} have no {needed!r}; write the JSON lines helpers.commands.bench prints")
     return results
 
 

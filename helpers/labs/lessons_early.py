@@ -2,7 +2,7 @@
 
 Each check inspects what the learner actually produced (files on storage, a
 dataset, a class) and accepts every correct answer, not only the solution's.
-Labs of lessons 01-03 live here; lessons 04-06 in :mod:`helpers.lab_checks_late`.
+Labs of lessons 01-03 live here; lessons 04-06 in :mod:`helpers.labs.lessons_late`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.config import REPO_ROOT, resolve_storage
-from helpers.labs import Incorrect, Lab, register
+from helpers.labs.framework import Incorrect, Lab, register
+from helpers.runtime.settings import REPO_ROOT, resolve_storage
 
 # Labs of lessons 01-03 go below.
 
@@ -358,7 +358,7 @@ class ParquetLab(Lab):
         ),
         (
             "A small `map_batches` function can replace the `image` column with PNG bytes "
-            "(`helpers.models.png_bytes(image)` encodes one image), then `write_parquet(parquet_path)` writes "
+            "(`helpers.models.stages.png_bytes(image)` encodes one image), then `write_parquet(parquet_path)` writes "
             "the result. Ray's writers add files to the folder on every run unless you ask them to replace it."
         ),
         (
@@ -367,7 +367,7 @@ class ParquetLab(Lab):
         ),
     )
     solution_text = """
-        from helpers.models import png_bytes
+        from helpers.models.stages import png_bytes
 
         parquet_path = session.settings.output_path("03_parquet")
 
@@ -442,4 +442,4 @@ class ParquetLab(Lab):
 
 
 # Imported last so that its labs register too when ``get_lab`` loads this module.
-from helpers import lab_checks_late  # noqa: F401
+from helpers.labs import lessons_late  # noqa: F401

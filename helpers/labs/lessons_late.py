@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.config import REPO_ROOT, SMALL_LLM_MODEL, resolve_storage
-from helpers.labs import Lab, register
+from helpers.labs.framework import Lab, register
+from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, resolve_storage
 
 #: The column lessons 04-06 feed to the models (``expand_prompt`` writes it).
 PROMPT_COLUMN = "prompt"

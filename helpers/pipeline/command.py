@@ -9,7 +9,7 @@ The module is also a command that runs the whole thing on two CSV files::
     python -m helpers.pipeline --animals data/animals.csv --outfits data/outfits.csv \\
         --output storage/outputs/final [--limit N] [--no-enhance] [--debug]
 
-It checks both inputs before starting Ray (:mod:`helpers.inputs`), so a bad
+It checks both inputs before starting Ray (:mod:`helpers.pipeline.inputs`), so a bad
 file fails in well under a second with exit status 2 and one ``error:`` line.
 It writes ``DIR/parquet/`` (columns ``id, animal, outfit, prompt,
 original_prompt, enhanced, image`` with ``image`` as PNG bytes that pandas or
@@ -17,10 +17,10 @@ pyarrow read without Ray), ``DIR/images/<id>.png`` and ``DIR/summary.json``.
 A run *replaces* ``DIR``, so it only replaces a folder that is empty or an
 earlier output of this pipeline, writes into a marked sibling
 ``DIR.partial-<random>`` first, swaps it in at the end, and holds a lock so
-that a second run into the same ``DIR`` stops at once (:mod:`helpers.output`).
+that a second run into the same ``DIR`` stops at once (:mod:`helpers.pipeline.output`).
 A failed or interrupted run leaves the previous output as it was.
 ``--animals``, ``--outfits`` and ``--output`` may also be ``s3://`` locations
-(:mod:`helpers.storage`): inputs are fetched through pyarrow, and the output
+(:mod:`helpers.runtime.storage`): inputs are fetched through pyarrow, and the output
 prefix is replaced under the same ownership rule, with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
@@ -51,11 +51,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from helpers.config import Settings, SettingsError, gpu_scale, load_settings, with_stage
-from helpers.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
-from helpers.model_build import ModelFolderError
-from helpers.output import SUMMARY, WRITTEN_BY, claim_output, publish
-from helpers.storage import (
+from helpers.models.build import ModelFolderError
+from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
+from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, publish
+from helpers.runtime.settings import Settings, SettingsError, gpu_scale, load_settings, with_stage
+from helpers.runtime.storage import (
     PublishError,
     StorageURI,
     check_output_prefix,
@@ -115,7 +115,7 @@ def encode_png(batch: dict) -> dict:
     Ray Data would store PIL images as pickled Python objects, which only
     Python with the same libraries can read back; PNG bytes are plain binary.
     """
-    from helpers.models import object_column, png_bytes
+    from helpers.models.stages import object_column, png_bytes
 
     batch["image"] = object_column([png_bytes(image) for image in batch["image"]])
     return batch
@@ -148,7 +148,7 @@ def build_pipeline(
     images are drawn while the LLM works on the next prompts (the join's
     ``num_partitions`` blocks would otherwise each hold half the rows).
     """
-    from helpers.models import Enhancer, ImageGen
+    from helpers.models.stages import Enhancer, ImageGen
 
     ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
     if rows_per_block:
@@ -245,7 +245,7 @@ def stdout_to_stderr():
         os.close(saved)
 
 
-#: A traceback's last line, e.g. ``helpers.models.StageOutOfMemoryError: ImageGen ran out ...``.
+#: A traceback's last line, e.g. ``helpers.models.stages.StageOutOfMemoryError: ImageGen ran out ...``.
 _RAISED_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
 
 
@@ -303,7 +303,7 @@ def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> d
     counts = write_output(ds, partial)
     counts["actor_restarts"] = actor_restarts(ray.get_runtime_context().get_job_id())
     rows = counts.pop("rows")
-    # An empty LLM reply keeps the original prompt (see helpers.models.Enhancer).
+    # An empty LLM reply keeps the original prompt (see helpers.models.stages.Enhancer).
     counts["kept_original"] = rows - counts["enhanced"] if enhance else 0
     return counts
 
@@ -333,7 +333,7 @@ def check_models(settings: Settings, enhance: bool) -> None:
     with a worker traceback. Hub ids (the GPU profile without staged models)
     are left to the actors.
     """
-    from helpers.models import check_local_model
+    from helpers.models.stages import check_local_model
 
     stages = [("image", settings.image.model)] + ([("llm", settings.llm.model)] if enhance else [])
     for kind, source in stages:
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 counts = run(animals, outfits, partial, enhance=not args.no_enhance)
             finally:
-                from helpers.cluster import stop
+                from helpers.runtime.cluster import stop
 
                 stop()
         summary = _summary(args, output, report, counts, partial, began)

@@ -9,7 +9,7 @@
   the two-GPU cluster the lessons describe, while the models run on CPU;
 * declares enough logical CPUs that GPU actors never starve the read and map
   tasks (on 2 cores, default sizing hangs forever);
-* installs the fail-fast resource check (:mod:`helpers.resources`);
+* installs the fail-fast resource check (:mod:`helpers.runtime.resources`);
 * forwards the workshop's environment to workers, and ships this package to
   them when joining a cluster whose other nodes may not have it.
 
@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import LESSON_GPUS, Settings, _env, check_storage_writable, forwarded_env, load_settings
+from helpers.runtime.settings import LESSON_GPUS, Settings, _env, check_storage_writable, forwarded_env, load_settings
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
 
 #: Lesson 05 runs two stages of two actors at once; each actor takes one
@@ -137,7 +137,7 @@ def join_runtime_env() -> dict | None:
     """
     if _env("WORKSHOP_CLUSTER_HAS_HELPERS", "0") == "1":
         return None
-    from helpers.config import resolve_models_dir, resolve_storage
+    from helpers.runtime.settings import resolve_models_dir, resolve_storage
 
     # The shipped copy of helpers lives in Ray's runtime_resources folder, where its own
     # defaults (storage/ next to the package) would point: send the driver's resolved roots.
@@ -150,9 +150,9 @@ def configure_data_context() -> None:
     """Ray Data settings for lessons: fail fast, and show progress without noise."""
     import ray
 
-    from helpers.overwrite import replace_only_when_complete
-    from helpers.progress import configure_progress
-    from helpers.resources import ResourceGuard
+    from helpers.runtime.overwrite import replace_only_when_complete
+    from helpers.runtime.progress import configure_progress
+    from helpers.runtime.resources import ResourceGuard
 
     ctx = ray.data.DataContext.get_current()
     if ResourceGuard not in ctx.custom_execution_callback_classes:

@@ -1,6 +1,6 @@
 """The Python half of ``setup.sh``: storage, data, models, and a final check.
 
-Run as ``python -m helpers.setup_workshop [--download]``. Every step is
+Run as ``python -m helpers.commands.setup_workshop [--download]``. Every step is
 idempotent: data files are copied only when they differ, model folders are
 built only when missing or incomplete, so a second run takes seconds.
 """
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.config import REPO_ROOT, Settings, SettingsError, check_storage_writable, load_settings
+from helpers.runtime.settings import REPO_ROOT, Settings, SettingsError, check_storage_writable, load_settings
 
 DATA_SOURCE = REPO_ROOT / "data"
 
@@ -48,7 +48,7 @@ def stage_data(settings: Settings) -> list[Path]:
 
 def verify_models(settings: Settings) -> dict[str, float]:
     """Load each model of the profile through the same call the lessons use."""
-    from helpers.models import load_image_pipeline, load_text_generator
+    from helpers.models.stages import load_image_pipeline, load_text_generator
 
     seconds = {}
     for name, loader, source in (
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         copied = stage_data(settings)
         print(f"data: {len(copied)} file(s) updated in {settings.data_dir}")
 
-        from helpers.model_build import download_real_models, prepare_cpu_models
+        from helpers.models.build import download_real_models, prepare_cpu_models
 
         prepare_cpu_models(settings.models_dir)
         if args.download:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"setup: {err}", file=sys.stderr)
         return 2
 
-    from helpers.cluster import _local_init_kwargs
+    from helpers.runtime.cluster import _local_init_kwargs
 
     ray_kwargs = _local_init_kwargs(settings)
     print()

@@ -59,7 +59,7 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
     """
     import matplotlib.pyplot as plt
 
-    from helpers.config import load_settings
+    from helpers.runtime.settings import load_settings
 
     if image_column not in batch:
         raise KeyError(f"the batch has no {image_column!r} column; its columns are {sorted(batch)}")
