@@ -19,3 +19,14 @@ class ActionableError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         return [f"{_RED}{type(self).__name__}{_RESET}: {self}"]
+
+
+def first_line(error: BaseException, name: str | None = None) -> str:
+    """``"ValueError: first line of the message"``: enough to act on, short enough to read.
+
+    ``name`` replaces the type's name, for errors that stand for another
+    (a notebook cell's error carries the original type as ``ename``).
+    """
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    name = name or type(error).__name__
+    return f"{name}: {text}" if text else name

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import nbformat
 
+from helpers.errors import first_line
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KERNELSPEC = {
     "name": "python3",
@@ -468,12 +470,9 @@ def _expand(paths) -> list[Path]:
 
 
 def _one_line_error(exc: BaseException) -> str:
-    name = getattr(exc, "ename", None) or type(exc).__name__
+    """A notebook cell's error as its kernel named it (``ename``/``evalue``), else the exception's own."""
     value = getattr(exc, "evalue", None)
-    if value is None:
-        value = str(exc)
-    first = next((line for line in str(value).splitlines() if line.strip()), "")
-    return f"{name}: {first}" if first else name
+    return first_line(Exception(value) if value is not None else exc, getattr(exc, "ename", None) or type(exc).__name__)
 
 
 def run_notebooks(

@@ -31,6 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
+from helpers.errors import first_line
+from helpers.show.ipython import ipython_shell
+
 NOT_ATTEMPTED = "not_attempted"
 INCORRECT = "incorrect"
 CORRECT = "correct"
@@ -49,23 +52,10 @@ def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == "TODO"
 
 
-def _one_line(exc: BaseException) -> str:
-    """``"ValueError: first line of the message"``: enough to act on, short enough to read."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    name = type(exc).__name__
-    return f"{name}: {first}" if first else name
-
-
-def _ipython_shell():
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
 
 
 def _show_markdown(text: str, plain: str) -> None:
-    if _ipython_shell() is None:
+    if ipython_shell() is None:
         print(plain)
         return
     from IPython.display import Markdown, display
@@ -115,7 +105,7 @@ class Outcome:
         # call is the last line of a cell IPython would show it a second time.
         # Showing each outcome once per cell execution avoids that echo while
         # still letting a later cell display a stored outcome again.
-        shell = _ipython_shell()
+        shell = ipython_shell()
         count = getattr(shell, "execution_count", None)
         if count is not None and self._shown_in == count:
             return
@@ -192,7 +182,7 @@ class Lab:
     def check(self, **kwargs: Any) -> Outcome:
         """Check the learner's answer, show the outcome, and return it."""
         outcome = self.evaluate(**kwargs)
-        if _ipython_shell() is None:
+        if ipython_shell() is None:
             print(outcome)
         else:
             outcome._ipython_display_()
@@ -221,7 +211,7 @@ class Lab:
         except CheckSignal as signal:
             return Outcome(signal.status, signal.message)
         except Exception as exc:  # noqa: BLE001 - raised by the learner's objects while we inspect them
-            return Outcome(INCORRECT, _one_line(exc), exception=exc)
+            return Outcome(INCORRECT, first_line(exc), exception=exc)
         if result is None:
             return Outcome(CORRECT, self.correct_message)
         if not isinstance(result, Outcome):

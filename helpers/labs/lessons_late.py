@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import first_line
 from helpers.labs.framework import Lab, register
 from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, resolve_storage
 
@@ -311,9 +312,6 @@ def _small_llm() -> str | None:
     return str(folder) if (folder / "config.json").exists() else None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @register
@@ -473,7 +471,7 @@ class ParameterizedEnhancerLab(Lab):
                 f"Use `self.{column_param}` wherever it reads or writes the prompts."
             )
         except Exception as exc:  # noqa: BLE001 - the learner's class; one line is enough to act on
-            self.incorrect(f"{call} raised {_first_line(exc)}.")
+            self.incorrect(f"{call} raised {first_line(exc)}.")
         if not isinstance(result, dict):
             self.incorrect(f"{call} returned a {type(result).__name__}; `__call__` must return the batch dict.")
         if PROMPT_COLUMN in result:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import re
 
+from helpers.show.ipython import in_notebook
+
 EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor"
 PROGRESS_LOGGER = "ray.data._internal.progress"
 LOGGING_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
@@ -33,13 +35,6 @@ _TOTAL = re.compile(r"^Total Progress: (?P<done>\d+)/(?P<total>\S+)")
 _FINISHED = re.compile(r"Dataset (?P<id>\S+) execution (?P<how>finished in (?P<s>[\d.]+) seconds|failed)")
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
 
 
 def short_plan(plan: str) -> str:
@@ -130,7 +125,7 @@ def configure_progress() -> None:
     """
     global _notebook_progress
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.WARNING)  # e.g. "Progress will be logged because ..."
-    if not _in_notebook():
+    if not in_notebook():
         return
     import sys
 

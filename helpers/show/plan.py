@@ -17,6 +17,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from helpers.show.ipython import ipython_shell
+
 #: Box colours by how an operator runs (fill, border): readable on a projector and in print.
 COLOURS = {
     "read": ("#eef2f7", "#5b6b82"),
@@ -226,12 +228,9 @@ def pipeline_svg(steps: list[PlanStep]) -> str:
 def show_pipeline(dataset) -> None:
     """Draw ``dataset``'s pipeline (nothing runs): an SVG in a notebook, text elsewhere."""
     steps = plan_steps(dataset)
-    try:
-        from IPython import get_ipython
+    if ipython_shell() is not None:
         from IPython.display import display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
+
         display({"image/svg+xml": pipeline_svg(steps), "text/plain": pipeline_text(steps)}, raw=True)
     else:
         print(pipeline_text(steps))
