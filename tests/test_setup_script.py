@@ -25,6 +25,8 @@ SETUP = REPO_ROOT / "setup.sh"
 #: What setup.sh calls besides bash builtins and the chosen Python; macOS has each of them.
 MAC_TOOLS = ("cat", "dirname", "sed")
 FAKE_PYTHON = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$FAKE_PYTHON_LOG"\n'
+#: The files whose bytes, in this order, make the requirements stamp: a change to any reinstalls.
+STAMPED = ("requirements.txt", "requirements-test.txt", "pyproject.toml")
 
 #: Bash-4-only syntax: associative arrays, mapfile, case conversion, namerefs, |& and &>>.
 BASH4_ONLY = {
@@ -56,13 +58,13 @@ def mac_like_copy(tmp_path) -> tuple[Path, dict, Path]:
     """A copy of setup.sh's folder whose environment is 'installed', and a PATH of Mac tools only."""
     root = tmp_path / "clone"
     root.mkdir()
-    for name in ("setup.sh", "requirements.txt", "pyproject.toml"):
+    for name in STAMPED + ("setup.sh",):
         shutil.copy2(REPO_ROOT / name, root / name)
     fake = root / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    wanted = hashlib.sha256((root / "requirements.txt").read_bytes() + (root / "pyproject.toml").read_bytes())
+    wanted = hashlib.sha256(b"".join((root / name).read_bytes() for name in STAMPED))
     (root / ".venv" / ".workshop-requirements.sha256").write_text(wanted.hexdigest() + "\n")
     tools = tmp_path / "bin"
     tools.mkdir()
