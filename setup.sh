@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the workshop on this machine: a virtual environment with pinned
-# packages, the helpers package, a python3 Jupyter kernel on that environment,
-# the data on shared storage and the models for the profile.
+# packages, the helpers package, the Jupyter kernel "Ray Data workshop (.venv)"
+# on that environment, the data on shared storage and the models for the profile.
 #
 #   ./setup.sh              CPU-profile models, built offline (no GPU, no hub)
 #   ./setup.sh --download   also fetch sdxl-turbo and Qwen2.5-0.5B-Instruct from
@@ -50,9 +50,11 @@ else
   echo "packages already match requirements.txt and requirements-test.txt"
 fi
 
-step "Jupyter kernel 'python3' on this environment"
-"$VPY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
-echo "kernel python3 -> $(pwd)/.venv/bin/python"
+# A kernel of its own name, so that the generic "python3" kernel of this or any
+# other Jupyter stays as it was; the notebooks name this one in their metadata.
+step "Jupyter kernel 'Ray Data workshop (.venv)' on this environment"
+"$VPY" -m ipykernel install --sys-prefix --name ray-data-workshop --display-name "Ray Data workshop (.venv)" >/dev/null
+echo "kernel ray-data-workshop -> $(pwd)/.venv/bin/python"
 
 step "Shared storage, data and models"
 setup_args=()

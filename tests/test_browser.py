@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from helpers.commands.notebooks import KERNELSPEC
 from helpers.runtime.settings import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,6 +54,9 @@ PAGE_LOAD_S = 120
 #: Lesson 03 generates 120 images on two CPU cores: 1-2 minutes when the machine is idle.
 RUN_ALL_S = 480
 STDERR_MIME = "application/vnd.jupyter.stderr"
+#: The status bar once the notebook's own kernel (its metadata's, registered by setup.sh) has started;
+#: escaped for a JavaScript regular expression literal.
+KERNEL_IDLE = re.sub(r"[.*+?^${}()|[\]\\/]", r"\\\g<0>", KERNELSPEC["display_name"]) + r" \| Idle"
 
 #: The notebook on screen (JupyterLab keeps other tabs in the DOM, hidden).
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
@@ -188,6 +192,9 @@ def lab(workspace, tmp_path_factory):
     try:
         # The server took its token from JUPYTER_TOKEN (its API refuses any other), and no command line shows it.
         assert not [line for line in server.command_lines() if server.token in line]
+        # Without the notebooks' kernel, JupyterLab would ask which kernel to start instead of starting one.
+        kernels = _api(server.base, server.token, "/api/kernelspecs")["kernelspecs"]
+        assert KERNELSPEC["name"] in kernels, f"no kernel {KERNELSPEC['name']!r} ({sorted(kernels)}): run ./setup.sh"
         yield server
     finally:
         server.stop()
@@ -222,7 +229,7 @@ def run_all(lab: Lab, browser, relative: str, screenshot: str) -> tuple:
     page.set_default_timeout(PAGE_LOAD_S * 1000)
     page.goto(lab.url(relative))
     page.wait_for_selector(f"{NOTEBOOK} .jp-CodeCell")
-    page.wait_for_selector("#jp-main-statusbar >> text=/Python 3 \\(ipykernel\\) \\| Idle/")
+    page.wait_for_selector(f"#jp-main-statusbar >> text=/{KERNEL_IDLE}/")
     count = len(_prompts(page))
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-item[data-command='runmenu:run-all']")

@@ -1,7 +1,8 @@
 """The curriculum runs: solutions end to end, student copies to the end with labs untouched.
 
-Each notebook runs in a fresh ``python3`` kernel (the venv's, installed by
-setup.sh), in its own folder, exactly as "Run All" in JupyterLab runs it.
+Each notebook runs in a fresh kernel of the one its metadata names,
+``ray-data-workshop`` (the venv's Python, registered by setup.sh), in its own
+folder, exactly as "Run All" in JupyterLab runs it.
 
 All of them join one Ray cluster of the lessons' shape (8 logical CPUs, 2
 logical GPUs), started once for this module, as notebooks on a shared
@@ -73,12 +74,24 @@ def test_student_notebooks_are_in_sync_with_solutions():
 
 
 @pytest.mark.parametrize("path", SOLUTIONS + STUDENT, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_committed_notebooks_have_no_outputs_and_python3_kernel(path):
+def test_committed_notebooks_have_no_outputs_and_the_workshop_kernel(path):
     nb = json.loads(path.read_text())
-    assert nb["metadata"]["kernelspec"]["name"] == KERNELSPEC["name"]
+    assert nb["metadata"]["kernelspec"] == KERNELSPEC
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             assert not cell["outputs"] and cell["execution_count"] is None, f"{path.name} carries outputs"
+
+
+def test_the_workshop_kernel_runs_this_environment():
+    """The kernel the notebooks name is registered, and starts this Python (setup.sh's ``ipykernel install``)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNELSPEC["name"])
+    except NoSuchKernel:
+        pytest.fail(f"no Jupyter kernel named {KERNELSPEC['name']!r}: run ./setup.sh to register it")
+    assert spec.display_name == KERNELSPEC["display_name"]
+    assert Path(spec.argv[0]).parent.resolve() == Path(sys.executable).parent.resolve(), spec.argv
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
