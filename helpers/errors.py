@@ -1,11 +1,17 @@
-"""Errors a learner can act on, shown in a notebook as the one line that says the fix.
+"""The workshop's own errors, each shown in a notebook as the one line that says the fix.
 
-The workshop's own errors (a setting, an input file, a model folder, a
-resource request that can never be scheduled, a stage out of memory) carry
-their whole explanation in the message. The frames above it are Ray's or
-this package's internals, which help nobody in a lesson: IPython shows an
-exception's ``_render_traceback_()`` instead of the traceback when it has one.
-Outside IPython (scripts, the pipeline command, pytest) nothing changes.
+The workshop's own errors (a setting, an input file, a model folder, a stage
+out of memory, a publish that stopped half-way) carry their whole explanation
+in the message. The frames above it are Ray's or this package's internals,
+which help nobody in a lesson: IPython shows an exception's
+``_render_traceback_()`` instead of the traceback when it has one. Outside
+IPython (scripts, the pipeline command, pytest) nothing changes.
+
+All of them are defined here, so that a module that only catches one imports
+nothing else. One lives elsewhere: ``ResourceMismatchError``
+(:mod:`helpers.runtime.resources`) is also a Ray ``UserCodeException``, and
+this module must not import Ray: the pipeline command rejects a bad input
+before Ray or torch is imported.
 """
 
 from __future__ import annotations
@@ -19,6 +25,35 @@ class ActionableError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         return [f"{_RED}{type(self).__name__}{_RESET}: {self}"]
+
+
+class SettingsError(ActionableError, ValueError):
+    """A setting has a value the workshop cannot use (:mod:`helpers.runtime.settings`); the message says the fix."""
+
+
+class InputError(ActionableError, ValueError):
+    """An input file or ``--output`` of the pipeline cannot be used; one line names the file, the place and the fix."""
+
+
+class ModelFolderError(ActionableError, FileNotFoundError):
+    """A model folder is missing or incomplete; the message says what to run."""
+
+
+class BuildLockTimeout(ActionableError, TimeoutError):
+    """Another build of the same models folder did not finish in time."""
+
+
+class StageOutOfMemoryError(ActionableError, RuntimeError):
+    """A model stage ran out of memory on one batch; the message names the settings to lower.
+
+    torch's own message ("DefaultCPUAllocator: can't allocate memory ..." or
+    "CUDA out of memory ...") says how many bytes were missing, not which of
+    the workshop's knobs caused it.
+    """
+
+
+class PublishError(ActionableError, RuntimeError):
+    """Publishing to an object store stopped half-way; the message says where the complete output is."""
 
 
 def first_line(error: BaseException, name: str | None = None) -> str:

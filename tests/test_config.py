@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.errors import SettingsError
 from helpers.runtime import settings as config
 
 
@@ -83,7 +84,7 @@ def test_environment_overrides_each_stage(monkeypatch):
 )
 def test_bad_values_say_what_to_change(monkeypatch, name, value, words):
     monkeypatch.setenv(name, value)
-    with pytest.raises(config.SettingsError, match=words):
+    with pytest.raises(SettingsError, match=words):
         config.load_settings("cpu" if name != "WORKSHOP_PROFILE" else None)
 
 

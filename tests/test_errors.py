@@ -6,25 +6,12 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from helpers.errors import ActionableError
-from helpers.models.build import ModelFolderError
-from helpers.models.stages import StageOutOfMemoryError
-from helpers.pipeline.inputs import InputError
-from helpers.runtime.resources import ResourceMismatchError
-from helpers.runtime.settings import REPO_ROOT, SettingsError
+from helpers.runtime.settings import REPO_ROOT
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-@pytest.mark.parametrize("error", [SettingsError, InputError, ModelFolderError, StageOutOfMemoryError,
-                                   ResourceMismatchError])
-def test_every_learner_facing_error_is_actionable(error):
-    assert issubclass(error, ActionableError)
 
 
 def test_ipython_shows_the_message_instead_of_the_traceback():
@@ -57,7 +44,7 @@ def test_start_refuses_a_storage_root_it_cannot_write_before_ray_starts(tmp_path
     blocker.write_text("not a folder")
     done = _python(
         "import ray, helpers\n"
-        "from helpers.runtime.settings import SettingsError\n"
+        "from helpers.errors import SettingsError\n"
         "try:\n"
         "    helpers.start()\n"
         "except SettingsError as err:\n"

@@ -28,6 +28,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from helpers.errors import StageOutOfMemoryError
 from helpers.models import stages as models
 from helpers.pipeline import command as pipeline
 from helpers.runtime.settings import REPO_ROOT
@@ -264,7 +265,8 @@ import os, resource, sys
 limit = 8 << 30
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 import numpy as np
-from helpers.models.stages import ImageGen, StageOutOfMemoryError
+from helpers.errors import StageOutOfMemoryError
+from helpers.models.stages import ImageGen
 stage = ImageGen()
 try:
     stage({"prompt": np.array(["a fox", "an owl"], dtype=object)})
@@ -298,12 +300,12 @@ def test_out_of_memory_errors_are_recognised_and_others_pass_through():
         RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried"),
     ]
     for error in injected:
-        with pytest.raises(models.StageOutOfMemoryError) as caught, models.out_of_memory_names("Enhancer", 4, fix):
+        with pytest.raises(StageOutOfMemoryError) as caught, models.out_of_memory_names("Enhancer", 4, fix):
             raise error
         assert str(caught.value).startswith(f"Enhancer ran out of memory on a batch of 4 prompts; {fix} (torch said:")
     with pytest.raises(RuntimeError, match="shape mismatch"), models.out_of_memory_names("Enhancer", 4, fix):
         raise RuntimeError("shape mismatch")
-    assert pipeline._one_line(models.StageOutOfMemoryError("ImageGen ran out of memory")).startswith(
+    assert pipeline._one_line(StageOutOfMemoryError("ImageGen ran out of memory")).startswith(
         "StageOutOfMemoryError: ImageGen"
     )
 
@@ -370,7 +372,8 @@ def test_stages_cut_a_5000_character_prompt_with_a_notice(monkeypatch, caplog):
 
 
 def test_empty_and_whitespace_prompts_are_rejected_by_the_inputs(tmp_path):
-    from helpers.pipeline.inputs import InputError, read_outfits
+    from helpers.errors import InputError
+    from helpers.pipeline.inputs import read_outfits
 
     for rows in (["1,hat", "2,"], ["1,hat", '2,"   "'], ["1,hat", "2,\t"]):
         path = write_csv(tmp_path / "outfits.csv", "id,outfit", rows)

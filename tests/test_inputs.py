@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from helpers.pipeline.inputs import ANIMALS_COLUMNS, OUTFITS_COLUMNS, InputError, match_report, read_table
+from helpers.errors import InputError
+from helpers.pipeline.inputs import ANIMALS_COLUMNS, OUTFITS_COLUMNS, match_report, read_table
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 

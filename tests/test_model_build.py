@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
+from helpers.errors import ModelFolderError
 from helpers.models import build as model_build
 
 needs_smollm2 = pytest.mark.skipif(
@@ -118,7 +119,7 @@ def test_missing_model_files_names_what_was_removed(image_dir, tmp_path):
     shutil.rmtree(broken / "tokenizer_2")
     missing = model_build.missing_model_files(broken, "image")
     assert missing == ["unet/diffusion_pytorch_model.safetensors", "tokenizer_2/"]
-    with pytest.raises(model_build.ModelFolderError, match="tokenizer_2/.*--force"):
+    with pytest.raises(ModelFolderError, match="tokenizer_2/.*--force"):
         model_build.ensure_model_folder(broken, "image")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model_build.ensure_model_folder(tmp_path / "nowhere", "llm")

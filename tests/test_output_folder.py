@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers.errors import InputError
 from helpers.pipeline import command as pipeline
 from helpers.pipeline import output as out
-from helpers.pipeline.inputs import InputError
 from helpers.runtime.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "data"

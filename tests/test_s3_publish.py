@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.pipeline.inputs import InputError
+from helpers.errors import InputError, PublishError
 from helpers.pipeline.output import PARTIAL_MARKER, WRITTEN_BY
 from helpers.runtime import storage
-from helpers.runtime.storage import SUCCESS_MARKER, PublishError, check_output_prefix, publish_dir
+from helpers.runtime.storage import SUCCESS_MARKER, check_output_prefix, publish_dir
 from tests import test_s3_storage
 from tests.test_s3_storage import BUCKET, FAKE_AWS, _run
 

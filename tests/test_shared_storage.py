@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.errors import BuildLockTimeout, SettingsError
 from helpers.models import build as model_build
 from helpers.runtime import settings as config
 from helpers.runtime.settings import REPO_ROOT
@@ -31,7 +32,7 @@ def _probe_repeatedly(storage: str, rounds: int) -> str:
     try:
         for _ in range(rounds):
             config.check_storage_writable(Path(storage))
-    except config.SettingsError as err:
+    except SettingsError as err:
         return str(err)
     return ""
 
@@ -92,7 +93,7 @@ def test_a_build_waits_for_the_lock_a_bounded_time(tmp_path):
     with model_build.build_lock(models):
         began = time.monotonic()
         with (
-            pytest.raises(model_build.BuildLockTimeout, match="another build of .* wait until"),
+            pytest.raises(BuildLockTimeout, match="another build of .* wait until"),
             model_build.build_lock(models, wait_s=0.5),
         ):
             pass

@@ -10,7 +10,7 @@ import importlib
 
 _FROM_STAGES = (
     "ImageGen", "Enhancer", "SEASONS", "load_image_pipeline", "load_text_generator", "seasonal_messages",
-    "reply_texts", "png_bytes", "object_column", "check_local_model", "StageOutOfMemoryError",
+    "reply_texts", "png_bytes", "object_column", "check_local_model",
 )
 
 __all__ = list(_FROM_STAGES)

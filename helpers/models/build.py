@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from helpers.errors import ActionableError
+from helpers.errors import BuildLockTimeout, ModelFolderError
 
 # Bump when a builder changes what it writes: folders with another version are rebuilt.
 BUILDER_VERSION = 1
@@ -78,10 +78,6 @@ _COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white
 
 
 # ---------------------------------------------------------------- checking folders
-
-
-class ModelFolderError(ActionableError, FileNotFoundError):
-    """A model folder is missing or incomplete; the message says what to run."""
 
 
 def _weights_missing(folder: Path, stem: str) -> list[str]:
@@ -460,10 +456,6 @@ def _is_current(path: Path, kind: str) -> bool:
         and marker.get("kind") == kind
         and marker.get("builder_version") == BUILDER_VERSION
     )
-
-
-class BuildLockTimeout(ActionableError, TimeoutError):
-    """Another build of the same models folder did not finish in time."""
 
 
 def _lock_path(models_dir: Path) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.errors import ActionableError
+from helpers.errors import StageOutOfMemoryError
 from helpers.runtime.settings import Settings, load_settings
 
 SEASONS = ("winter", "spring", "summer", "fall")
@@ -29,15 +29,6 @@ MAX_PROMPT_CHARS = 1000
 _OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory")
 
 log = logging.getLogger("helpers.models.stages")
-
-
-class StageOutOfMemoryError(ActionableError, RuntimeError):
-    """A model stage ran out of memory on one batch; the message names the settings to lower.
-
-    torch's own message ("DefaultCPUAllocator: can't allocate memory ..." or
-    "CUDA out of memory ...") says how many bytes were missing, not which of
-    the workshop's knobs caused it.
-    """
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -51,12 +51,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from helpers.models.build import ModelFolderError
-from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, InputError, match_report, read_table
+from helpers.errors import InputError, ModelFolderError, PublishError, SettingsError
+from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_table
 from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, publish
-from helpers.runtime.settings import Settings, SettingsError, gpu_scale, load_settings, with_stage
+from helpers.runtime.settings import Settings, gpu_scale, load_settings, with_stage
 from helpers.runtime.storage import (
-    PublishError,
     StorageURI,
     check_output_prefix,
     check_scheme,

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from helpers.errors import ActionableError
+from helpers.errors import InputError
 
 #: The join key of both inputs.
 KEY = "id"
@@ -62,10 +62,6 @@ FIELD_LIMIT = 1 << 20
 _LISTED = 5
 #: How much of a long value a message shows.
 _SHOWN = 40
-
-
-class InputError(ActionableError, ValueError):
-    """An input file cannot be used; the one-line message names the file, the place and the fix."""
 
 
 def _where(index: int, lines: list[int]) -> str:

@@ -46,7 +46,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from helpers.pipeline.inputs import InputError
+from helpers.errors import InputError
 
 #: What the pipeline writes; the Parquet file name is fixed (one file, written by the driver).
 SUMMARY = "summary.json"

@@ -24,7 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.errors import ActionableError
+from helpers.errors import SettingsError
+from helpers.runtime.storage import StorageURI, check_scheme
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANYSCALE_STORAGE = Path("/mnt/cluster_storage")
@@ -43,10 +44,6 @@ PROFILES = ("auto", "cpu", "gpu")
 #: The cluster the lessons describe: two GPUs. Per-actor GPU requests in the
 #: lessons are written for it and scaled down when fewer GPUs exist.
 LESSON_GPUS = 2
-
-
-class SettingsError(ActionableError, ValueError):
-    """A setting has a value the workshop cannot use; the message says the fix."""
 
 
 @dataclass(frozen=True)
@@ -208,8 +205,6 @@ def resolve_storage() -> Path:
         return default_storage()
     if "://" in raw:
         # An object store (s3://bucket/prefix): data and outputs through pyarrow, models stay local.
-        from helpers.runtime.storage import StorageURI, check_scheme
-
         check_scheme(raw, "WORKSHOP_STORAGE")
         return StorageURI(raw.rstrip("/"))
     return Path(raw).expanduser().resolve()

@@ -39,7 +39,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from helpers.errors import ActionableError
+from helpers.errors import InputError, PublishError, SettingsError
 from helpers.pipeline.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
 
 SCHEMES = ("s3",)
@@ -68,8 +68,6 @@ def is_uri(location) -> bool:
 
 def check_scheme(uri: str, setting: str) -> None:
     """Fail with the fix for an object-store URI the workshop does not support."""
-    from helpers.runtime.settings import SettingsError
-
     scheme = str(uri).split("://", 1)[0].lower()
     if scheme not in SCHEMES or not str(uri).split("://", 1)[1].strip("/"):
         raise SettingsError(
@@ -108,17 +106,11 @@ def fetch(uri: str, folder: Path) -> Path:
     source_fs, path = filesystem(uri)
     info = source_fs.get_file_info(path)
     if info.type != fs.FileType.File:
-        from helpers.pipeline.inputs import InputError
-
         raise InputError(f"{uri} does not exist (or is not a file); upload it first or fix the location")
     target = folder / Path(path).name
     with source_fs.open_input_stream(path) as src, open(target, "wb") as dst:
         dst.write(src.read())
     return target
-
-
-class PublishError(ActionableError, RuntimeError):
-    """Publishing to an object store stopped half-way; the message says where the complete output is."""
 
 
 def _reason(err: BaseException) -> str:
@@ -145,8 +137,6 @@ def check_output_prefix(uri: str) -> bool:
     a prefix with the inputs or anyone's files in it.
     """
     from pyarrow import fs
-
-    from helpers.pipeline.inputs import InputError
 
     target_fs, target = filesystem(uri)
     if "/" not in target.strip("/"):
