@@ -1,8 +1,12 @@
 """Lab checks for the workshop notebooks: declared problems, three outcomes, a hint ladder.
 
-A lab is a small class: a name, a title, hints and the solution code as class
-attributes, plus ``check_answer`` when the answer needs inspecting. Learners
-call ``lab.check(name=value)`` and see one of three outcomes:
+A lab is a small class, mostly data: a name, a title, hints, and for each
+variable the learner passes, a class attribute of that name declaring the
+shape it must have (:mod:`helpers.labs.shapes`: a value to equal, a folder of
+written files, a pipeline's plan). ``check_answer`` adds code only for what
+the declarations cannot say. The solution is not typed here: ``solution()`` shows the lab's
+cells of the solution notebook (:mod:`helpers.labs.solutions`). Learners call
+``lab.check(name=value)`` and see one of three outcomes:
 
 * *not attempted*: a placeholder (``...``, ``None``, ``"TODO"``) is still there;
 * *incorrect*: what is wrong (the variable, the type, the shape), not the answer;
@@ -17,8 +21,8 @@ one-line *incorrect* outcome instead of a long traceback.
     # lab.hint()
     # lab.solution()
 
-Concrete labs live in ``helpers.labs.lessons_early`` and register themselves with
-``@register``; ``get_lab`` imports that module on first use.
+Each lesson's labs live in ``helpers.labs.lessonNN`` and register themselves
+with ``@register``; ``get_lab("NN_...")`` imports that module on first use.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from __future__ import annotations
 import html
 import importlib
 import inspect
+import pkgutil
+import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from helpers.errors import first_line
@@ -42,7 +49,7 @@ STATUSES = (NOT_ATTEMPTED, INCORRECT, CORRECT)
 _LABELS = {NOT_ATTEMPTED: "Not attempted", INCORRECT: "Incorrect", CORRECT: "Correct"}
 _SYMBOLS = {NOT_ATTEMPTED: "\u25cb", INCORRECT: "\u2718", CORRECT: "\u2714"}
 _COLOURS = {NOT_ATTEMPTED: "#1565c0", INCORRECT: "#c62828", CORRECT: "#2e7d32"}
-_CHECKS_MODULE = "helpers.labs.lessons_early"
+_LESSON_MODULE = re.compile(r"lesson\d\d")
 
 
 def is_placeholder(value: Any) -> bool:
@@ -52,6 +59,13 @@ def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == "TODO"
 
 
+def quote(values: Iterable) -> str:
+    """``a``, ``b`` as a message lists names: each in backticks."""
+    return ", ".join(f"`{value}`" for value in values)
+
+
+def type_name(value: Any) -> str:
+    return type(value).__name__
 
 
 def _show_markdown(text: str, plain: str) -> None:
@@ -144,27 +158,64 @@ class Correct(CheckSignal):
     status = CORRECT
 
 
-class Lab:
-    """One exercise. Subclass it, fill in the class attributes, implement ``check_answer``.
+class Expect:
+    """What one variable must be: the base of the declared shapes in :mod:`helpers.labs.shapes`.
 
-    ``check_answer(**kwargs)`` receives exactly what the learner passed to
-    ``check``. It ends by returning (``None`` means correct), by returning an
-    ``Outcome``, or by calling ``self.not_attempted`` / ``self.incorrect`` /
-    ``self.correct`` (which raise, so they work from nested helpers too).
+    ``check`` raises ``Incorrect`` (saying what is wrong) or returns the value
+    as ``check_answer`` receives it, read as far as the shape reads it (a
+    folder's files, a pipeline's stages). ``summary`` of that value starts the
+    *correct* message when ``check_answer`` has nothing to add.
+    """
+
+    def check(self, name: str, value: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement check()")
+
+    def summary(self, value: Any) -> str:
+        return ""
+
+
+class Lab:
+    """One exercise. Subclass it and declare it with class attributes.
+
+    Each variable the learner passes to :func:`Lab.check` may be declared as a
+    class attribute named after it, holding the shape it must have
+    (``num_outfits = Equals(...)``; they are collected into ``expect``). The
+    shapes are checked in turn; then ``check_answer``, when the lab defines
+    one, receives every variable (as its shape read it) and checks what the
+    declarations cannot say. Its parameters name the variables; without it
+    they are the declared ones. It ends by returning (``None`` means
+    correct), by returning an ``Outcome``, or by calling
+    ``self.not_attempted`` / ``self.incorrect`` / ``self.correct`` (which
+    raise, so they work from nested helpers too).
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     hints: ClassVar[Sequence[str]] = ()
-    solution_text: ClassVar[str] = ""
+    expect: ClassVar[Mapping[str, Expect]] = {}
     correct_message: ClassVar[str] = "Well done."
     # Any argument still holding a placeholder means the starter code is untouched.
     placeholders_mean_not_attempted: ClassVar[bool] = True
 
-    def check_answer(self, **kwargs: Any) -> Outcome | None:
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement check_answer()"
-        )
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.expect = {
+            name: value
+            for klass in reversed(cls.__mro__)
+            for name, value in vars(klass).items()
+            if isinstance(value, Expect)
+        }
+
+    def check_answer(self, **values: Any) -> Outcome | None:
+        """What the declarations cannot say; by default nothing more."""
+        return None
+
+    @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """The names the learner passes to ``check``, in order."""
+        if cls.check_answer is Lab.check_answer:
+            return tuple(cls.expect)
+        return tuple(inspect.signature(cls.check_answer).parameters)[1:]
 
     # Outcome raisers -------------------------------------------------------
 
@@ -190,14 +241,13 @@ class Lab:
 
     def evaluate(self, **kwargs: Any) -> Outcome:
         """Like ``check`` but shows nothing (for tests and for composing checks)."""
-        try:
-            inspect.signature(self.check_answer).bind(**kwargs)
-        except TypeError:
+        variables = self.variables()
+        if sorted(kwargs) != sorted(variables):
             return Outcome(INCORRECT, self._usage_message(kwargs))
         if self.placeholders_mean_not_attempted:
             waiting = [name for name, value in kwargs.items() if is_placeholder(value)]
             if waiting:
-                names = ", ".join(f"`{name}`" for name in waiting)
+                names = quote(waiting)
                 verb = (
                     "still holds a placeholder"
                     if len(waiting) == 1
@@ -206,14 +256,19 @@ class Lab:
                 return Outcome(
                     NOT_ATTEMPTED, f"{names} {verb}; replace it with your answer."
                 )
+        read: dict[str, Any] = {}
         try:
-            result = self.check_answer(**kwargs)
+            for name in variables:
+                shape = self.expect.get(name)
+                read[name] = kwargs[name] if shape is None else shape.check(name, kwargs[name])
+            result = self.check_answer(**read)
         except CheckSignal as signal:
             return Outcome(signal.status, signal.message)
         except Exception as exc:  # noqa: BLE001 - raised by the learner's objects while we inspect them
             return Outcome(INCORRECT, first_line(exc), exception=exc)
         if result is None:
-            return Outcome(CORRECT, self.correct_message)
+            summaries = [self.expect[name].summary(read[name]) for name in variables if name in self.expect]
+            return Outcome(CORRECT, " ".join([*filter(None, summaries), self.correct_message]))
         if not isinstance(result, Outcome):
             raise TypeError(
                 f"{type(self).__name__}.check_answer must return an Outcome or None, not {type(result).__name__}"
@@ -238,19 +293,19 @@ class Lab:
         )
 
     def solution(self) -> None:
-        """Show the solution code."""
-        code = textwrap.dedent(self.solution_text).strip("\n")
-        if not code:
-            _show_markdown(
-                "No solution text for this lab.", "No solution text for this lab."
-            )
+        """Show the lab's solution cells of the solution notebook, one code block per cell."""
+        from helpers.labs.solutions import SolutionNotFound, solution_cells
+
+        try:
+            cells = solution_cells(self.name)
+        except SolutionNotFound as exc:
+            _show_markdown(f"No solution to show: {exc}.", f"No solution to show: {exc}.")
             return
-        _show_markdown(f"**Solution:**\n\n```python\n{code}\n```", f"Solution:\n{code}")
+        blocks = "\n\n".join(f"```python\n{code}\n```" for code in cells)
+        _show_markdown(f"**Solution:**\n\n{blocks}", "Solution:\n" + "\n\n".join(cells))
 
     def _usage_message(self, kwargs: dict[str, Any]) -> str:
-        expected = ", ".join(
-            f"{name}=..." for name in inspect.signature(self.check_answer).parameters
-        )
+        expected = ", ".join(f"{name}=..." for name in self.variables())
         given = ", ".join(f"{name}=..." for name in kwargs) or "nothing"
         return f"call `check({expected})`; got `check({given})`."
 
@@ -267,6 +322,12 @@ def register(cls: type[Lab]) -> type[Lab]:
         raise ValueError(
             f"{cls.__qualname__} needs a non-empty `name` to be registered"
         )
+    variables = cls.variables()
+    if not variables:
+        raise ValueError(f"lab {cls.name!r} takes no variables: declare their shapes or write `check_answer`")
+    undeclared = [name for name in cls.expect if name not in variables]
+    if undeclared:
+        raise ValueError(f"lab {cls.name!r} declares {quote(undeclared)}, which its `check_answer` does not take")
     existing = LABS.get(cls.name)
     if existing is not None and _qualified(type(existing)) != _qualified(cls):
         raise ValueError(
@@ -280,14 +341,26 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def lesson_modules() -> list[str]:
+    """The modules that hold the lessons' labs: ``helpers.labs.lesson01`` ... in order."""
+    here = Path(__file__).parent
+    return sorted(
+        f"{__package__}.{module.name}"
+        for module in pkgutil.iter_modules([str(here)])
+        if _LESSON_MODULE.fullmatch(module.name)
+    )
+
+
 def get_lab(name: str) -> Lab:
-    """The registered lab called ``name``; loads ``helpers.labs.lessons_early`` on first use."""
+    """The registered lab called ``name``; imports its lesson's module (``"04_png"``: ``lesson04``) on first use."""
     if name not in LABS:
-        try:
-            importlib.import_module(_CHECKS_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name != _CHECKS_MODULE:
-                raise
+        lessons = lesson_modules()
+        own = f"{__package__}.lesson{name.split('_', 1)[0]}"
+        for module in [own] if own in lessons else lessons:
+            importlib.import_module(module)
+        if name not in LABS:  # a mistyped name: load every lesson to list the labs there are
+            for module in lessons:
+                importlib.import_module(module)
     try:
         return LABS[name]
     except KeyError:

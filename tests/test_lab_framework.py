@@ -1,7 +1,9 @@
-"""The lab-check framework, exercised with a tiny example lab three ways (and then some)."""
+"""The lab-check framework (:mod:`helpers.labs.framework`), exercised with a tiny example lab three ways (and then some)."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import nbformat
@@ -12,13 +14,16 @@ from helpers.labs.framework import (
     CORRECT,
     INCORRECT,
     NOT_ATTEMPTED,
+    Expect,
     Incorrect,
     Lab,
     Outcome,
     get_lab,
     is_placeholder,
+    lesson_modules,
     register,
 )
+from helpers.labs.shapes import WHOLE_NUMBER, Equals, Mistake
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = [1, 2, 3, 4]
@@ -42,10 +47,6 @@ class SumLab(Lab):
         "Look at `sum()`.",
         "`return sum(numbers)`",
     )
-    solution_text = """
-        def total_of(numbers):
-            return sum(numbers)
-    """
 
     def check_answer(self, total_of):
         result = total_of(list(NUMBERS))  # learner code: may raise
@@ -127,7 +128,7 @@ def test_exception_without_message_shows_its_type(lab):
     assert lab.evaluate(total_of=raises_bare).message == "KeyError"
 
 
-# --------------------------------------------------------------------------- check(), hints, solution
+# --------------------------------------------------------------------------- check() and hints
 
 
 def test_check_prints_and_returns_the_outcome_outside_ipython(lab, capsys):
@@ -193,14 +194,6 @@ def test_hint_ladder_is_clamped(lab, capsys):
     assert out.startswith("Hint 3 of 3:") and ".solution()" in out
     lab.hint(0)
     assert capsys.readouterr().out.startswith("Hint 1 of 3:")
-
-
-def test_solution_shows_dedented_code(lab, capsys):
-    lab.solution()
-    assert (
-        capsys.readouterr().out
-        == "Solution:\ndef total_of(numbers):\n    return sum(numbers)\n"
-    )
 
 
 def test_lab_without_hints_says_so(capsys):
@@ -271,6 +264,99 @@ def test_unknown_lab_lists_known_names(monkeypatch):
 def test_lab_without_name_cannot_register():
     with pytest.raises(ValueError, match="non-empty `name`"):
         register(type("Nameless", (Lab,), {}))
+
+
+def test_lab_without_variables_or_with_a_stray_declaration_cannot_register(monkeypatch):
+    monkeypatch.setattr(labs, "LABS", {})
+    with pytest.raises(ValueError, match="takes no variables"):
+        register(type("Empty", (Lab,), {"name": "test_empty"}))
+
+    class Stray(SumLab):
+        name = "test_stray"
+        total = Equals(expected=lambda: 10, wrong="")
+
+    with pytest.raises(ValueError, match="`total`, which its `check_answer` does not take"):
+        register(Stray)
+
+
+def test_get_lab_imports_the_lesson_module_named_by_the_prefix(monkeypatch):
+    monkeypatch.setattr(labs, "LABS", {})
+    monkeypatch.delitem(sys.modules, "helpers.labs.lesson04", raising=False)
+    assert type(get_lab("04_png")).__module__ == "helpers.labs.lesson04"
+    assert sorted(labs.LABS) == ["04_png"]
+
+
+def test_every_lesson_module_holds_only_labs_named_after_it():
+    """``get_lab`` finds a lab through its name's prefix: ``"04_png"`` must live in ``lesson04``."""
+    modules = lesson_modules()
+    assert modules == [f"helpers.labs.lesson{n:02d}" for n in range(1, 7)]
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        lesson = module_name.removeprefix("helpers.labs.lesson")
+        names = [
+            value.name
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Lab) and value.__module__ == module_name
+        ]
+        assert names and all(name.startswith(f"{lesson}_") for name in names), (module_name, names)
+
+
+# --------------------------------------------------------------------------- declared variables
+
+
+class DeclaredTotalLab(Lab):
+    """The same exercise, declared: the learner passes the total itself."""
+
+    name = "test_declared_total"
+    total = Equals(
+        expected=lambda: sum(NUMBERS),
+        kind=WHOLE_NUMBER,
+        mistakes=(
+            Mistake(
+                when=lambda found, expected: found == len(NUMBERS),
+                message="`{name}` is {value}: that counts the numbers.",
+            ),
+        ),
+        wrong="`{name}` is {value}; add the numbers up.",
+    )
+
+
+def test_declared_variables_are_what_check_takes():
+    lab = DeclaredTotalLab()
+    assert lab.variables() == ("total",)
+    assert lab.evaluate(total=10) == Outcome(CORRECT, Lab.correct_message)
+    assert lab.evaluate(total=...).status == NOT_ATTEMPTED
+    assert lab.evaluate(sum=10).message == "call `check(total=...)`; got `check(sum=...)`."
+
+
+def test_declared_value_says_what_is_wrong_not_the_answer():
+    lab = DeclaredTotalLab()
+    assert lab.evaluate(total=4).message == "`total` is 4: that counts the numbers."
+    assert lab.evaluate(total=9).message == "`total` is 9; add the numbers up."
+    assert lab.evaluate(total="10").message == "`total` should be a whole number, not a str."
+    assert lab.evaluate(total=True).status == INCORRECT
+
+
+def test_check_answer_gets_what_the_shapes_read_and_their_summary_starts_the_message():
+    class Doubled(Expect):
+        def check(self, name, value):
+            return value * 2
+
+        def summary(self, value):
+            return f"Read {value}."
+
+    seen = []
+
+    class DoublingLab(Lab):
+        name = "test_doubling"
+        x = Doubled()
+
+        def check_answer(self, x, y):
+            seen.append((x, y))
+
+    outcome = DoublingLab().evaluate(x=3, y=3)
+    assert seen == [(6, 3)]
+    assert outcome == Outcome(CORRECT, f"Read 6. {Lab.correct_message}")
 
 
 # --------------------------------------------------------------------------- in a real kernel

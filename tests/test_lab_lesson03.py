@@ -1,10 +1,8 @@
-"""The labs of lessons 01-03, each tested three ways: starter, solution, plausible wrong answers.
+"""The lab of lesson 03 (:mod:`helpers.labs.lesson03`), tested three ways: starter, solution, wrong answers.
 
-Answers are built the way a learner's notebook would leave them, but without
-Ray wherever that is possible: batches are dicts of NumPy arrays and Parquet
-folders are written with pyarrow in ``tmp_path``. Only one test uses Ray (the
-suite's shared session), for the mistake only Ray makes: PIL images written
-straight to Parquet.
+Parquet folders are written with pyarrow in ``tmp_path``, the way a learner's
+write would leave them. Only one test uses Ray (the suite's shared session),
+for the mistake only Ray makes: PIL images written straight to Parquet.
 """
 
 from __future__ import annotations
@@ -18,154 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers.labs.data import animal_prompts
 from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
-from helpers.labs.lessons_early import animal_prompts, csv_rows
 
 PROMPTS = animal_prompts()
 
 
 def status(outcome):
     return outcome.status
-
-
-# --------------------------------------------------------------------------- 01_batch
-
-
-def outfit_batch(rows: int = 5) -> dict:
-    """What ``outfits.take_batch(rows)`` returns."""
-    records = csv_rows("outfits.csv")[:rows]
-    return {
-        "id": np.array([int(r["id"]) for r in records]),
-        "outfit": np.array([r["outfit"] for r in records], dtype=object),
-    }
-
-
-@pytest.fixture
-def batch_lab():
-    return get_lab("01_batch")
-
-
-@pytest.mark.parametrize("starter", [..., None, "TODO"])
-def test_batch_starter_is_not_attempted(batch_lab, starter):
-    assert status(batch_lab.evaluate(outfits_batch=starter)) == NOT_ATTEMPTED
-
-
-def test_batch_solution_is_correct(batch_lab):
-    assert status(batch_lab.evaluate(outfits_batch=outfit_batch())) == CORRECT
-
-
-def test_batch_as_pandas_is_accepted_too(batch_lab):
-    pandas = pytest.importorskip("pandas")
-    assert status(batch_lab.evaluate(outfits_batch=pandas.DataFrame(outfit_batch()))) == CORRECT
-
-
-def test_batch_from_take_is_incorrect_and_names_take(batch_lab):
-    rows = [{"id": i, "outfit": o} for i, o in zip(*outfit_batch().values())]
-    outcome = batch_lab.evaluate(outfits_batch=rows)
-    assert status(outcome) == INCORRECT and "take()" in outcome.message
-
-
-def test_batch_of_the_wrong_size_is_incorrect(batch_lab):
-    outcome = batch_lab.evaluate(outfits_batch=outfit_batch(3))
-    assert status(outcome) == INCORRECT and "holds 3 rows" in outcome.message
-
-
-def test_batch_of_animals_is_incorrect(batch_lab):
-    animals = {"id": np.arange(5), "animal": np.array(PROMPTS[:5], dtype=object)}
-    outcome = batch_lab.evaluate(outfits_batch=animals)
-    assert status(outcome) == INCORRECT and "animals file" in outcome.message
-
-
-# --------------------------------------------------------------------------- 01_inspect
-
-
-@pytest.fixture
-def inspect_lab():
-    return get_lab("01_inspect")
-
-
-def test_inspect_starter_is_not_attempted(inspect_lab):
-    assert status(inspect_lab.evaluate(num_outfits=..., outfit_columns=...)) == NOT_ATTEMPTED
-
-
-def test_inspect_solution_is_correct(inspect_lab):
-    rows = len(csv_rows("outfits.csv"))
-    assert status(inspect_lab.evaluate(num_outfits=rows, outfit_columns=["id", "outfit"])) == CORRECT
-    # a Schema-like object (what schema() returns) and another column order are fine too
-    schema = pa.schema([("outfit", pa.string()), ("id", pa.int64())])
-    assert status(inspect_lab.evaluate(num_outfits=np.int64(rows), outfit_columns=schema)) == CORRECT
-
-
-def test_inspect_counting_the_header_is_incorrect(inspect_lab):
-    lines = len(csv_rows("outfits.csv")) + 1  # len(open(path).readlines())
-    outcome = inspect_lab.evaluate(num_outfits=lines, outfit_columns=["id", "outfit"])
-    assert status(outcome) == INCORRECT and "header" in outcome.message
-
-
-def test_inspect_wrong_columns_are_incorrect(inspect_lab):
-    rows = len(csv_rows("outfits.csv"))
-    outcome = inspect_lab.evaluate(num_outfits=rows, outfit_columns=["id", "animal"])
-    assert status(outcome) == INCORRECT and "outfit_columns" in outcome.message
-
-
-# --------------------------------------------------------------------------- 02_prompt_length
-
-
-def starter_prompt_length(batch):
-    # TODO: your code here
-    return batch
-
-
-def solution_prompt_length(batch):
-    batch["prompt_length"] = np.array([len(p) for p in batch["prompt"]])
-    return batch
-
-
-def other_correct_prompt_length(batch):
-    batch["prompt_length"] = [float(len(str(p))) for p in batch["prompt"]]
-    return batch
-
-
-def batch_size_prompt_length(batch):
-    batch["prompt_length"] = np.full(len(batch["prompt"]), len(batch["prompt"]))
-    return batch
-
-
-def word_count_prompt_length(batch):
-    batch["prompt_length"] = np.array([len(p.split()) for p in batch["prompt"]])
-    return batch
-
-
-def forgets_return(batch):
-    batch["prompt_length"] = np.array([len(p) for p in batch["prompt"]])
-
-
-@pytest.fixture
-def length_lab():
-    return get_lab("02_prompt_length")
-
-
-@pytest.mark.parametrize("starter", [..., starter_prompt_length])
-def test_prompt_length_starter_is_not_attempted(length_lab, starter):
-    assert status(length_lab.evaluate(add_prompt_length=starter)) == NOT_ATTEMPTED
-
-
-@pytest.mark.parametrize("answer", [solution_prompt_length, other_correct_prompt_length])
-def test_prompt_length_solutions_are_correct(length_lab, answer):
-    assert status(length_lab.evaluate(add_prompt_length=answer)) == CORRECT
-
-
-@pytest.mark.parametrize(
-    ("answer", "words"),
-    [
-        (batch_size_prompt_length, "number of rows in the batch"),
-        (word_count_prompt_length, "characters"),
-        (forgets_return, "return batch"),
-    ],
-)
-def test_prompt_length_wrong_answers_are_incorrect(length_lab, answer, words):
-    outcome = length_lab.evaluate(add_prompt_length=answer)
-    assert status(outcome) == INCORRECT and words in outcome.message
 
 
 # --------------------------------------------------------------------------- 03_parquet: writing answers

@@ -1,0 +1,36 @@
+"""Lab of lesson 05 (LLM enhancement): fit the seasonal pipeline on a one-GPU machine.
+
+All declared: the pipeline's plan, read without running it, must keep both
+model stages with two actors each, and their GPU shares must add up to no more
+than one GPU.
+"""
+
+from __future__ import annotations
+
+from helpers.labs.framework import Lab, register
+from helpers.labs.shapes import Pipeline
+
+#: How much GPU the machine of this lab has.
+ONE_GPU = 1.0
+
+
+@register
+class OneGpuLab(Lab):
+    name = "05_one_gpu"
+    title = "Fit the seasonal pipeline on a one-GPU machine"
+    hints = (
+        (
+            "Keep the three stages and two actors per model stage; change only what each actor asks for. "
+            "An actor pool reserves `actors x num_gpus` GPUs, and the two model stages together must fit in 1."
+        ),
+        (
+            "On two GPUs the stages ask for 2 x 0.6 + 2 x 0.4 = 2.0. Scale both shares so the total is 1.0 "
+            "(the LLM keeps the larger share)."
+        ),
+        "`num_gpus=0.3` for the Enhancer stage and `num_gpus=0.2` for the ImageGen stage: 2 x 0.3 + 2 x 0.2 = 1.0.",
+    )
+    correct_message = (
+        "Both model stages share one GPU. Ray only counts what each actor declares: "
+        "keeping within those shares (GPU memory, threads) is up to the models."
+    )
+    pipeline = Pipeline(model_stages=("Enhancer", "ImageGen"), actors_per_model_stage=2, gpu_budget=ONE_GPU)

@@ -1,0 +1,130 @@
+"""The lab of lesson 04 (:mod:`helpers.labs.lesson04`), tested three ways: starter, solution, wrong answers.
+
+No Ray: the answers are folders of PNG files written with PIL in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.labs.data import joined_row_count
+from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+
+PLACEHOLDERS = [..., None, "TODO"]
+
+
+def status(outcome):
+    return outcome.status
+
+
+# --------------------------------------------------------------------------- 04_png
+
+
+def write_pngs(folder: Path, count: int, start: int = 0, suffix: str = ".png", fmt: str = "PNG") -> Path:
+    """``count`` small images as ``write_images`` would leave them (any names will do)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        pixels = np.full((8, 8, 3), i % 256, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"image_{i:04d}{suffix}", format=fmt)
+    return folder
+
+
+@pytest.fixture
+def png_lab():
+    return get_lab("04_png")
+
+
+@pytest.fixture
+def rows():
+    return joined_row_count()
+
+
+@pytest.mark.parametrize("starter", PLACEHOLDERS)
+def test_png_starter_is_not_attempted(png_lab, starter):
+    assert status(png_lab.evaluate(folder=starter)) == NOT_ATTEMPTED
+
+
+def test_png_solution_is_correct(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows)
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == CORRECT, outcome.message
+    assert f"{rows} PNG files" in outcome.message
+
+
+def test_png_folder_as_path_or_local_url_is_accepted(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows)
+    assert status(png_lab.evaluate(folder=folder)) == CORRECT
+    assert status(png_lab.evaluate(folder=f"local://{folder}")) == CORRECT
+
+
+def test_png_hidden_files_are_ignored(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows)
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".DS_Store").write_text("")
+    assert status(png_lab.evaluate(folder=str(folder))) == CORRECT
+
+
+def test_png_missing_folder_is_incorrect(png_lab, tmp_path):
+    outcome = png_lab.evaluate(folder=str(tmp_path / "never_written"))
+    assert status(outcome) == INCORRECT and "does not exist" in outcome.message
+
+
+def test_png_file_instead_of_folder_is_incorrect(png_lab, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", 1)
+    outcome = png_lab.evaluate(folder=str(folder / "image_0000.png"))
+    assert status(outcome) == INCORRECT and "is a file" in outcome.message
+
+
+def test_png_empty_folder_is_incorrect(png_lab, tmp_path):
+    (tmp_path / "04_png").mkdir()
+    outcome = png_lab.evaluate(folder=str(tmp_path / "04_png"))
+    assert status(outcome) == INCORRECT and "empty" in outcome.message
+
+
+def test_png_too_few_files_is_incorrect(png_lab, rows, tmp_path):
+    """What writing ``take_batch(4)``'s images by hand would leave."""
+    outcome = png_lab.evaluate(folder=str(write_pngs(tmp_path / "04_png", 4)))
+    assert status(outcome) == INCORRECT and f"holds 4 PNG files, but the join gives {rows}" in outcome.message
+
+
+def test_png_leftovers_of_an_earlier_run_are_incorrect(png_lab, rows, tmp_path):
+    """Two runs in the default append mode: twice the files, under new names."""
+    folder = write_pngs(tmp_path / "04_png", rows)
+    write_pngs(folder, rows, start=rows)
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT and "earlier run" in outcome.message and "overwrite" in outcome.message
+
+
+def test_png_folder_of_other_files_is_incorrect(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows, suffix=".jpeg", fmt="JPEG")
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT and "no PNG files" in outcome.message and ".jpeg" in outcome.message
+
+
+def test_png_stray_non_image_files_are_incorrect(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows)
+    (folder / "prompts.txt").write_text("a red fox wearing a hat\n")
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT and "prompts.txt" in outcome.message
+
+
+def test_png_files_that_do_not_decode_are_incorrect(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows - 1)
+    (folder / "broken.png").write_bytes(b"\x80\x04 not an image, a pickle")
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT and "broken.png" in outcome.message and "does not decode" in outcome.message
+
+
+def test_png_jpeg_data_under_png_names_is_incorrect(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows, fmt="JPEG")
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT and "JPEG data" in outcome.message
+
+
+def test_png_not_a_path_is_incorrect(png_lab):
+    outcome = png_lab.evaluate(folder=42)
+    assert status(outcome) == INCORRECT and "path" in outcome.message

@@ -1,0 +1,221 @@
+"""The lab of lesson 06 (:mod:`helpers.labs.lesson06`), tested three ways: starter, solution, wrong answers.
+
+The pipelines are plans built on the test run's shared Ray session (nothing is
+executed), with stand-in classes that load no model. One test runs the code
+``lab.solution()`` shows with the small local LLM, to prove that it passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+from helpers.labs.lesson06 import PROBE_COLUMN
+from helpers.labs.solutions import solution_cells
+from helpers.runtime.settings import load_settings
+from tests.lab_pipelines import ImageGen, expand_prompt, joined_dataset, model_stages
+
+PLACEHOLDERS = [..., None, "TODO"]
+
+
+def status(outcome):
+    return outcome.status
+
+
+@pytest.fixture(scope="module")
+def joined(session):
+    """Stands in for ``animals_outfits`` (on the shared session)."""
+    return joined_dataset()
+
+
+# --------------------------------------------------------------------------- 06_parameterized_enhancer
+
+
+@pytest.fixture
+def param_lab():
+    return get_lab("06_parameterized_enhancer")
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    """A folder that passes for a model where the small LLM is not built (the check prefers that)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return str(folder)
+
+
+def _load(model_name):
+    """What loading a model means for the stand-ins: the folder must hold one."""
+    if not (Path(model_name) / "config.json").exists():
+        raise OSError(f"no model in {model_name}")
+
+
+class GoodEnhancer:
+    """Honours both parameters, like the solution, without loading an LLM."""
+
+    def __init__(self, model_name, prompt_column="prompt"):
+        _load(model_name)
+        self.prompt_column = prompt_column
+
+    def __call__(self, batch):
+        prompts = batch[self.prompt_column]
+        batch["original_prompt"] = prompts.copy()
+        batch[self.prompt_column] = np.array([f"{p}, in falling snow" for p in prompts], dtype=object)
+        return batch
+
+
+class NoParameters:
+    def __init__(self):
+        pass
+
+    def __call__(self, batch):
+        return batch
+
+
+class IgnoresColumn(GoodEnhancer):
+    def __call__(self, batch):
+        batch["prompt"] = np.array([f"{p}, in spring" for p in batch["prompt"]], dtype=object)
+        return batch
+
+
+class WritesPromptColumn(GoodEnhancer):
+    def __call__(self, batch):
+        batch["prompt"] = np.array([f"{p}, in spring" for p in batch[self.prompt_column]], dtype=object)
+        return batch
+
+
+class IgnoresModel(GoodEnhancer):
+    def __init__(self, model_name, prompt_column):
+        self.prompt_column = prompt_column  # and always loads the same model, whatever it is given
+
+
+def seasonal(ds, cls, model, image_stage=True, **kwargs):
+    import ray
+
+    if not kwargs:
+        kwargs = {"fn_constructor_kwargs": {"model_name": model, "prompt_column": "prompt"}}
+    pipeline = ds.map_batches(expand_prompt).map_batches(
+        cls, batch_size=4, num_gpus=0.6, compute=ray.data.ActorPoolStrategy(size=2), **kwargs
+    )
+    if image_stage:
+        pipeline = pipeline.map_batches(ImageGen, batch_size=8, num_gpus=0.4, compute=ray.data.ActorPoolStrategy(size=2))
+    return pipeline
+
+
+@pytest.mark.parametrize("starter", PLACEHOLDERS)
+def test_param_starter_is_not_attempted(param_lab, starter):
+    assert status(param_lab.evaluate(enhancer_class=starter, pipeline=starter)) == NOT_ATTEMPTED
+
+
+def test_param_class_done_pipeline_not_yet_is_not_attempted(param_lab):
+    assert status(param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=...)) == NOT_ATTEMPTED
+
+
+def test_param_correct_class_and_pipeline_are_correct(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=seasonal(joined, GoodEnhancer, model_folder))
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_param_positional_constructor_args_are_accepted(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, GoodEnhancer, model_folder, fn_constructor_args=[model_folder, "prompt"])
+    assert status(param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=pipeline)) == CORRECT
+
+
+def test_param_class_without_parameters_is_incorrect(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=NoParameters, pipeline=seasonal(joined, GoodEnhancer, model_folder))
+    assert status(outcome) == INCORRECT and "needs two parameters" in outcome.message
+
+
+def test_param_class_that_ignores_the_column_is_incorrect(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=IgnoresColumn, pipeline=seasonal(joined, IgnoresColumn, model_folder))
+    assert status(outcome) == INCORRECT
+    assert "KeyError" in outcome.message and PROBE_COLUMN in outcome.message
+
+
+def test_param_class_that_writes_a_prompt_column_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, WritesPromptColumn, model_folder)
+    outcome = param_lab.evaluate(enhancer_class=WritesPromptColumn, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "added a `prompt` column" in outcome.message
+
+
+def test_param_class_that_ignores_the_model_is_incorrect(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=IgnoresModel, pipeline=seasonal(joined, IgnoresModel, model_folder))
+    assert status(outcome) == INCORRECT and "loads a fixed model" in outcome.message
+
+
+def test_param_pipeline_without_constructor_kwargs_is_incorrect(param_lab, joined, model_folder):
+    class Defaults(GoodEnhancer):
+        def __init__(self, model_name=model_folder, prompt_column="prompt"):
+            super().__init__(model_name, prompt_column)
+
+    pipeline = joined.map_batches(Defaults, batch_size=4, num_gpus=0.6)
+    outcome = param_lab.evaluate(enhancer_class=Defaults, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "fn_constructor_kwargs" in outcome.message
+
+
+def test_param_pipeline_passing_only_the_model_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, GoodEnhancer, model_folder, fn_constructor_kwargs={"model_name": model_folder})
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "prompt_column" in outcome.message
+
+
+def test_param_pipeline_with_unknown_kwargs_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, GoodEnhancer, model_folder, fn_constructor_kwargs={"model": model_folder})
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "does not accept them" in outcome.message
+
+
+def test_param_pipeline_with_another_class_is_incorrect(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=model_stages(joined))
+    assert status(outcome) == INCORRECT and "no `map_batches` stage that uses `GoodEnhancer`" in outcome.message
+
+
+def test_param_pipeline_built_with_an_older_class_is_incorrect(param_lab, joined, model_folder):
+    """The notebook trap: the class cell was run again, the pipeline cell was not."""
+    pipeline = seasonal(joined, GoodEnhancer, model_folder)
+    redefined = type("GoodEnhancer", (GoodEnhancer,), {})
+    outcome = param_lab.evaluate(enhancer_class=redefined, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "earlier definition" in outcome.message
+
+
+def test_param_pipeline_without_image_stage_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, GoodEnhancer, model_folder, image_stage=False)
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "ImageGen" in outcome.message
+
+
+def test_param_instance_instead_of_class_is_incorrect(param_lab, joined, model_folder):
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer(model_folder), pipeline=model_stages(joined))
+    assert status(outcome) == INCORRECT and "pass the class itself" in outcome.message
+
+
+def test_param_solution_with_the_small_llm_is_correct(param_lab, joined):
+    """The code ``lab.solution()`` shows, with the real building blocks and the small local LLM."""
+    import random
+
+    import ray
+
+    from helpers.models.stages import SEASONS, load_text_generator, reply_texts, seasonal_messages
+
+    settings = load_settings(profile="cpu")
+    model = settings.llm.model
+    if not (Path(model) / "config.json").exists():
+        pytest.skip(f"the small LLM is not built in {model}; run ./setup.sh")
+    session = SimpleNamespace(settings=settings, llm=settings.llm, image=settings.image)
+    namespace = {
+        "np": np, "random": random, "ray": ray, "helpers": SimpleNamespace(ImageGen=ImageGen),
+        "SEASONS": SEASONS, "load_text_generator": load_text_generator, "reply_texts": reply_texts,
+        "seasonal_messages": seasonal_messages, "session": session, "animals_outfits": joined,
+        "expand_prompt": expand_prompt, "enhancer_model": model, "prompt_column": "prompt", "image_gpus": 0.4,
+    }
+    for code in solution_cells(param_lab.name):  # the last cell runs the pipeline: it is left out
+        if "ParamEnhancer" in namespace and "seasonal_images" in namespace:
+            break
+        exec(code, namespace)  # noqa: S102 - the code lab.solution() shows
+    outcome = param_lab.evaluate(enhancer_class=namespace["ParamEnhancer"], pipeline=namespace["seasonal_images"])
+    assert status(outcome) == CORRECT, outcome.message
