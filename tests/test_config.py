@@ -78,7 +78,7 @@ def test_environment_overrides_each_stage(monkeypatch):
         ("WORKSHOP_PROFILE", "tpu", "use one of auto, cpu, gpu"),
         ("WORKSHOP_IMAGE_BATCH_SIZE", "eight", "not a whole number"),
         ("WORKSHOP_IMAGE_ACTORS", "0", "below 1"),
-        ("WORKSHOP_LLM_GPUS", "-1", "negative"),
+        ("WORKSHOP_LLM_GPUS", "-1", "below 0"),
         ("WORKSHOP_STORAGE", "gs://bucket/x", "S3 location"),
     ],
 )

@@ -28,9 +28,10 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.errors import StageOutOfMemoryError
+from helpers.errors import InputError, StageOutOfMemoryError
 from helpers.models import stages as models
 from helpers.pipeline import command as pipeline
+from helpers.pipeline.inputs import OUTFITS_COLUMNS, read_table
 from helpers.runtime.settings import REPO_ROOT
 from tests import test_pipeline_cli
 from tests.test_pipeline_cli import (
@@ -372,13 +373,10 @@ def test_stages_cut_a_5000_character_prompt_with_a_notice(monkeypatch, caplog):
 
 
 def test_empty_and_whitespace_prompts_are_rejected_by_the_inputs(tmp_path):
-    from helpers.errors import InputError
-    from helpers.pipeline.inputs import read_outfits
-
     for rows in (["1,hat", "2,"], ["1,hat", '2,"   "'], ["1,hat", "2,\t"]):
         path = write_csv(tmp_path / "outfits.csv", "id,outfit", rows)
         with pytest.raises(InputError, match=r"line 3 \(row 2\) has an empty 'outfit'"):
-            read_outfits(path)
+            read_table(path, OUTFITS_COLUMNS, "outfits")
 
 
 # ---------------------------------------------------------------- the lessons' writes, run twice

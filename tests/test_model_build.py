@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 from helpers.errors import ModelFolderError
 from helpers.models import build as model_build
+from helpers.runtime.settings import SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
 needs_smollm2 = pytest.mark.skipif(
     model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,
@@ -145,7 +146,7 @@ def test_variant_of_image_weights(image_dir, tmp_path):
 
 @needs_smollm2
 def test_llm_answers_a_batch_of_chats(models_dir):
-    folder = models_dir / model_build.LLM_DIRNAME
+    folder = models_dir / SMALL_LLM_MODEL
     assert model_build.missing_model_files(folder, "llm") == []
     assert (folder / "chat_template.jinja").is_file()
     generator = transformers.pipeline("text-generation", model=str(folder), dtype=torch.float32, device="cpu")
@@ -166,8 +167,8 @@ def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys
     assert time.perf_counter() - start < 2
     assert "building" not in capsys.readouterr().out
     assert folders == {
-        "image": models_dir / model_build.IMAGE_MODEL_DIRNAME,
-        "llm": models_dir / model_build.LLM_DIRNAME,
+        "image": models_dir / TINY_IMAGE_MODEL,
+        "llm": models_dir / SMALL_LLM_MODEL,
     }
 
     image = folders["image"]
@@ -183,4 +184,4 @@ def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys
 def test_command_line_with_models_dir(models_dir, capsys):
     assert model_build.main(["--models-dir", str(models_dir)]) == 0
     out = capsys.readouterr().out
-    assert f"image: {models_dir / model_build.IMAGE_MODEL_DIRNAME}" in out
+    assert f"image: {models_dir / TINY_IMAGE_MODEL}" in out

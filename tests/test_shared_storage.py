@@ -23,7 +23,7 @@ import pytest
 from helpers.errors import BuildLockTimeout, SettingsError
 from helpers.models import build as model_build
 from helpers.runtime import settings as config
-from helpers.runtime.settings import REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
 # ---------------------------------------------------------------- the storage probe
 
@@ -84,7 +84,7 @@ def test_two_concurrent_builds_build_each_model_once(tmp_path, monkeypatch):
     for kind, folder in results[0].items():
         assert (folder / "done").read_text() == kind
         assert (folder / "weights.bin").stat().st_size == 1000
-    assert sorted(p.name for p in models.iterdir()) == [model_build.LLM_DIRNAME, model_build.IMAGE_MODEL_DIRNAME]
+    assert sorted(p.name for p in models.iterdir()) == [SMALL_LLM_MODEL, TINY_IMAGE_MODEL]
 
 
 def test_a_build_waits_for_the_lock_a_bounded_time(tmp_path):
@@ -152,9 +152,9 @@ def test_two_setups_at_once_on_one_storage_root(tmp_path):
     assert stdout.count("building tiny image model in") == 1, stdout
     assert stdout.count("building SmolLM2 chat model in") == 1, stdout
     models = storage / "models"
-    assert model_build.missing_model_files(models / model_build.IMAGE_MODEL_DIRNAME, "image") == []
-    assert model_build.missing_model_files(models / model_build.LLM_DIRNAME, "llm") == []
-    assert sorted(p.name for p in models.iterdir()) == [model_build.LLM_DIRNAME, model_build.IMAGE_MODEL_DIRNAME]
+    assert model_build.missing_model_files(models / TINY_IMAGE_MODEL, "image") == []
+    assert model_build.missing_model_files(models / SMALL_LLM_MODEL, "llm") == []
+    assert sorted(p.name for p in models.iterdir()) == [SMALL_LLM_MODEL, TINY_IMAGE_MODEL]
     data = storage / "data"
     sources = sorted((REPO_ROOT / "data").glob("*.csv"))
     assert sorted(p.name for p in data.iterdir()) == [p.name for p in sources]

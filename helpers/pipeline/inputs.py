@@ -267,14 +267,6 @@ def read_table(path, required_columns: tuple[str, ...], kind: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=header)
 
 
-def read_animals(path) -> pa.Table:
-    return read_table(path, ANIMALS_COLUMNS, "animals")
-
-
-def read_outfits(path) -> pa.Table:
-    return read_table(path, OUTFITS_COLUMNS, "outfits")
-
-
 def match_report(animals: pa.Table, outfits: pa.Table) -> dict:
     """How the two inputs join on ``id``: rows on each side, joined, and left without a partner."""
     left = set(animals.column(KEY).to_pylist())

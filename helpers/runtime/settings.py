@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.errors import SettingsError
@@ -86,7 +86,6 @@ class Settings:
     torch_threads: int
     num_cpus: int | None
     num_gpus: float | None
-    extra: dict = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -140,29 +139,19 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
+def _env_number(name: str, default, kind: type = int, minimum: float = 1):
+    """The variable ``name`` as an ``int`` (or ``float``) of at least ``minimum``; ``default`` when unset."""
     raw = _env(name)
     if raw is None:
         return default
+    example = f"{name}={default if default is not None else 1}"
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number; unset it or use e.g. {name}={default}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} is below {minimum}; use e.g. {name}={default}")
-    return value
-
-
-def _env_float(name: str, default: float | None) -> float | None:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; unset it or use e.g. {name}=1") from None
-    if value < 0:
-        raise SettingsError(f"{name}={value} is negative; use 0 or more")
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what}; unset it or use e.g. {example}") from None
+    if not value >= minimum:  # NaN included
+        raise SettingsError(f"{name}={raw.strip()} is below {minimum:g}; use e.g. {example}")
     return value
 
 
@@ -279,21 +268,21 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
     scale = gpu_scale(cluster_gpus)
 
     def gpus(name: str, lesson_value: float) -> float:
-        return _env_float(name, round(lesson_value * scale, 3))
+        return _env_number(name, round(lesson_value * scale, 3), float, minimum=0)
 
     image = StageSettings(
         model=_model_source("WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile),
-        batch_size=_env_int("WORKSHOP_IMAGE_BATCH_SIZE", 8),
-        actors=_env_int("WORKSHOP_IMAGE_ACTORS", 2),
+        batch_size=_env_number("WORKSHOP_IMAGE_BATCH_SIZE", 8),
+        actors=_env_number("WORKSHOP_IMAGE_ACTORS", 2),
         num_gpus=gpus("WORKSHOP_IMAGE_GPUS", 1.0),
-        num_cpus=_env_float("WORKSHOP_ACTOR_CPUS", 1.0),
+        num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
     llm = StageSettings(
         model=_model_source("WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile),
-        batch_size=_env_int("WORKSHOP_LLM_BATCH_SIZE", 4),
-        actors=_env_int("WORKSHOP_LLM_ACTORS", 2),
+        batch_size=_env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
+        actors=_env_number("WORKSHOP_LLM_ACTORS", 2),
         num_gpus=gpus("WORKSHOP_LLM_GPUS", 0.6),
-        num_cpus=_env_float("WORKSHOP_ACTOR_CPUS", 1.0),
+        num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
     return Settings(
         profile=profile,
@@ -301,14 +290,14 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
         image=image,
         llm=llm,
         # Small pictures on CPU keep a lesson's run to seconds; 512 is sdxl-turbo's size.
-        image_size=_env_int("WORKSHOP_IMAGE_SIZE", 128 if cpu else 512, minimum=8),
-        image_steps=_env_int("WORKSHOP_IMAGE_STEPS", 1),
-        max_new_tokens=_env_int("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
+        image_size=_env_number("WORKSHOP_IMAGE_SIZE", 128 if cpu else 512, minimum=8),
+        image_steps=_env_number("WORKSHOP_IMAGE_STEPS", 1),
+        max_new_tokens=_env_number("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
         # One thread per CPU actor: on a 2-core laptop two actors with two
         # threads each fight over the cores and both slow down.
-        torch_threads=_env_int("WORKSHOP_TORCH_THREADS", 1),
-        num_cpus=_env_int("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
-        num_gpus=_env_float("WORKSHOP_NUM_GPUS", None),
+        torch_threads=_env_number("WORKSHOP_TORCH_THREADS", 1),
+        num_cpus=_env_number("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
+        num_gpus=_env_number("WORKSHOP_NUM_GPUS", None, float, minimum=0),
     )
 
 
