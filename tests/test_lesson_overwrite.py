@@ -22,8 +22,7 @@ import pytest
 from PIL import Image
 
 from helpers.labs.framework import CORRECT, get_lab
-from helpers.labs.lessons_early import animal_prompts
-from helpers.labs.lessons_late import joined_row_count
+from helpers.labs.data import animal_prompts, joined_row_count
 from helpers.runtime.overwrite import WRITING
 from helpers.runtime.resources import ResourceMismatchError
 
