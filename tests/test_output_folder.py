@@ -24,6 +24,7 @@ import pytest
 from helpers.errors import InputError
 from helpers.pipeline import command as pipeline
 from helpers.pipeline import output as out
+from helpers.pipeline.writer import PARQUET_FILE
 from helpers.runtime.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "data"
@@ -277,7 +278,7 @@ def stub_run(label: str, rows: int = 2):
             "prompt": [label] * rows, "original_prompt": [label] * rows, "enhanced": [False] * rows,
             "image": [b"png"] * rows,
         })  # fmt: skip
-        pq.write_table(table, partial / "parquet" / pipeline.PARQUET_FILE)
+        pq.write_table(table, partial / "parquet" / PARQUET_FILE)
         for i in ids:
             (partial / "images" / f"{i}.png").write_bytes(b"png")
         return {"enhanced": 0, "images": rows, "duplicate_ids": 0, "actor_restarts": 0, "kept_original": rows}

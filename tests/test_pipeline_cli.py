@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.models.build import missing_model_files
-from helpers.pipeline import command as pipeline
 from helpers.pipeline.output import PARTIAL_MARKER
 from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
@@ -454,20 +453,3 @@ def test_bad_input_never_imports_ray_or_torch(inputs):
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=cli_env()
     )
     assert proc.stdout.split() == ["2", "False", "False"], proc.stderr
-
-
-# ---------------------------------------------------------------- stages, without Ray
-
-
-def test_stages_without_ray():
-    import numpy as np
-    from PIL import Image
-
-    batch = {"animal": np.array(["A fox"], dtype=object), "outfit": np.array(["red hat"], dtype=object)}
-    batch = pipeline.skip_enhancement(pipeline.expand_prompt(batch))
-    assert batch["prompt"].tolist() == ["A fox wearing a red hat"] == batch["original_prompt"].tolist()
-    assert batch["enhanced"].tolist() == [False]
-    batch["image"] = np.empty(1, dtype=object)
-    batch["image"][0] = Image.new("RGB", (4, 4))
-    encoded = pipeline.encode_png(batch)["image"]
-    assert encoded.dtype == object and encoded[0].startswith(b"\x89PNG")

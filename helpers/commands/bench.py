@@ -37,7 +37,6 @@ from typing import Self
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from helpers.runtime.settings import REPO_ROOT, load_settings
 
@@ -108,27 +107,7 @@ class PeakMemory:
         self._thread.join()
 
 
-# ---------------------------------------------------------------- output, shared by both runs
-
-
-def write_batches(batches, folder: Path) -> int:
-    """Write each batch (a pyarrow Table) to one Parquet file and its images as ``images/<id>.png``."""
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    rows = 0
-    writer = None
-    try:
-        for table in batches:
-            if writer is None:
-                writer = pq.ParquetWriter(folder / "part-00000.parquet", table.schema)
-            writer.write_table(table)
-            if "image" in table.column_names:
-                for row_id, image in zip(table.column("id").to_pylist(), table.column("image").to_pylist()):
-                    (folder / "images" / f"{row_id}.png").write_bytes(image)
-            rows += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    return rows
+# ---------------------------------------------------------------- output: helpers.pipeline.writer, in both runs
 
 
 def _as_table(batch: dict) -> pa.Table:
@@ -164,7 +143,8 @@ def _stage_objects(stages: tuple[str, ...]):
 
 def naive_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folder: Path) -> float:
     """The plain loop: load the models, then batch by batch through each stage, then write."""
-    from helpers.pipeline.command import encode_png, expand_prompt, skip_enhancement
+    from helpers.pipeline.stages import encode_png, expand_prompt, skip_enhancement
+    from helpers.pipeline.writer import write_output
 
     settings = load_settings()
     began = time.perf_counter()
@@ -183,13 +163,13 @@ def naive_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], fol
                     batch = encode_png(image_gen(batch))
                 yield _as_table(batch)
 
-        write_batches(batches(), folder)
+        write_output(batches(), folder, images=image_gen is not None)
     return time.perf_counter() - began
 
 
 def stage_seconds_per_row(stages: tuple[str, ...], repeats: int = 2) -> dict[str, float]:
     """Each stage's model time per row on one unit, at the stage's batch size, after a warm-up."""
-    from helpers.pipeline.command import expand_prompt
+    from helpers.pipeline.stages import expand_prompt
 
     settings = load_settings()
     animals, outfits = bench_inputs(max(settings.llm.batch_size, settings.image.batch_size))
@@ -222,7 +202,7 @@ def parallel_units(device: str, gpus: float) -> int:
 
 def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folder: Path,
             rows_per_block: int | None) -> tuple[float, float]:
-    """The workshop's pipeline (:func:`helpers.pipeline.command.build_pipeline`) on Ray Data.
+    """The workshop's pipeline (:func:`helpers.pipeline.stages.build_pipeline`) on Ray Data.
 
     Returns (Ray start seconds, pipeline seconds). Blocks hold ``rows_per_block``
     rows (default: one batch of the first model stage), so every actor gets
@@ -231,7 +211,8 @@ def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folde
     import ray
 
     import helpers
-    from helpers.pipeline.command import build_pipeline, shared_gpu_settings
+    from helpers.pipeline.stages import build_pipeline, shared_gpu_settings
+    from helpers.pipeline.writer import write_output
 
     began = time.perf_counter()
     session = helpers.start(quiet=True)
@@ -244,7 +225,7 @@ def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folde
         rows_per_block = settings.llm.batch_size if enhance else settings.image.batch_size
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,
                         generate=generate, rows_per_block=rows_per_block)
-    rows = write_batches(ds.iter_batches(batch_format="pyarrow", batch_size=None), folder)
+    rows = write_output(ds.iter_batches(batch_format="pyarrow", batch_size=None), folder, images=generate)["rows"]
     if rows != animals.num_rows:
         raise RuntimeError(f"the Ray run wrote {rows} rows for {animals.num_rows} inputs")
     return started - began, time.perf_counter() - started

@@ -1,10 +1,7 @@
-"""The workshop's final pipeline: animals x outfits -> prompts -> LLM -> images -> files.
+"""``python -m helpers.pipeline``: the workshop's final pipeline, run on two CSV files.
 
-The functions are what the notebooks and the benchmark reuse::
-
-    ds = build_pipeline(animals_ds, outfits_ds, settings)   # a lazy ray.data.Dataset
-
-The module is also a command that runs the whole thing on two CSV files::
+The pipeline itself is :func:`helpers.pipeline.stages.build_pipeline`; this
+module is the command around it::
 
     python -m helpers.pipeline --animals data/animals.csv --outfits data/outfits.csv \\
         --output storage/outputs/final [--limit N] [--no-enhance] [--debug]
@@ -13,7 +10,8 @@ It checks both inputs before starting Ray (:mod:`helpers.pipeline.inputs`), so a
 file fails in well under a second with exit status 2 and one ``error:`` line.
 It writes ``DIR/parquet/`` (columns ``id, animal, outfit, prompt,
 original_prompt, enhanced, image`` with ``image`` as PNG bytes that pandas or
-pyarrow read without Ray), ``DIR/images/<id>.png`` and ``DIR/summary.json``.
+pyarrow read without Ray), ``DIR/images/<id>.png`` (:mod:`helpers.pipeline.writer`)
+and ``DIR/summary.json``.
 A run *replaces* ``DIR``, so it only replaces a folder that is empty or an
 earlier output of this pipeline, writes into a marked sibling
 ``DIR.partial-<random>`` first, swaps it in at the end, and holds a lock so
@@ -27,9 +25,9 @@ The last line on stdout is one JSON object with the counts of the run (rows
 read on each side, joined, unmatched on each side, enhanced and kept unchanged,
 images, Parquet rows and PNG files written, repeated ids, actor restarts); Ray's
 own output is sent to stderr while the pipeline runs. A model worker that dies
-is restarted and its batch retried (:data:`ACTOR_FAULT_TOLERANCE`); the run
-says so on stderr, and it fails rather than publish unless every joined row was
-written exactly once.
+is restarted and its batch retried (:data:`helpers.pipeline.stages.ACTOR_FAULT_TOLERANCE`);
+the run says so on stderr, and it fails rather than publish unless every joined
+row was written exactly once.
 """
 
 from __future__ import annotations
@@ -47,14 +45,15 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.errors import InputError, ModelFolderError, PublishError, SettingsError
 from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_table
 from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, publish
-from helpers.runtime.settings import Settings, gpu_scale, load_settings, with_stage
+from helpers.pipeline.stages import build_pipeline, shared_gpu_settings
+from helpers.pipeline.writer import write_output
+from helpers.runtime.settings import Settings, load_settings
 from helpers.runtime.storage import (
     StorageURI,
     check_output_prefix,
@@ -64,132 +63,6 @@ from helpers.runtime.storage import (
     local_scratch,
     publish_dir,
 )
-
-#: Columns of the Parquet output, in this order and with these plain Arrow types.
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("animal", pa.string()),
-        ("outfit", pa.string()),
-        ("prompt", pa.string()),
-        ("original_prompt", pa.string()),
-        ("enhanced", pa.bool_()),
-        ("image", pa.binary()),
-    ]
-)
-#: GPU per image actor when it shares the GPUs with the LLM (lesson value for two GPUs).
-SHARED_IMAGE_GPUS = 0.4
-JOIN_PARTITIONS = 2
-#: Restarts of a model actor whose process dies (killed, or the out-of-memory killer)
-#: and retries of the batch it was working on. Ray Data 2.60's default is unlimited
-#: for both (``ActorPoolMapOperator._apply_default_remote_args``): a batch that kills
-#: its actor every time would restart it forever and the run would never end. Three
-#: survive a lost worker or node; a fourth death fails the run with Ray's error.
-ACTOR_FAULT_TOLERANCE = {"max_restarts": 3, "max_task_retries": 3}
-PARQUET_FILE = "part-00000.parquet"
-
-
-# ---------------------------------------------------------------- pipeline stages
-
-
-def expand_prompt(batch: dict) -> dict:
-    """Add ``prompt``: the animal wearing the outfit, e.g. "A red fox wearing a straw hat"."""
-    batch["prompt"] = np.array(
-        [f"{animal} wearing a {outfit}" for animal, outfit in zip(batch["animal"], batch["outfit"])],
-        dtype=object,
-    )
-    return batch
-
-
-def skip_enhancement(batch: dict) -> dict:
-    """The columns ``Enhancer`` adds, for a run without the LLM: the prompt is kept as it is."""
-    batch["original_prompt"] = np.array(batch["prompt"], dtype=object)
-    batch["enhanced"] = np.zeros(len(batch["prompt"]), dtype=bool)
-    return batch
-
-
-def encode_png(batch: dict) -> dict:
-    """Replace the ``image`` column of PIL images with PNG bytes.
-
-    Ray Data would store PIL images as pickled Python objects, which only
-    Python with the same libraries can read back; PNG bytes are plain binary.
-    """
-    from helpers.models.stages import object_column, png_bytes
-
-    batch["image"] = object_column([png_bytes(image) for image in batch["image"]])
-    return batch
-
-
-def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Settings:
-    """Settings for the LLM and image actors running at the same time.
-
-    Each stage's default asks for what it needs alone (image: a whole GPU).
-    Together, an image actor takes 0.4 GPU next to an LLM actor's 0.6, as in
-    the lessons, scaled to the cluster. An explicit ``WORKSHOP_IMAGE_GPUS`` wins.
-    """
-    if os.environ.get("WORKSHOP_IMAGE_GPUS"):
-        return settings
-    shared = round(SHARED_IMAGE_GPUS * gpu_scale(cluster_gpus), 3)
-    return with_stage(settings, "image", num_gpus=min(settings.image.num_gpus, shared))
-
-
-def build_pipeline(
-    animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS,
-    *, generate: bool = True, rows_per_block: int | None = None,
-):
-    """The lazy Dataset: join on ``id``, write prompts, enhance them, draw images, encode PNG.
-
-    Rows of ids that are in only one input are dropped by the inner join.
-    ``enhance=False`` skips the LLM and marks every prompt as not enhanced;
-    ``generate=False`` stops before the images (the benchmark times stages alone).
-    ``rows_per_block`` cuts the join's output into blocks of that many rows, so
-    that the model stages get work as soon as one block is ready and the first
-    images are drawn while the LLM works on the next prompts (the join's
-    ``num_partitions`` blocks would otherwise each hold half the rows).
-    """
-    from helpers.models.stages import Enhancer, ImageGen
-
-    ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
-    if rows_per_block:
-        ds = ds.repartition(target_num_rows_per_block=rows_per_block)
-    ds = ds.map_batches(expand_prompt)
-    if enhance:
-        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
-    else:
-        ds = ds.map_batches(skip_enhancement)
-    if not generate:
-        return ds
-    ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
-    return ds.map_batches(encode_png)
-
-
-# ---------------------------------------------------------------- output folder
-
-
-def write_output(ds, folder: Path) -> dict:
-    """Run ``ds`` once, writing each row to one Parquet file and one ``images/<id>.png``.
-
-    Batches are cast to :data:`OUTPUT_SCHEMA`, so a column of the wrong type
-    (say, pickled images) fails here instead of landing in the file.
-    """
-    counts = {"rows": 0, "enhanced": 0, "images": 0, "duplicate_ids": 0}
-    seen: set[int] = set()
-    with pq.ParquetWriter(folder / "parquet" / PARQUET_FILE, OUTPUT_SCHEMA) as writer:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            table = batch.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA)
-            writer.write_table(table)
-            for row_id, image in zip(table.column("id").to_pylist(), table.column("image").to_pylist()):
-                counts["duplicate_ids"] += row_id in seen  # a batch delivered twice after a retry
-                seen.add(row_id)
-                if image:
-                    (folder / "images" / f"{row_id}.png").write_bytes(image)
-                    counts["images"] += 1
-            counts["rows"] += table.num_rows
-            counts["enhanced"] += sum(table.column("enhanced").to_pylist())
-    return counts
-
-
-# ---------------------------------------------------------------- command line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -299,7 +172,7 @@ def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> d
     session = helpers.start(quiet=True)
     settings = shared_gpu_settings(session.settings, session.resources.get("GPU")) if enhance else session.settings
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance)
-    counts = write_output(ds, partial)
+    counts = write_output(ds.iter_batches(batch_format="pyarrow", batch_size=None), partial)
     counts["actor_restarts"] = actor_restarts(ray.get_runtime_context().get_job_id())
     rows = counts.pop("rows")
     # An empty LLM reply keeps the original prompt (see helpers.models.stages.Enhancer).
