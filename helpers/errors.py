@@ -52,6 +52,10 @@ class StageOutOfMemoryError(ActionableError, RuntimeError):
     """
 
 
+class StageRestartLimitError(ActionableError, RuntimeError):
+    """A model actor's process died more often than the pipeline restarts it; the message says what to check."""
+
+
 class PublishError(ActionableError, RuntimeError):
     """Publishing to an object store stopped half-way; the message says where the complete output is."""
 

@@ -65,13 +65,26 @@ RAY_START_TIMEOUT = "timed out during startup"
 ONE_IMAGE_ACTOR = {"WORKSHOP_IMAGE_ACTORS": "1"}
 
 
+#: ``python -c`` code that runs the pipeline command with Ray's deprecation warnings raised
+#: as errors. ``-W`` or ``PYTHONWARNINGS`` cannot name Ray's category: Python reads them
+#: before Ray can be imported, and drops the option ("Invalid -W option ignored").
+STRICT_DEPRECATIONS = """
+import runpy, warnings
+from ray.util.annotations import RayDeprecationWarning
+warnings.simplefilter("error", RayDeprecationWarning)
+runpy.run_module("helpers.pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_cli(
-    *args, timeout: float = RUN_TIMEOUT_S, ray_address: str | None = None, **extra_env: str
+    *args, timeout: float = RUN_TIMEOUT_S, ray_address: str | None = None, python: tuple = ("-m", "helpers.pipeline"),
+    **extra_env: str,
 ) -> subprocess.CompletedProcess:
+    """``python -m helpers.pipeline ARGS`` (``python``: what comes before the arguments)."""
     for attempt in (1, 2):
         began = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "helpers.pipeline.command", *map(str, args)],
+            [sys.executable, *python, *map(str, args)],
             check=False,
             capture_output=True,
             text=True,
@@ -333,6 +346,16 @@ def test_rerun_replaces_instead_of_appending(limited_run, rerun):
     leftovers = sorted(p.name for p in rerun.output.parent.iterdir() if p.name.startswith("limited."))
     assert leftovers == ["limited.partial-keep"], "the pipeline's partial folders are cleaned up, nobody else's"
     assert (rerun.output.parent / "limited.partial-keep" / "notes.txt").read_text() == "a user's notes"
+
+
+@needs_models
+def test_the_pipeline_uses_no_deprecated_ray_api(workdir, shared_ray):
+    """Ray 2.60 warns on every run that ``map_batches(**ray_remote_args)`` goes in Ray 2.64; here that fails."""
+    output = workdir / "strict"
+    proc = run_cli(*repo_data(output, "--limit", 4, "--no-enhance"), ray_address=shared_ray,
+                   python=("-c", STRICT_DEPRECATIONS), **ONE_IMAGE_ACTOR)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert summary_of(proc)["parquet_rows"] == 4
 
 
 @needs_models

@@ -25,9 +25,9 @@ The last line on stdout is one JSON object with the counts of the run (rows
 read on each side, joined, unmatched on each side, enhanced and kept unchanged,
 images, Parquet rows and PNG files written, repeated ids, actor restarts); Ray's
 own output is sent to stderr while the pipeline runs. A model worker that dies
-is restarted and its batch retried (:data:`helpers.pipeline.stages.ACTOR_FAULT_TOLERANCE`);
-the run says so on stderr, and it fails rather than publish unless every joined
-row was written exactly once.
+is restarted and its batch retried, a few times at most
+(:data:`helpers.pipeline.stages.MAX_ACTOR_RESTARTS`); the run says so on stderr,
+and it fails rather than publish unless every joined row was written exactly once.
 """
 
 from __future__ import annotations

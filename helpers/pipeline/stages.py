@@ -14,21 +14,25 @@ torch until a pipeline is built, so the command checks its inputs without them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import StageRestartLimitError
 from helpers.pipeline.inputs import KEY
 from helpers.runtime.settings import Settings, gpu_scale, with_stage
 
 #: GPU per image actor when it shares the GPUs with the LLM (lesson value for two GPUs).
 SHARED_IMAGE_GPUS = 0.4
 JOIN_PARTITIONS = 2
-#: Restarts of a model actor whose process dies (killed, or the out-of-memory killer)
-#: and retries of the batch it was working on. Ray Data 2.60's default is unlimited
-#: for both (``ActorPoolMapOperator._apply_default_remote_args``): a batch that kills
-#: its actor every time would restart it forever and the run would never end. Three
-#: survive a lost worker or node; a fourth death fails the run with Ray's error.
-ACTOR_FAULT_TOLERANCE = {"max_restarts": 3, "max_task_retries": 3}
+#: Restarts of a model actor whose process died (killed, or the out-of-memory killer).
+#: Ray Data 2.60 restarts such an actor, and retries the batch it was working on,
+#: without limit, so a batch that kills its actor every time would never end the run.
+#: Three restarts survive a lost worker or node; at the fourth the run fails
+#: (:func:`restart_limited`). Ray's own ``max_restarts`` reaches ``map_batches`` only
+#: as a loose keyword (``**ray_remote_args``), which Ray 2.60 deprecates for removal
+#: in Ray 2.64 and has no named parameter for.
+MAX_ACTOR_RESTARTS = 3
 
 
 def expand_prompt(batch: dict) -> dict:
@@ -72,6 +76,43 @@ def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Setti
     return with_stage(settings, "image", num_gpus=min(settings.image.num_gpus, shared))
 
 
+def count_restart(stage: str, limit: int = MAX_ACTOR_RESTARTS) -> None:
+    """In a model actor's constructor: count a restart of this actor, and refuse one past ``limit``.
+
+    Ray runs the constructor again in a new process when it restarts the actor.
+    The count is kept in a file named after the actor in Ray's temporary folder
+    of the node (an actor restarted on another node counts from zero there).
+    Raising here fails the actor's creation, which Ray does not retry, and Ray
+    Data then fails the run with this error.
+    """
+    import ray
+
+    context = ray.get_runtime_context()
+    actor_id = context.get_actor_id()
+    if actor_id is None or not context.was_current_actor_reconstructed:
+        return
+    counter = Path(context.get_temp_dir()) / "workshop-actor-restarts" / actor_id
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    restarts = (int(counter.read_text()) if counter.is_file() else 0) + 1
+    counter.write_text(str(restarts))
+    if restarts > limit:
+        raise StageRestartLimitError(
+            f"{stage}'s worker process died {restarts} times in this run (killed, or out of memory), "
+            f"and the pipeline restarts it at most {limit} times; if memory is short, lower that stage's "
+            "batch size (WORKSHOP_IMAGE_BATCH_SIZE, WORKSHOP_LLM_BATCH_SIZE) or its actors"
+        )
+
+
+def restart_limited(stage_class: type, limit: int = MAX_ACTOR_RESTARTS) -> type:
+    """``stage_class``, under the same name, with at most ``limit`` restarts of each actor (:func:`count_restart`)."""
+
+    def __init__(self, *args, **kwargs):
+        count_restart(stage_class.__name__, limit)
+        stage_class.__init__(self, *args, **kwargs)
+
+    return type(stage_class.__name__, (stage_class,), {"__init__": __init__, "__doc__": stage_class.__doc__})
+
+
 def build_pipeline(
     animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS,
     *, generate: bool = True, rows_per_block: int | None = None,
@@ -93,10 +134,10 @@ def build_pipeline(
         ds = ds.repartition(target_num_rows_per_block=rows_per_block)
     ds = ds.map_batches(expand_prompt)
     if enhance:
-        ds = ds.map_batches(Enhancer, **settings.llm.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
+        ds = ds.map_batches(restart_limited(Enhancer), **settings.llm.map_batches_kwargs())
     else:
         ds = ds.map_batches(skip_enhancement)
     if not generate:
         return ds
-    ds = ds.map_batches(ImageGen, **settings.image.map_batches_kwargs(), **ACTOR_FAULT_TOLERANCE)
+    ds = ds.map_batches(restart_limited(ImageGen), **settings.image.map_batches_kwargs())
     return ds.map_batches(encode_png)
