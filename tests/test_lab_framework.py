@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers.commands.notebooks import KERNELSPEC
 from helpers.labs import framework as labs
 from helpers.labs.framework import (
     CORRECT,
@@ -391,7 +392,7 @@ lab = SumLab()
     NotebookClient(
         nb,
         timeout=60,
-        kernel_name="python3",
+        kernel_name=KERNELSPEC["name"],
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
 

@@ -332,7 +332,7 @@ def test_hidden_and_solution_only_cells_are_dropped():
     assert student.cells[2].metadata == {"tags": ["keep-me"]}
 
 
-def test_student_notebook_is_clean_and_uses_python3_kernel():
+def test_student_notebook_is_clean_and_uses_the_workshop_kernel():
     solution = notebook(
         code("x = 1  # SOLUTION", execution={"iopub.status.busy": "2024"}),
         code("print(x)"),
@@ -443,7 +443,7 @@ def test_clean_strips_outputs_in_place(project):
     assert notebooks.clean([src]) == []
 
 
-# --------------------------------------------------------------------------- run (starts a real python3 kernel)
+# --------------------------------------------------------------------------- run (starts a real workshop kernel)
 
 
 def test_run_executes_in_the_notebook_folder_and_writes_html(tmp_path, capsys):
