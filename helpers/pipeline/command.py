@@ -188,14 +188,13 @@ def actor_restarts(job_id: str) -> int | None:
     checked for duplicates separately. None when the table cannot be read: a
     finished run is not failed for the sake of this number.
     """
-    try:
-        from ray._private import state  # ray.util.state would need the dashboard, which is off here
+    from helpers.runtime.ray_internals import job_actor_restarts
 
-        actors = state.actors() or {}
+    try:
+        return job_actor_restarts(job_id)  # ray.util.state would need the dashboard, which is off here
     except Exception as err:  # noqa: BLE001 - a private API; the output is complete without it
         print(f"note: could not read Ray's actor table to count restarts ({err})", file=sys.stderr)
         return None
-    return sum(int(a.get("NumRestarts", 0)) for a in actors.values() if a.get("JobID") == job_id)
 
 
 def check_models(settings: Settings, enhance: bool) -> None:

@@ -108,22 +108,23 @@ def _local_init_kwargs(settings: Settings) -> dict:
     return kwargs
 
 
-def _init_local(**kwargs) -> None:
+def _init_local(**kwargs):
     """Start a local Ray, trying once more if its processes were too slow to come up.
 
     On a busy 2-core machine the raylet can miss Ray's fixed start-up deadline
-    ("timed out during startup"); a second try nearly always succeeds.
+    ("timed out during startup"); a second try nearly always succeeds. Returns
+    the ``RayContext`` that ``ray.init`` returns.
     """
     import ray
 
     try:
-        ray.init(**kwargs)
+        return ray.init(**kwargs)
     except Exception as err:
         if "timed out during startup" not in str(err) and "Failed to connect" not in str(err):
             raise
         ray.shutdown()
         print("Ray was slow to start on this busy machine; trying once more ...")
-        ray.init(**kwargs)
+        return ray.init(**kwargs)
 
 
 def join_runtime_env() -> dict | None:
@@ -187,6 +188,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     # A cluster from `ray start` on this machine is joined as "auto", so Ray
     # itself finds it and its token (it turns token authentication on).
     address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
+    ray_context = None  # what ray.init returns when it starts Ray here: it knows the dashboard's address
     if not ray.is_initialized():
         if address:
             ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
@@ -195,13 +197,16 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             # environment, WORKSHOP_* included. A runtime_env here would only cost
             # time: every worker of it must be set up by Ray's runtime-env agent
             # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
-            _init_local(**_local_init_kwargs(before_ray))
+            ray_context = _init_local(**_local_init_kwargs(before_ray))
     started_here = not address
     resources = ray.cluster_resources()
     settings = load_settings(profile, cluster_gpus=resources.get("GPU"))
     configure_data_context()
     context = ray.get_runtime_context()
-    dashboard = ray._private.worker.get_dashboard_url() if started_here else None
+    if started_here and ray_context is None:
+        # Ray was started in this process before start(): ask it again, it returns the same context.
+        ray_context = ray.init(ignore_reinit_error=True)
+    dashboard = ray_context.dashboard_url if started_here else None
     _session = Session(
         settings=settings,
         address=context.gcs_address,

@@ -22,10 +22,12 @@ interrupt between them puts the earlier folder back); on an object store, which
 has no rename, delete then copy, so a reader there can see a half-replaced
 prefix while the copy runs, but a failed write still deletes nothing.
 
-Ray internals used, checked against Ray 2.60: ``_FileDatasink`` and its
-``path``, ``filesystem``, ``mode`` and ``_write_started`` attributes, and the
-order in ``write_datasink`` (``on_write_start`` before planning), which is why
-the write tasks receive the datasink with the sibling as its ``path``.
+Ray internals used, checked against Ray 2.60 and reached through
+:mod:`helpers.runtime.ray_internals`: the file writers' base class
+(``_FileDatasink``) and its ``path``, ``filesystem``, ``mode`` and
+``_write_started`` attributes, and the order in ``write_datasink``
+(``on_write_start`` before planning), which is why the write tasks receive the
+datasink with the sibling as its ``path``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import posixpath
 import re
 import secrets
 import shutil
+
+from helpers.runtime.ray_internals import file_datasink_class, write_started
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +55,16 @@ _INSTALLED = "_workshop_replaces_only_when_complete"
 
 def replace_only_when_complete() -> None:
     """Make every Ray file writer's ``mode="overwrite"`` keep the earlier output until it has finished."""
-    from ray.data.datasource.file_datasink import _FileDatasink
-
-    if getattr(_FileDatasink, _INSTALLED, False):
+    file_datasink = file_datasink_class()
+    if getattr(file_datasink, _INSTALLED, False):
         return
-    start = _FileDatasink.on_write_start
-    complete = _FileDatasink.on_write_complete
-    failed = _FileDatasink.on_write_failed
+    start = file_datasink.on_write_start
+    complete = file_datasink.on_write_complete
+    failed = file_datasink.on_write_failed
 
     @functools.wraps(start)
     def on_write_start(self, schema=None):
-        if not getattr(self, "_write_started", False) and _has_earlier_output(self):
+        if not write_started(self) and _has_earlier_output(self):
             _remove_leftovers(self.filesystem, self.path)
             setattr(self, _TARGET, self.path)
             self.path = f"{self.path}{WRITING}{secrets.token_hex(4)}"
@@ -85,15 +88,15 @@ def replace_only_when_complete() -> None:
             self.path = target
         return failed(self, error)
 
-    _FileDatasink.on_write_start = on_write_start
-    _FileDatasink.on_write_complete = on_write_complete
-    _FileDatasink.on_write_failed = on_write_failed
-    setattr(_FileDatasink, _INSTALLED, True)
+    file_datasink.on_write_start = on_write_start
+    file_datasink.on_write_complete = on_write_complete
+    file_datasink.on_write_failed = on_write_failed
+    setattr(file_datasink, _INSTALLED, True)
 
 
 def _has_earlier_output(datasink) -> bool:
     from pyarrow.fs import FileSelector, FileType
-    from ray.data._internal.savemode import SaveMode
+    from ray.data import SaveMode
 
     if datasink.mode != SaveMode.OVERWRITE:
         return False

@@ -19,28 +19,21 @@ only quietened, as before.
 from __future__ import annotations
 
 import logging
-import re
 
+from helpers.runtime.ray_internals import (
+    EXECUTOR_LOGGER,
+    LOGGING_PROGRESS_LOGGER,
+    PROGRESS_LOGGER,
+    ProgressEvent,
+    hide_from_console,
+    progress_event,
+    set_progress_log_interval,
+    short_plan,
+)
 from helpers.show.ipython import in_notebook
 
-EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor"
-PROGRESS_LOGGER = "ray.data._internal.progress"
-LOGGING_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
 #: Seconds between progress updates in the notebook (Ray's default is 10).
 REFRESH_S = 2
-
-_START = re.compile(r"^Starting execution of Dataset (?P<id>\S+?)\.")
-_PLAN = re.compile(r"^Execution plan of Dataset (?P<id>\S+): (?P<plan>.*)$")
-_TOTAL = re.compile(r"^Total Progress: (?P<done>\d+)/(?P<total>\S+)")
-_FINISHED = re.compile(r"Dataset (?P<id>\S+) execution (?P<how>finished in (?P<s>[\d.]+) seconds|failed)")
-
-
-
-
-def short_plan(plan: str) -> str:
-    """``InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->MapBatches(f)]`` -> ``ReadCSV->MapBatches(f)``."""
-    names = [re.sub(r"^\w+\[(.*)\]$", r"\1", part.strip()) for part in plan.split(" -> ")]
-    return " -> ".join(name for name in names if name != "Input") or plan
 
 
 class NotebookProgress(logging.Filter):
@@ -63,23 +56,26 @@ class NotebookProgress(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.INFO:
             return True
-        message = record.getMessage()
-        if match := _START.match(message):
+        event = progress_event(record.getMessage())
+        if event is not None:
+            self._update(event)
+        hide_from_console(record)  # Ray Data's console handler drops it; its log file keeps it
+        return True
+
+    def _update(self, event: ProgressEvent) -> None:
+        if event.kind == "start":
             self.plan, self.rows = "", ""
             self._show("Ray Data: starting ...", new=True)
-        elif match := _PLAN.match(message):
-            self.plan = short_plan(match["plan"])
+        elif event.kind == "plan":
+            self.plan = short_plan(event.plan)
             self._show(f"Ray Data: {self.plan}: running")
-        elif match := _TOTAL.match(message):
-            self.rows = f"{match['done']}/{match['total']} rows" if match["total"] != "?" else f"{match['done']} rows"
+        elif event.kind == "total":
+            self.rows = f"{event.done}/{event.total} rows" if event.total != "?" else f"{event.done} rows"
             self._show(f"Ray Data: {self.plan}: {self.rows}")
-        elif match := _FINISHED.search(message):
-            if match["s"]:
-                self._show(f"Ray Data: {self.plan}: done in {float(match['s']):.1f} s")
-            else:
-                self._show(f"Ray Data: {self.plan}: failed (the error follows)")
-        record.hide = True  # Ray Data's console handler drops it; its log file keeps it
-        return True
+        elif event.kind == "finished":
+            self._show(f"Ray Data: {self.plan}: done in {event.seconds:.1f} s")
+        else:
+            self._show(f"Ray Data: {self.plan}: failed (the error follows)")
 
 
 _notebook_progress: NotebookProgress | None = None
@@ -130,9 +126,7 @@ def configure_progress() -> None:
     import sys
 
     hide_known_noise(sys.stderr)
-    from ray.data._internal.progress.logging_progress import LoggingExecutionProgressManager
-
-    LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC = REFRESH_S
+    set_progress_log_interval(REFRESH_S)
     if _notebook_progress is None:
         _notebook_progress = NotebookProgress()
     for name in (EXECUTOR_LOGGER, LOGGING_PROGRESS_LOGGER):

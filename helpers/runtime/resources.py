@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ray.data._internal.execution.execution_callback import ExecutionCallback
 from ray.exceptions import UserCodeException
 
 from helpers.errors import ActionableError
+from helpers.runtime import ray_internals
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
@@ -58,22 +58,7 @@ class NodeCapacity:
 
 def stage_requests(operators) -> list[StageRequest]:
     """Read the minimum resources of each physical operator of an execution."""
-    requests = []
-    for op in operators:
-        per_unit = op.min_scheduling_resources()
-        pools = op.get_autoscaling_actor_pools() if hasattr(op, "get_autoscaling_actor_pools") else []
-        units = sum(pool.min_size() for pool in pools) if pools else 1
-        requests.append(
-            StageRequest(
-                name=op.name,
-                units=units,
-                cpus=float(per_unit.cpu or 0),
-                gpus=float(per_unit.gpu or 0),
-                is_actor_pool=bool(pools),
-                memory=float(per_unit.memory or 0),
-            )
-        )
-    return requests
+    return [StageRequest(**ray_internals.operator_minimum(op)._asdict()) for op in operators]
 
 
 def cluster_nodes() -> list[NodeCapacity]:
@@ -191,11 +176,11 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
         )
 
 
-class ResourceGuard(ExecutionCallback):
+class ResourceGuard(ray_internals.execution_callback_base()):
     """Ray Data execution callback that runs :func:`check_fits` before each run."""
 
     def before_execution_starts(self, executor) -> None:
-        operators = list(executor._topology)
+        operators = ray_internals.execution_operators(executor)
         try:
             check_fits(stage_requests(operators), cluster_nodes())
         except ResourceMismatchError:
@@ -206,10 +191,8 @@ class ResourceGuard(ExecutionCallback):
 
 
 def _release(operators) -> None:
-    from ray.data._internal.stats import Timer
-
     for op in operators:
         try:
-            op.shutdown(Timer(), force=True)
+            ray_internals.shutdown_operator(op)
         except Exception as err:  # noqa: BLE001 - best effort: the mismatch error is what matters
             log.debug("could not shut down %s: %s", op.name, err)

@@ -8,7 +8,8 @@ what each task or actor reserves, and its batch size. In a notebook it is an
 SVG sized for a projector; elsewhere it prints as text.
 
 Ray has no public API for the plan's per-operator arguments, so
-:func:`plan_steps` is the one place that reads Ray's internals; its tests fail
+:func:`plan_steps` reads them through
+:func:`helpers.runtime.ray_internals.logical_operators`, whose test fails
 loudly when a Ray upgrade moves them.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from helpers.runtime.ray_internals import PlanOperator, logical_operators
 from helpers.show.ipython import ipython_shell
 
 #: Box colours by how an operator runs (fill, border): readable on a projector and in print.
@@ -70,7 +72,7 @@ class PlanStep:
 
 
 def _pool_size(compute) -> str | None:
-    from ray.data._internal.compute import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy
 
     if not isinstance(compute, ActorPoolStrategy):
         return None
@@ -80,28 +82,21 @@ def _pool_size(compute) -> str | None:
     return f"{low}+" if high == float("inf") else f"{low}-{high}"
 
 
-def _kind_and_detail(op) -> tuple[str, str]:
-    from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll, Repartition
-    from ray.data._internal.logical.operators.input_data_operator import InputData
-    from ray.data._internal.logical.operators.join_operator import Join
-    from ray.data._internal.logical.operators.map_operator import StreamingRepartition
-    from ray.data._internal.logical.operators.read_operator import Read
-    from ray.data._internal.logical.operators.write_operator import Write
-
-    if isinstance(op, Read):
+def _kind_and_detail(op: PlanOperator) -> tuple[str, str]:
+    if op.kind == "read":
         return "read", ""
-    if isinstance(op, Join):
-        how = getattr(op.join_type, "value", op.join_type)
-        return "shuffle", f"hash-shuffled {how} join on {', '.join(op.left_key_columns)}, {op.num_partitions} partitions"
-    if isinstance(op, Repartition):
+    if op.kind == "join":
+        keys = ", ".join(op.join_keys)
+        return "shuffle", f"hash-shuffled {op.join_type} join on {keys}, {op.num_partitions} partitions"
+    if op.kind == "repartition":
         return "shuffle", f"into {op.num_outputs} blocks" if op.num_outputs else ""
-    if isinstance(op, StreamingRepartition):
+    if op.kind == "streaming_repartition":
         return "tasks", f"{op.target_num_rows_per_block} rows per block"
-    if isinstance(op, AbstractAllToAll):
+    if op.kind == "all_to_all":
         return "shuffle", ""
-    if isinstance(op, Write):
+    if op.kind == "write":
         return "write", ""
-    if isinstance(op, InputData):
+    if op.kind == "input_data":
         return "data", "materialized blocks"
     return "tasks", ""
 
@@ -109,27 +104,25 @@ def _kind_and_detail(op) -> tuple[str, str]:
 def plan_steps(dataset) -> list[PlanStep]:
     """The operators of ``dataset``'s logical plan, sources first, each once.
 
-    The one function that reads Ray Data internals (Ray 2.60): the plan's DAG
-    (``_logical_plan.dag``), each operator's ``input_dependencies``, ``compute``,
+    Read through :func:`helpers.runtime.ray_internals.logical_operators`: the
+    plan's operators, where each one's blocks come from, its ``compute``,
     ``ray_remote_args`` and ``batch_size``. Nothing is executed.
     """
-    operators = list(dataset._logical_plan.dag.post_order_iter())
-    index = {id(op): i for i, op in enumerate(operators)}
     steps = []
-    for i, op in enumerate(operators):
+    for i, op in enumerate(logical_operators(dataset)):
         kind, detail = _kind_and_detail(op)
-        remote = getattr(op, "ray_remote_args", None) or {}
-        actors = _pool_size(getattr(op, "compute", None))
+        remote = op.ray_remote_args
+        actors = _pool_size(op.compute)
         steps.append(
             PlanStep(
                 index=i,
                 name=op.name.split("[")[0],
                 kind="actors" if actors is not None else kind,
-                inputs=tuple(index[id(dep)] for dep in op.input_dependencies),
+                inputs=op.inputs,
                 actors=actors,
                 num_gpus=float(remote.get("num_gpus") or 0),
                 num_cpus=None if remote.get("num_cpus") is None else float(remote["num_cpus"]),
-                batch_size=getattr(op, "batch_size", None),
+                batch_size=op.batch_size,
                 detail=detail,
             )
         )

@@ -1,0 +1,348 @@
+"""The one door to Ray's private APIs: every name Ray does not promise to keep.
+
+Ray has no public API for a few things the workshop needs: the operators of an
+execution before it starts (the resource check), the logical plan of a lazy
+Dataset (the pipeline drawing and the lab checks), Ray Data's progress log
+lines (the notebook's progress line), the file writers' base class (overwrites
+that keep the earlier output) and the actor table without the dashboard (the
+pipeline command's restart count). Everything else uses the public API:
+``ray.data.ActorPoolStrategy``, ``ray.data.SaveMode``, ``ray.data.DataContext``,
+the dashboard URL from the ``RayContext`` that ``ray.init`` returns.
+
+Every private name is read here and nowhere else in ``helpers/``, each behind
+one accessor that returns plain values. ``tests/test_ray_internals.py`` calls
+each accessor against the installed Ray on a tiny Dataset and names every one
+that broke, so after a Ray upgrade it says exactly what to fix.
+
+Checked against Ray 2.60.0 (:data:`CHECKED_WITH`):
+
+=========================  ==============================================  =============================================
+accessor                   private name                                    why
+=========================  ==============================================  =============================================
+execution_callback_base    ray.data._internal.execution                    the resource check runs before each
+                           .execution_callback.ExecutionCallback           execution: DataContext's public
+                                                                           custom_execution_callback_classes takes
+                                                                           subclasses of it, which inherit no-ops for
+                                                                           the other hooks
+
+execution_operators        StreamingExecutor._topology                     the physical operators of the execution about
+                                                                           to start
+
+operator_minimum           PhysicalOperator.min_scheduling_resources(),    what each operator needs before it makes
+                           .get_autoscaling_actor_pools(), .name;          progress: resources per task or actor, actors
+                           AutoscalingActorPool.min_size()                 that must start
+
+shutdown_operator          PhysicalOperator.shutdown(timer, force);        a refused execution releases the actors that
+                           ray.data._internal.stats.Timer                  did fit
+
+logical_operators          Dataset._logical_plan.dag.post_order_iter();    the pipeline drawing and the lab checks read
+                           the classes Read, Join, Repartition,            what each stage asks for, without running
+                           StreamingRepartition, AbstractAllToAll, Write,  anything
+                           InputData, MapBatches of
+                           ray.data._internal.logical.operators; their
+                           input_dependencies, compute, ray_remote_args,
+                           batch_size, fn, fn_constructor_args,
+                           fn_constructor_kwargs, join_type,
+                           left_key_columns, num_partitions, num_outputs,
+                           target_num_rows_per_block
+
+EXECUTOR_LOGGER            the logger ray.data._internal.execution         it logs an execution's start, plan and end;
+                           .streaming_executor                             the notebook's progress filter sits on it
+
+PROGRESS_LOGGER            the logger ray.data._internal.progress          quietened ('Progress will be logged because
+                                                                           ...')
+
+LOGGING_PROGRESS_LOGGER    the logger ray.data._internal.progress          it logs 'Total Progress'; the progress filter
+                           .logging_progress                               sits on it
+
+progress_event             Ray Data's log text: 'Starting execution of     the records become one updating line in a
+                           Dataset <id>.', 'Execution plan of Dataset      notebook
+                           <id>: <plan>', 'Total Progress: <n>/<m>',
+                           'Dataset <id> execution finished in <s>
+                           seconds', '... execution failed'
+
+short_plan                 the <plan> in that text: 'Class[Name] ->        the line names the operators, not Ray's
+                           Class[Name] ...'                                classes
+
+set_progress_log_interval  LoggingExecutionProgressManager                 an update every 2 s instead of 10 s; Ray logs
+                           .LOG_REPORT_INTERVAL_SEC                        progress with this manager when stdout is not
+                           (ray.data._internal.progress                    a terminal (a notebook kernel's)
+                           .logging_progress)
+
+hide_from_console          a log record's 'hide' attribute, which          progress records stay in ray-data.log and off
+                           ray.data._internal.logging.HiddenRecordFilter   the screen
+                           on Ray Data's console handler honours
+
+file_datasink_class        ray.data.datasource.file_datasink               an overwrite writes into a sibling folder and
+                           ._FileDatasink; its path, filesystem and mode;  replaces the output only once complete
+                           Dataset.write_datasink calling on_write_start
+                           before planning
+
+write_started              _FileDatasink._write_started                    the sibling is chosen once, on the first
+                                                                           on_write_start
+
+job_actor_restarts         ray._private.state.actors(); its JobID and      the pipeline command reports actor restarts;
+                           NumRestarts fields                              ray.util.state would need the dashboard,
+                                                                           which is off there
+=========================  ==============================================  =============================================
+
+Imports Ray lazily: the runtime package is imported on workers and by tools
+that start without Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+#: The Ray version every accessor here was checked against.
+CHECKED_WITH = "2.60.0"
+
+#: Each accessor and the private names it reads (for the upgrade test's message).
+PRIVATE_NAMES = {
+    "execution_callback_base": "ray.data._internal.execution.execution_callback.ExecutionCallback",
+    "execution_operators": "StreamingExecutor._topology",
+    "operator_minimum": (
+        "PhysicalOperator.min_scheduling_resources / get_autoscaling_actor_pools / name, "
+        "AutoscalingActorPool.min_size"
+    ),
+    "shutdown_operator": "PhysicalOperator.shutdown(timer, force), ray.data._internal.stats.Timer",
+    "logical_operators": (
+        "Dataset._logical_plan.dag.post_order_iter, ray.data._internal.logical.operators "
+        "(Read, Join, Repartition, StreamingRepartition, AbstractAllToAll, Write, InputData, MapBatches) "
+        "and their attributes"
+    ),
+    "EXECUTOR_LOGGER": "logger ray.data._internal.execution.streaming_executor",
+    "PROGRESS_LOGGER": "logger ray.data._internal.progress",
+    "LOGGING_PROGRESS_LOGGER": "logger ray.data._internal.progress.logging_progress",
+    "progress_event": "Ray Data's log text (Starting execution / Execution plan / Total Progress / execution finished)",
+    "short_plan": "Ray Data's plan text (Class[Name] -> ...)",
+    "set_progress_log_interval": "LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC",
+    "hide_from_console": "the 'hide' record attribute (ray.data._internal.logging.HiddenRecordFilter)",
+    "file_datasink_class": "ray.data.datasource.file_datasink._FileDatasink and its path, filesystem, mode",
+    "write_started": "_FileDatasink._write_started",
+    "job_actor_restarts": "ray._private.state.actors() and its JobID, NumRestarts fields",
+}
+
+
+# ---------------------------------------------------------------- executions
+
+
+def execution_callback_base() -> type:
+    """The class a Ray Data execution callback subclasses (hooks before, during and after a run)."""
+    from ray.data._internal.execution.execution_callback import ExecutionCallback
+
+    return ExecutionCallback
+
+
+def execution_operators(executor) -> list:
+    """The physical operators of the execution that ``executor`` is about to run, sources first."""
+    return list(executor._topology)
+
+
+class OperatorMinimum(NamedTuple):
+    """What one physical operator needs before it can make progress."""
+
+    name: str
+    units: int  # actors that must start (1 for a task-based operator)
+    cpus: float  # per unit
+    gpus: float  # per unit
+    is_actor_pool: bool
+    memory: float  # bytes per unit (Ray's ``memory=``), 0 when not asked
+
+
+def operator_minimum(op) -> OperatorMinimum:
+    """The minimum resources of one physical operator, as Ray schedules it."""
+    per_unit = op.min_scheduling_resources()
+    pools = op.get_autoscaling_actor_pools() if hasattr(op, "get_autoscaling_actor_pools") else []
+    units = sum(pool.min_size() for pool in pools) if pools else 1
+    return OperatorMinimum(
+        name=op.name,
+        units=units,
+        cpus=float(per_unit.cpu or 0),
+        gpus=float(per_unit.gpu or 0),
+        is_actor_pool=bool(pools),
+        memory=float(per_unit.memory or 0),
+    )
+
+
+def shutdown_operator(op) -> None:
+    """Release what a started physical operator holds (its actors and tasks) at once."""
+    from ray.data._internal.stats import Timer
+
+    op.shutdown(Timer(), force=True)
+
+
+# ---------------------------------------------------------------- logical plan
+
+
+@dataclass(frozen=True)
+class PlanOperator:
+    """One operator of a lazy Dataset's logical plan, in plain values.
+
+    ``kind`` is one of: ``read``, ``join``, ``repartition`` (all-to-all),
+    ``streaming_repartition``, ``all_to_all`` (sort, shuffle, aggregate, ...),
+    ``write``, ``input_data`` (materialized blocks), ``map_batches``, ``other``.
+    """
+
+    name: str  # Ray's operator name, e.g. "MapBatches(Model)"
+    kind: str
+    inputs: tuple[int, ...]  # indices (in the returned list) of the operators whose blocks flow in
+    compute: Any = None  # ray.data.ActorPoolStrategy / TaskPoolStrategy for map operators, else None
+    ray_remote_args: dict = field(default_factory=dict)  # num_gpus, num_cpus, memory, ...
+    batch_size: int | str | None = None
+    fn: Any = None  # map_batches: the function or callable class
+    fn_constructor_args: tuple = ()
+    fn_constructor_kwargs: dict = field(default_factory=dict)
+    join_type: str | None = None  # join: "inner", "left_outer", ...
+    join_keys: tuple[str, ...] = ()  # join: the left side's key columns
+    num_partitions: int | None = None  # join
+    num_outputs: int | None = None  # repartition
+    target_num_rows_per_block: int | None = None  # streaming_repartition
+
+
+def _operator_kind(op) -> str:
+    from ray.data._internal.logical.operators.all_to_all_operator import AbstractAllToAll, Repartition
+    from ray.data._internal.logical.operators.input_data_operator import InputData
+    from ray.data._internal.logical.operators.join_operator import Join
+    from ray.data._internal.logical.operators.map_operator import MapBatches, StreamingRepartition
+    from ray.data._internal.logical.operators.read_operator import Read
+    from ray.data._internal.logical.operators.write_operator import Write
+
+    for cls, kind in (
+        (Read, "read"),
+        (Join, "join"),
+        (Repartition, "repartition"),
+        (StreamingRepartition, "streaming_repartition"),
+        (AbstractAllToAll, "all_to_all"),
+        (Write, "write"),
+        (InputData, "input_data"),
+        (MapBatches, "map_batches"),
+    ):
+        if isinstance(op, cls):
+            return kind
+    return "other"
+
+
+def logical_operators(dataset) -> list[PlanOperator]:
+    """The operators of ``dataset``'s logical plan, sources first, each once. Nothing runs."""
+    operators = list(dataset._logical_plan.dag.post_order_iter())
+    index = {id(op): i for i, op in enumerate(operators)}
+    result = []
+    for op in operators:
+        kind = _operator_kind(op)
+        join_type = getattr(op, "join_type", None) if kind == "join" else None
+        result.append(
+            PlanOperator(
+                name=op.name,
+                kind=kind,
+                inputs=tuple(index[id(dep)] for dep in op.input_dependencies),
+                compute=getattr(op, "compute", None),
+                ray_remote_args=dict(getattr(op, "ray_remote_args", None) or {}),
+                batch_size=getattr(op, "batch_size", None),
+                fn=op.fn if kind == "map_batches" else None,
+                fn_constructor_args=tuple(op.fn_constructor_args or ()) if kind == "map_batches" else (),
+                fn_constructor_kwargs=dict(op.fn_constructor_kwargs or {}) if kind == "map_batches" else {},
+                join_type=getattr(join_type, "value", join_type),
+                join_keys=tuple(op.left_key_columns) if kind == "join" else (),
+                num_partitions=op.num_partitions if kind == "join" else None,
+                num_outputs=op.num_outputs if kind == "repartition" else None,
+                target_num_rows_per_block=op.target_num_rows_per_block if kind == "streaming_repartition" else None,
+            )
+        )
+    return result
+
+
+# ---------------------------------------------------------------- progress logging
+
+#: Ray Data's loggers: the executor's (start, plan, finish) ...
+EXECUTOR_LOGGER = "ray.data._internal.execution.streaming_executor"
+#: ... the progress managers' parent (e.g. "Progress will be logged because ...") ...
+PROGRESS_LOGGER = "ray.data._internal.progress"
+#: ... and the one that logs ``Total Progress`` when stdout is not a terminal.
+LOGGING_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
+
+_START = re.compile(r"^Starting execution of Dataset (?P<id>\S+?)\.")
+_PLAN = re.compile(r"^Execution plan of Dataset (?P<id>\S+): (?P<plan>.*)$")
+_TOTAL = re.compile(r"^Total Progress: (?P<done>\d+)/(?P<total>\S+)")
+_FINISHED = re.compile(r"Dataset (?P<id>\S+) execution (?P<how>finished in (?P<s>[\d.]+) seconds|failed)")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What one of Ray Data's progress log lines says.
+
+    ``kind`` is ``start``, ``plan``, ``total``, ``finished`` or ``failed``.
+    """
+
+    kind: str
+    plan: str = ""  # plan: Ray's operator chain, e.g. "InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV]"
+    done: str = ""  # total: rows done
+    total: str = ""  # total: rows expected, "?" while unknown
+    seconds: float | None = None  # finished: the execution's duration
+
+
+def progress_event(message: str) -> ProgressEvent | None:
+    """Read one of Ray Data's INFO log messages; None when it is not about progress."""
+    if _START.match(message):
+        return ProgressEvent("start")
+    if match := _PLAN.match(message):
+        return ProgressEvent("plan", plan=match["plan"])
+    if match := _TOTAL.match(message):
+        return ProgressEvent("total", done=match["done"], total=match["total"])
+    if match := _FINISHED.search(message):
+        if match["s"]:
+            return ProgressEvent("finished", seconds=float(match["s"]))
+        return ProgressEvent("failed")
+    return None
+
+
+def short_plan(plan: str) -> str:
+    """``InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->MapBatches(f)]`` -> ``ReadCSV->MapBatches(f)``."""
+    names = [re.sub(r"^\w+\[(.*)\]$", r"\1", part.strip()) for part in plan.split(" -> ")]
+    return " -> ".join(name for name in names if name != "Input") or plan
+
+
+def set_progress_log_interval(seconds: int) -> None:
+    """Seconds between the logged progress blocks when stdout is not a terminal (Ray's default: 10)."""
+    from ray.data._internal.progress.logging_progress import LoggingExecutionProgressManager
+
+    if not hasattr(LoggingExecutionProgressManager, "LOG_REPORT_INTERVAL_SEC"):
+        raise AttributeError("LoggingExecutionProgressManager has no LOG_REPORT_INTERVAL_SEC")
+    LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC = seconds
+
+
+def hide_from_console(record) -> None:
+    """Mark a Ray Data log record so that its console handler drops it; ``ray-data.log`` keeps it."""
+    record.hide = True
+
+
+# ---------------------------------------------------------------- file writes
+
+
+def file_datasink_class() -> type:
+    """The base class of every Ray file writer (``write_parquet``, ``write_images``, ...).
+
+    Its instances have ``path`` (the output folder), ``filesystem`` (pyarrow)
+    and ``mode`` (a ``ray.data.SaveMode``).
+    """
+    from ray.data.datasource.file_datasink import _FileDatasink
+
+    return _FileDatasink
+
+
+def write_started(datasink) -> bool:
+    """Whether ``on_write_start`` has already run for this file datasink."""
+    return bool(getattr(datasink, "_write_started", False))
+
+
+# ---------------------------------------------------------------- actors
+
+
+def job_actor_restarts(job_id: str) -> int:
+    """How many times Ray restarted the actors of job ``job_id`` (hex), from the GCS's actor table."""
+    from ray._private import state
+
+    actors = state.actors() or {}
+    return sum(int(a.get("NumRestarts", 0)) for a in actors.values() if a.get("JobID") == job_id)
