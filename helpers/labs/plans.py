@@ -2,8 +2,8 @@
 
 A Dataset is a plan until something runs it; reading that plan tells what each
 stage requests (its function or class, GPUs, actors, constructor arguments)
-without starting a model. Ray has no public API for the plan, so
-:func:`map_stages` is the only place in the labs that reads Ray's private names.
+without starting a model. Ray has no public API for the plan: Ray's private
+names are read in :mod:`helpers.runtime.ray_internals`, never in the labs.
 """
 
 from __future__ import annotations
@@ -35,27 +35,25 @@ def map_stages(dataset) -> list[MapStage]:
     """The ``map_batches`` stages of a Dataset, from source to sink, read from its logical plan.
 
     The plan is what Ray Data optimizes and runs; reading it tells what each
-    stage asks for without running anything. Private Ray names (checked with
-    Ray 2.60): ``Dataset._logical_plan.dag.post_order_iter()`` and the operator
-    class ``ray.data._internal.logical.operators.map_operator.MapBatches`` with
-    its ``fn``, ``compute``, ``ray_remote_args``, ``fn_constructor_args`` and
-    ``fn_constructor_kwargs``.
+    stage asks for without running anything. Ray has no public API for it: the
+    reading is :func:`helpers.runtime.ray_internals.logical_operators`'s.
     """
     from ray.data import ActorPoolStrategy
-    from ray.data._internal.logical.operators.map_operator import MapBatches
+
+    from helpers.runtime.ray_internals import logical_operators
 
     stages = []
-    for op in dataset._logical_plan.dag.post_order_iter():
-        if not isinstance(op, MapBatches):
+    for op in logical_operators(dataset):
+        if op.kind != "map_batches":
             continue
         pool = op.compute if isinstance(op.compute, ActorPoolStrategy) else None
         stages.append(
             MapStage(
                 fn=op.fn,
-                num_gpus=float((op.ray_remote_args or {}).get("num_gpus") or 0),
+                num_gpus=float(op.ray_remote_args.get("num_gpus") or 0),
                 max_actors=pool.max_size if pool else None,
-                constructor_args=tuple(op.fn_constructor_args or ()),
-                constructor_kwargs=dict(op.fn_constructor_kwargs or {}),
+                constructor_args=tuple(op.fn_constructor_args),
+                constructor_kwargs=dict(op.fn_constructor_kwargs),
             )
         )
     return stages
