@@ -286,6 +286,18 @@ def stub_run(label: str, rows: int = 2):
     return run
 
 
+def without_ray(monkeypatch) -> None:
+    """Run the command in this process with the Ray part stubbed.
+
+    The command stops Ray when its run ends; here no Ray was started for it, and
+    stopping would end the Ray session that other tests of this process share.
+    """
+    from helpers.runtime import cluster
+
+    monkeypatch.setattr(pipeline, "run", stub_run("new"))
+    monkeypatch.setattr(cluster, "stop", lambda: None)
+
+
 def two_row_inputs(folder: Path) -> list[str]:
     (folder / "a.csv").write_text("id,animal\n1,fox\n2,owl\n")
     (folder / "o.csv").write_text("id,outfit\n1,hat\n2,scarf\n")
@@ -293,7 +305,7 @@ def two_row_inputs(folder: Path) -> list[str]:
 
 
 def test_the_command_writes_its_summary_with_written_by_and_metadata_counts(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "run", stub_run("new"))
+    without_ray(monkeypatch)
     monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
     output = tmp_path / "out"
     assert pipeline.main([*two_row_inputs(tmp_path), "--output", str(output)]) == 0
@@ -305,7 +317,7 @@ def test_the_command_writes_its_summary_with_written_by_and_metadata_counts(tmp_
 
 
 def test_an_interrupt_during_the_fallback_publish_says_the_new_output_is_in_place(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "run", stub_run("new"))
+    without_ray(monkeypatch)
     monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
     _exchange_fails_with(monkeypatch, errno.EINVAL)
     output = earlier_output(tmp_path / "out")
@@ -328,7 +340,7 @@ def test_an_interrupt_during_the_fallback_publish_says_the_new_output_is_in_plac
 
 
 def test_a_failed_publish_says_the_previous_output_was_left(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "run", stub_run("new"))
+    without_ray(monkeypatch)
     monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
     _exchange_fails_with(monkeypatch, errno.EIO)
     output = earlier_output(tmp_path / "out")

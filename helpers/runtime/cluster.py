@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.errors import SettingsError
 from helpers.runtime.settings import LESSON_GPUS, Settings, _env, check_storage_writable, forwarded_env, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -92,6 +93,30 @@ def _running_local_cluster() -> str | None:
             return address
     except (OSError, ValueError):
         return None
+
+
+#: How long a cluster's address may take to accept a connection before it counts as down.
+ADDRESS_PROBE_S = 3.0
+
+
+def check_cluster_answers(address: str) -> None:
+    """Fail in seconds when ``RAY_ADDRESS`` names a ``host:port`` where nothing listens.
+
+    ``ray.init`` would wait minutes for a GCS that is not there (a cluster
+    that was stopped, a typo, an address from yesterday's session). Addresses
+    Ray resolves itself (``auto``, ``local``, ``ray://`` clients) are left to Ray.
+    """
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_PROBE_S):
+            return
+    except OSError as err:
+        raise SettingsError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err.strerror or err}); start the cluster "
+            "(ray start --head) or fix the address, or unset RAY_ADDRESS to start a local Ray in this process"
+        ) from None
 
 
 def _local_init_kwargs(settings: Settings) -> dict:
@@ -191,6 +216,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     ray_context = None  # what ray.init returns when it starts Ray here: it knows the dashboard's address
     if not ray.is_initialized():
         if address:
+            check_cluster_answers(address)
             ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
         else:
             # A local Ray's processes are children of this one and inherit its
