@@ -1,14 +1,13 @@
-"""``python -m helpers.bench`` at a tiny size: the JSON line's schema and its arithmetic, no timings.
+"""``python -m helpers.bench`` at a tiny size: the JSON line's schema, no timings.
 
 Timings are the benchmark's business (docs/benchmarks.md); here only what must
-hold on any machine: every key is there with the right type, the ratios are the
-ratios of the reported seconds, and both runs did the work.
+hold on any machine: both runs did the work (the Ray run fails unless it wrote
+every row) and every key is there with the right type.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
@@ -33,6 +32,7 @@ def result():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_last_line_has_every_key(result):
     assert result["rows"] == ROWS
     for key in NUMBERS:
@@ -41,13 +41,6 @@ def test_the_last_line_has_every_key(result):
     assert result["stages"] == ["enhance", "generate"]
     assert set(result["actors"]) == {"llm", "image"}
     assert len(result["load_avg"]) == 3 and result["machine"]["cores"] >= 1
-
-
-def test_ratios_are_the_ratios_of_the_reported_seconds(result):
-    assert math.isclose(result["speedup"], result["naive_seconds"] / result["ray_seconds"], rel_tol=0.02)
-    assert math.isclose(result["efficiency"], result["floor_seconds"] / result["ray_seconds"], rel_tol=0.02)
-    per_row = sum(result["seconds_per_row_one_unit"].values())
-    assert math.isclose(result["floor_seconds"], ROWS * per_row / result["parallel_units"], rel_tol=0.05, abs_tol=0.02)
 
 
 def test_a_bad_stage_is_refused_before_any_work():

@@ -35,6 +35,8 @@ import pytest
 from helpers.commands.notebooks import KERNELSPEC
 from helpers.runtime.settings import REPO_ROOT
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = "apt-get install -y --no-install-recommends chromium"
 JUPYTER = Path(sys.executable).parent / "jupyter"

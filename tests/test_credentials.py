@@ -22,10 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers.runtime import cluster
 from helpers.runtime import settings as config
 from helpers.runtime.settings import REPO_ROOT
 from tests.local_cluster import free_port, local_cluster
+
+pytestmark = pytest.mark.cluster
 
 AWS_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 

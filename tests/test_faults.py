@@ -144,6 +144,7 @@ def killed_run(workdir, shared_ray):
     return Run(proc, output), victim_pid
 
 
+@pytest.mark.slow
 def test_only_a_worker_of_the_test_ray_can_be_killed(shared_ray, tmp_path):
     """A process of another Ray on the machine (here a decoy with a busy ImageGen title) is never chosen."""
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ray::MapWorker(MapBatches(ImageGen)).submit"])
@@ -158,6 +159,7 @@ def test_only_a_worker_of_the_test_ray_can_be_killed(shared_ray, tmp_path):
         decoy.wait()
 
 
+@pytest.mark.slow
 @needs_models
 def test_killed_worker_is_restarted_and_every_row_written_once(killed_run):
     result, victim_pid = killed_run
@@ -166,6 +168,7 @@ def test_killed_worker_is_restarted_and_every_row_written_once(killed_run):
     assert sorted(result.table.column("id").to_pylist()) == list(range(1, ROWS + 1))
 
 
+@pytest.mark.slow
 @needs_models
 def test_killed_worker_run_reports_the_restart(killed_run):
     result, _ = killed_run
@@ -191,6 +194,7 @@ def interrupted_run(killed_run, workdir, shared_ray):
             run.wait()
 
 
+@pytest.mark.slow
 @needs_models
 def test_interrupt_exits_130_and_keeps_the_previous_output(killed_run, interrupted_run):
     previous, _ = killed_run
@@ -205,6 +209,7 @@ def test_interrupt_exits_130_and_keeps_the_previous_output(killed_run, interrupt
     assert no_partials(previous.output) == []
 
 
+@pytest.mark.slow
 @needs_models
 def test_rerun_after_interrupt_is_complete(killed_run, interrupted_run, shared_ray):
     previous, _ = killed_run
@@ -240,6 +245,7 @@ refuses_huge_allocations = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_models
 @refuses_huge_allocations
 def test_image_stage_out_of_memory_names_the_setting(workdir, shared_ray, killed_run):
@@ -278,6 +284,7 @@ sys.exit("no StageOutOfMemoryError")
 """
 
 
+@pytest.mark.slow
 @needs_models
 def test_image_stage_out_of_memory_within_an_address_space_limit():
     """The same failure without Ray, bounded by RLIMIT_AS, whatever the overcommit setting."""
@@ -338,6 +345,7 @@ def odd_prompts_run(workdir, shared_ray) -> Run:
     return Run(proc, output)
 
 
+@pytest.mark.slow
 @needs_models
 def test_long_and_non_ascii_prompts_go_through_the_llm_and_the_images(odd_prompts_run):
     assert_each_row_once(odd_prompts_run, 4)
@@ -351,6 +359,7 @@ def test_long_and_non_ascii_prompts_go_through_the_llm_and_the_images(odd_prompt
     assert all(row["prompt"].strip() for row in rows.values())
 
 
+@pytest.mark.slow
 @needs_models
 def test_stages_cut_a_5000_character_prompt_with_a_notice(monkeypatch, caplog):
     """Both model classes in this process (no Ray): a cut, a log line, an image and a reply."""
@@ -487,6 +496,7 @@ helpers.stop()
 """
 
 
+@pytest.mark.slow
 @needs_models
 def test_interrupted_lesson_write_then_rerun_is_complete(tmp_path, shared_ray):
     folder = tmp_path / "03_parquet"

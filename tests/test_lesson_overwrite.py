@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.labs.framework import CORRECT, get_lab
 from helpers.labs.data import animal_prompts, joined_row_count
+from helpers.labs.framework import CORRECT, get_lab
 from helpers.runtime.overwrite import WRITING
 from helpers.runtime.resources import ResourceMismatchError
 

@@ -179,6 +179,7 @@ def test_every_lesson_with_an_actor_pool_is_found():
     assert ("Enhancer", 0.6, 2) in stages and ("helpers.ImageGen", 0.4, 2) in stages  # lesson 05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("label", "stages"), PIPELINES, ids=[label for label, _ in PIPELINES])
 def test_lesson_pool_on_one_gpu_fails_fast_with_the_numbers(verdicts, label, stages):
     verdict = verdicts[label]
@@ -194,12 +195,14 @@ def test_lesson_pool_on_one_gpu_fails_fast_with_the_numbers(verdicts, label, sta
         assert f"{stage['actors']} x {stage['num_gpus']:g}" in message, message
 
 
+@pytest.mark.slow
 def test_memory_beyond_the_node_fails_fast(verdicts):
     verdict = verdicts["memory"]
     assert verdict.get("error") == "ResourceMismatchError", verdict
     assert "memory=" in verdict["message"] and "GiB" in verdict["message"] and "Fix:" in verdict["message"]
 
 
+@pytest.mark.slow
 def test_a_pipeline_sized_for_one_gpu_runs_there(verdicts):
     assert verdicts["one-GPU control"] == {"rows": 8}
 

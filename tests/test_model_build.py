@@ -144,6 +144,7 @@ def test_variant_of_image_weights(image_dir, tmp_path):
     assert model_build.missing_model_files(fp16_only, "image") == []
 
 
+@pytest.mark.slow
 @needs_smollm2
 def test_llm_answers_a_batch_of_chats(models_dir):
     folder = models_dir / SMALL_LLM_MODEL
@@ -160,6 +161,7 @@ def test_llm_answers_a_batch_of_chats(models_dir):
     assert all(isinstance(answer, str) and answer.strip() for answer in answers)
 
 
+@pytest.mark.slow
 @needs_smollm2
 def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys):
     start = time.perf_counter()
@@ -180,6 +182,7 @@ def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys
     assert not list(models_dir.glob(".*")), "no partial or old folders left behind"
 
 
+@pytest.mark.slow
 @needs_smollm2
 def test_command_line_with_models_dir(models_dir, capsys):
     assert model_build.main(["--models-dir", str(models_dir)]) == 0

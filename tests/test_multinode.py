@@ -21,6 +21,8 @@ from helpers.runtime.settings import REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
 from tests.local_cluster import free_port, local_cluster
 
+pytestmark = pytest.mark.cluster
+
 GPU_STAGES = ("Enhancer", "ImageGen")
 ROWS = 8
 

@@ -25,6 +25,8 @@ from helpers.runtime.settings import LESSON_GPUS, REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
 from tests.local_cluster import local_cluster
 
+pytestmark = pytest.mark.notebooks
+
 SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("*.ipynb"))
 STUDENT = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 EXECUTED = REPO_ROOT / "build" / "executed"

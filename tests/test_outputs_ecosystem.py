@@ -156,6 +156,7 @@ def assert_plain_png_parquet(read: dict, rows: int):
     assert all(width > 0 and height > 0 for _, width, height, _ in read["decoded"])
 
 
+@pytest.mark.slow
 @needs_models
 def test_pipeline_output_is_read_by_pandas_pyarrow_duckdb_and_pillow(pipeline_folder, tmp_path):
     read = read_without_ray(pipeline_folder / "parquet", pipeline_folder / "images", cwd=tmp_path)
@@ -166,6 +167,7 @@ def test_pipeline_output_is_read_by_pandas_pyarrow_duckdb_and_pillow(pipeline_fo
     )
 
 
+@pytest.mark.slow
 @needs_models
 def test_pipeline_png_files_are_named_by_id_and_equal_the_parquet_images(pipeline_folder, tmp_path):
     read = read_without_ray(pipeline_folder / "parquet", pipeline_folder / "images", cwd=tmp_path)
@@ -173,6 +175,7 @@ def test_pipeline_png_files_are_named_by_id_and_equal_the_parquet_images(pipelin
     assert read["png_file_matches_row"] == {str(i): True for i in range(1, ROWS + 1)}
 
 
+@pytest.mark.slow
 @needs_models
 def test_lesson_03_lab_parquet_is_read_by_pandas_pyarrow_duckdb_and_pillow(lab03_folder, tmp_path):
     read = read_without_ray(lab03_folder, None, cwd=tmp_path)

@@ -223,6 +223,7 @@ def unmatched_run(workdir) -> Run:
     return Run(proc, output)
 
 
+@pytest.mark.slow
 @needs_models
 def test_unmatched_ids_are_dropped_by_the_join(unmatched_run):
     summary = unmatched_run.summary
@@ -240,6 +241,7 @@ def test_unmatched_ids_are_dropped_by_the_join(unmatched_run):
     assert unmatched_run.png_names == sorted(f"{i}.png" for i in range(5, 11))
 
 
+@pytest.mark.slow
 @needs_models
 def test_limited_run_counts(limited_run):
     summary = limited_run.summary
@@ -257,11 +259,13 @@ def test_limited_run_counts(limited_run):
     assert summary["seconds"] > 0
 
 
+@pytest.mark.slow
 @needs_models
 def test_stdout_is_only_the_json_line(limited_run):
     assert limited_run.proc.stdout.strip().splitlines() == [json.dumps(limited_run.summary)]
 
 
+@pytest.mark.slow
 @needs_models
 def test_limited_run_parquet_is_plain_data(limited_run):
     table = limited_run.table
@@ -275,6 +279,7 @@ def test_limited_run_parquet_is_plain_data(limited_run):
     assert b"ray" not in (table.schema.metadata or {}).get(b"ARROW:extension:name", b"")
 
 
+@pytest.mark.slow
 @needs_models
 def test_images_are_png_bytes_named_by_id(limited_run):
     from PIL import Image
@@ -288,6 +293,7 @@ def test_images_are_png_bytes_named_by_id(limited_run):
     assert limited_run.png_names == sorted(f"{row['id']}.png" for row in rows)
 
 
+@pytest.mark.slow
 @needs_models
 def test_prompts_are_animal_wearing_outfit(limited_run):
     for row in limited_run.table.to_pylist():
@@ -297,6 +303,7 @@ def test_prompts_are_animal_wearing_outfit(limited_run):
         assert row["prompt"].strip()
 
 
+@pytest.mark.slow
 @needs_models
 def test_parquet_reads_with_pandas_without_ray(limited_run):
     code = (
@@ -315,6 +322,7 @@ def test_parquet_reads_with_pandas_without_ray(limited_run):
     assert proc.stdout.strip() == "12"
 
 
+@pytest.mark.slow
 @needs_models
 def test_full_run_without_llm(plain_run):
     summary = plain_run.summary
@@ -336,6 +344,7 @@ def test_full_run_without_llm(plain_run):
     assert len(plain_run.png_names) == 120
 
 
+@pytest.mark.slow
 @needs_models
 def test_rerun_replaces_instead_of_appending(limited_run, rerun):
     assert rerun.summary["parquet_rows"] == rerun.table.num_rows == limited_run.table.num_rows == 12
@@ -348,6 +357,7 @@ def test_rerun_replaces_instead_of_appending(limited_run, rerun):
     assert (rerun.output.parent / "limited.partial-keep" / "notes.txt").read_text() == "a user's notes"
 
 
+@pytest.mark.slow
 @needs_models
 def test_the_pipeline_uses_no_deprecated_ray_api(workdir, shared_ray):
     """Ray 2.60 warns on every run that ``map_batches(**ray_remote_args)`` goes in Ray 2.64; here that fails."""
@@ -358,6 +368,7 @@ def test_the_pipeline_uses_no_deprecated_ray_api(workdir, shared_ray):
     assert summary_of(proc)["parquet_rows"] == 4
 
 
+@pytest.mark.slow
 @needs_models
 def test_failed_run_exits_1_and_keeps_the_previous_output(unmatched_run, shared_ray):
     """Image actors asking for whole GPUs next to the LLM's: the resource check stops the run."""

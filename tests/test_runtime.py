@@ -77,6 +77,7 @@ def test_unsatisfiable_gpu_request_fails_fast_with_the_fix(session):
         assert ok.count() == 4
 
 
+@pytest.mark.slow
 def test_image_and_llm_stages_through_map_batches(session):
     prompts = ["A photo of a red fox wearing a yellow raincoat", "A watercolor painting of a koala wearing a scarf"]
     ds = ray.data.from_items([{"id": i, "prompt": p} for i, p in enumerate(prompts)])

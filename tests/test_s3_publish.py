@@ -20,6 +20,8 @@ from helpers.runtime.storage import SUCCESS_MARKER, check_output_prefix, publish
 from tests import test_s3_storage
 from tests.test_s3_storage import BUCKET, FAKE_AWS, _run
 
+pytestmark = pytest.mark.s3
+
 #: The moto server with the workshop's inputs (a fixture, used by name).
 s3 = test_s3_storage.s3
 

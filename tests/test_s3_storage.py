@@ -22,6 +22,8 @@ from helpers.pipeline.output import WRITTEN_BY
 from helpers.runtime.settings import REPO_ROOT
 from helpers.runtime.storage import SUCCESS_MARKER, StorageURI, filesystem
 
+pytestmark = pytest.mark.s3
+
 ROWS = 6
 BUCKET = "workshop"
 FAKE_AWS = {
@@ -67,6 +69,7 @@ def _run(env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_pipeline_reads_and_writes_s3(s3, monkeypatch):
     root = f"s3://{BUCKET}/storage"
     env = {**s3["env"], "WORKSHOP_STORAGE": root, "WORKSHOP_PROFILE": "cpu"}

