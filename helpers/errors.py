@@ -1,15 +1,15 @@
 """The workshop's own errors, each shown in a notebook as the one line that says the fix.
 
-The workshop's own errors (a setting, an input file, a model folder, a stage
-out of memory, a publish that stopped half-way) carry their whole explanation
-in the message. The frames above it are Ray's or this package's internals,
-which help nobody in a lesson: IPython shows an exception's
+Each of them (a setting, an input file, a model folder, a stage out of memory
+or restarted too often, a publish that stopped half-way) carries its whole
+explanation in the message. The frames above it are Ray's or this package's
+internals, which help nobody in a lesson: IPython shows an exception's
 ``_render_traceback_()`` instead of the traceback when it has one. Outside
 IPython (scripts, the pipeline command, pytest) nothing changes.
 
-All of them are defined here, so that a module that only catches one imports
-nothing else. One lives elsewhere: ``ResourceMismatchError``
-(:mod:`helpers.runtime.resources`) is also a Ray ``UserCodeException``, and
+They are all defined here, so that a module that only raises or catches one
+imports nothing else for it. One lives elsewhere: ``ResourceMismatchError``
+(:mod:`helpers.runtime.resources`) is also Ray's ``UserCodeException``, and
 this module must not import Ray: the pipeline command rejects a bad input
 before Ray or torch is imported.
 """
