@@ -26,7 +26,7 @@ def result():
 
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu"}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-m", "helpers.commands.bench", "--rows", str(ROWS)], cwd=REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "--rows", str(ROWS)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -44,6 +44,6 @@ def test_the_last_line_has_every_key(result):
 
 
 def test_a_bad_stage_is_refused_before_any_work():
-    done = subprocess.run([sys.executable, "-m", "helpers.commands.bench", "--stages", "paint"], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "--stages", "paint"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--stages" in done.stderr

@@ -215,7 +215,9 @@ def browser(lab):
 
 
 def _prompts(page) -> list[str]:
-    return page.eval_on_selector_all(f"{NOTEBOOK} .jp-CodeCell .jp-InputPrompt", "nodes => nodes.map(n => n.textContent.trim())")
+    return page.eval_on_selector_all(
+        f"{NOTEBOOK} .jp-CodeCell .jp-InputPrompt", "nodes => nodes.map(n => n.textContent.trim())"
+    )
 
 
 def _tracebacks(page) -> list[str]:

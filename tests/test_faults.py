@@ -59,7 +59,7 @@ ROWS = 30
 def start_cli(*args, ray_address: str, log: Path, **extra_env: str) -> subprocess.Popen:
     with log.open("w") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "helpers.pipeline.command", *map(str, args)],
+            [sys.executable, "-m", "helpers.pipeline", *map(str, args)],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -99,7 +99,8 @@ def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s:
         time.sleep(0.05)
     found = f"raylets {[proc.pid for proc in nodes]}" if nodes else "no raylet"
     pytest.fail(
-        f"no ImageGen actor of the Ray at {gcs_address} ({found}) got busy within {wait_s} s:\n{log.read_text()[-2000:]}"
+        f"no ImageGen actor of the Ray at {gcs_address} ({found}) got busy within {wait_s} s:\n"
+        f"{log.read_text()[-2000:]}"
     )
 
 
@@ -147,7 +148,8 @@ def killed_run(workdir, shared_ray):
 @pytest.mark.slow
 def test_only_a_worker_of_the_test_ray_can_be_killed(shared_ray, tmp_path):
     """A process of another Ray on the machine (here a decoy with a busy ImageGen title) is never chosen."""
-    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ray::MapWorker(MapBatches(ImageGen)).submit"])
+    title = "ray::MapWorker(MapBatches(ImageGen)).submit"
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", title])
     log = tmp_path / "decoy.log"
     log.write_text("")
     try:
@@ -442,7 +444,8 @@ def test_unwritable_storage_root_is_one_line_from_setup(tmp_path, where):
     storage = _unwritable_places(tmp_path)[where]
     proc = subprocess.run(
         [sys.executable, "-m", "helpers.commands.setup_workshop"],
-        check=False, capture_output=True, text=True, timeout=120, env=cli_env(WORKSHOP_STORAGE=str(storage)), cwd=REPO_ROOT,
+        check=False, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        env=cli_env(WORKSHOP_STORAGE=str(storage)),
     )  # fmt: skip
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

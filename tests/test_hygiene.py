@@ -18,7 +18,8 @@ SECRET_PATTERNS = {
 
 def _committed_files() -> list[str]:
     listed = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    return [name for name in listed.stdout.splitlines() if name.endswith((".ipynb", ".py", ".md", ".sh", ".txt", ".csv"))]
+    suffixes = (".ipynb", ".py", ".md", ".sh", ".txt", ".csv")
+    return [name for name in listed.stdout.splitlines() if name.endswith(suffixes)]
 
 
 def test_no_secrets_or_home_paths_in_committed_text():

@@ -1,4 +1,4 @@
-"""The lab-check framework (:mod:`helpers.labs.framework`), exercised with a tiny example lab three ways (and then some)."""
+"""The lab-check framework (:mod:`helpers.labs.framework`), exercised with a tiny example lab three ways and more."""
 
 from __future__ import annotations
 

@@ -103,7 +103,8 @@ def seasonal(ds, cls, model, image_stage=True, **kwargs):
         cls, batch_size=4, num_gpus=0.6, compute=ray.data.ActorPoolStrategy(size=2), **kwargs
     )
     if image_stage:
-        pipeline = pipeline.map_batches(ImageGen, batch_size=8, num_gpus=0.4, compute=ray.data.ActorPoolStrategy(size=2))
+        pool = ray.data.ActorPoolStrategy(size=2)
+        pipeline = pipeline.map_batches(ImageGen, batch_size=8, num_gpus=0.4, compute=pool)
     return pipeline
 
 

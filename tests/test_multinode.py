@@ -68,7 +68,7 @@ def _actor_gpus(env: dict) -> dict[str, set[float]]:
 def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
     output = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "helpers.pipeline.command", "--animals", "data/animals.csv", "--outfits", "data/outfits.csv",
+        [sys.executable, "-m", "helpers.pipeline", "--animals", "data/animals.csv", "--outfits", "data/outfits.csv",
          "--output", str(output), "--limit", str(ROWS)],
         cwd=REPO_ROOT, env=cluster.env, capture_output=True, text=True, timeout=600, check=False,
     )

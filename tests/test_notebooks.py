@@ -70,7 +70,7 @@ def test_the_curriculum_is_complete():
 
 
 def test_student_notebooks_are_in_sync_with_solutions():
-    done = subprocess.run([sys.executable, "-m", "helpers.commands.notebooks", "build", "--check"],
+    done = subprocess.run([sys.executable, "-m", "helpers.notebooks", "build", "--check"],
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 

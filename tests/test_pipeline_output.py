@@ -169,7 +169,7 @@ def test_a_second_run_into_the_same_output_is_refused_in_one_line(tmp_path):
     lock, partial = out.claim_output(output)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "helpers.pipeline.command", "--animals", DATA / "animals.csv",
+            [sys.executable, "-m", "helpers.pipeline", "--animals", DATA / "animals.csv",
              "--outfits", DATA / "outfits.csv", "--output", output],
             capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False,
             env={**os.environ, "WORKSHOP_PROFILE": "cpu"},

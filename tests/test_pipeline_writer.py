@@ -1,4 +1,4 @@
-"""The one writer of the pipeline and the benchmark (:mod:`helpers.pipeline.writer`), on batches made here, without Ray."""
+"""The one writer of the pipeline and the benchmark (:mod:`helpers.pipeline.writer`), on batches made here."""
 
 from __future__ import annotations
 

@@ -23,7 +23,9 @@ class Recorded(NotebookProgress):
 
 
 def test_short_plan_drops_buffers_and_operator_classes():
-    plan = "InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->Project] -> ActorPoolMapOperator[MapBatches(ImageGen)]"
+    plan = (
+        "InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->Project] -> ActorPoolMapOperator[MapBatches(ImageGen)]"
+    )
     assert short_plan(plan) == "ReadCSV->Project -> MapBatches(ImageGen)"
 
 

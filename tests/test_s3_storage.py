@@ -65,7 +65,7 @@ def s3(tmp_path_factory):
 
 
 def _run(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "helpers.pipeline.command", *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "helpers.pipeline", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -34,7 +34,9 @@ def lesson_05_plan(session):
         .repartition(target_num_rows_per_block=4)
         .map_batches(expand)
         .map_batches(Model, batch_size=4, num_gpus=0.6, compute=ray.data.ActorPoolStrategy(size=2))
-        .map_batches(Model, batch_size=8, num_gpus=0.4, num_cpus=2, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=3))
+        .map_batches(
+            Model, batch_size=8, num_gpus=0.4, num_cpus=2, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=3)
+        )
     )
     return plan_steps(dataset)
 

@@ -233,7 +233,8 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
             if target is None:
                 raise fail(
                     lineno,
-                    "a '# SOLUTION' line must be an assignment like 'name = expression'; use a BEGIN/END SOLUTION block otherwise",
+                    "a '# SOLUTION' line must be an assignment like 'name = expression'; "
+                    "use a BEGIN/END SOLUTION block otherwise",
                 )
             out.append(f"{target} = ...")
             continue

@@ -198,7 +198,9 @@ def clean_stale_partials(output: Path) -> list[str]:
         elif is_earlier_output(entry):
             if not output.exists() and entry.name.endswith("-old"):
                 entry.rename(output)
-                notes.append(f"restored the previous output from {entry.name} (an earlier run stopped while publishing)")
+                notes.append(
+                    f"restored the previous output from {entry.name} (an earlier run stopped while publishing)"
+                )
             else:
                 shutil.rmtree(entry)
     return notes

@@ -241,7 +241,8 @@ def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, sma
     if profile == "cpu":
         return str(models_dir / small)
     staged_path = models_dir / staged
-    return str(staged_path) if (staged_path / "model_index.json").exists() or (staged_path / "config.json").exists() else hub_id
+    staged = (staged_path / "model_index.json").exists() or (staged_path / "config.json").exists()
+    return str(staged_path) if staged else hub_id
 
 
 def gpu_scale(cluster_gpus: float | None) -> float:
@@ -271,14 +272,18 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
         return _env_number(name, round(lesson_value * scale, 3), float, minimum=0)
 
     image = StageSettings(
-        model=_model_source("WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile),
+        model=_model_source(
+            "WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile
+        ),
         batch_size=_env_number("WORKSHOP_IMAGE_BATCH_SIZE", 8),
         actors=_env_number("WORKSHOP_IMAGE_ACTORS", 2),
         num_gpus=gpus("WORKSHOP_IMAGE_GPUS", 1.0),
         num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
     llm = StageSettings(
-        model=_model_source("WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile),
+        model=_model_source(
+            "WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile
+        ),
         batch_size=_env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
         actors=_env_number("WORKSHOP_LLM_ACTORS", 2),
         num_gpus=gpus("WORKSHOP_LLM_GPUS", 0.6),

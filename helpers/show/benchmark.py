@@ -33,7 +33,9 @@ def load_benchmarks(path: Path | str = BENCHMARKS) -> list[dict] | None:
     for needed in ("rows", "naive_seconds", "ray_seconds", "floor_seconds"):
         missing = [i for i, result in enumerate(results) if needed not in result]
         if missing:
-            raise ValueError(f"{path}: result(s) {missing} have no {needed!r}; write the JSON lines helpers.commands.bench prints")
+            raise ValueError(
+                f"{path}: result(s) {missing} have no {needed!r}; write the JSON lines `python -m helpers.bench` prints"
+            )
     return results
 
 

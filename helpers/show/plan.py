@@ -181,7 +181,8 @@ def pipeline_svg(steps: list[PlanStep]) -> str:
     height = max(y for _, y, _ in places.values()) + BOX_H + MARGIN
     header = (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" style="max-width: 100%; height: auto" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">'
+        f'width="{width:.0f}" height="{height:.0f}" style="max-width: 100%; height: auto" '
+        'font-family="DejaVu Sans, Helvetica, Arial, sans-serif">'
     )
     arrow = (
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" markerHeight="8" '
@@ -209,7 +210,8 @@ def pipeline_svg(steps: list[PlanStep]) -> str:
         )
         summary = step.summary()
         # Squeeze only a line that would overflow its box (estimated at 0.6 em per character).
-        fit = f' textLength="{w - 28:.0f}" lengthAdjust="spacingAndGlyphs"' if LINE_PX * 0.6 * len(summary) > w - 28 else ""
+        too_wide = LINE_PX * 0.6 * len(summary) > w - 28
+        fit = f' textLength="{w - 28:.0f}" lengthAdjust="spacingAndGlyphs"' if too_wide else ""
         parts.append(
             f'<text x="{x + 14:.0f}" y="{y + 56:.0f}" font-size="{LINE_PX}" fill="{border}"{fit}>'
             f"{html.escape(summary)}</text>"
