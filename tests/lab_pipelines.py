@@ -5,9 +5,12 @@ The classes are never instantiated: building a plan runs nothing, so no model is
 
 from __future__ import annotations
 
+import pytest
 
-def joined_dataset():
-    """Stands in for ``animals_outfits``: a two-row dataset with the joined columns."""
+
+@pytest.fixture(scope="module")
+def joined(session):
+    """Stands in for ``animals_outfits``: a two-row dataset with the joined columns (on the shared session)."""
     import ray
 
     rows = [{"id": 1, "animal": "A red fox", "outfit": "straw hat"}, {"id": 2, "animal": "An owl", "outfit": "scarf"}]

@@ -17,19 +17,17 @@ from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
 from helpers.labs.lesson06 import PROBE_COLUMN
 from helpers.labs.solutions import solution_cells
 from helpers.runtime.settings import load_settings
-from tests.lab_pipelines import ImageGen, expand_prompt, joined_dataset, model_stages
+from tests import lab_pipelines
+from tests.lab_pipelines import ImageGen, expand_prompt, model_stages
+
+#: The stand-in for ``animals_outfits`` (a fixture, used by name).
+joined = lab_pipelines.joined
 
 PLACEHOLDERS = [..., None, "TODO"]
 
 
 def status(outcome):
     return outcome.status
-
-
-@pytest.fixture(scope="module")
-def joined(session):
-    """Stands in for ``animals_outfits`` (on the shared session)."""
-    return joined_dataset()
 
 
 # --------------------------------------------------------------------------- 06_parameterized_enhancer
