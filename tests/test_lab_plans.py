@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from helpers.labs.plans import map_stages
-from tests.lab_pipelines import Enhancer, joined_dataset, model_stages
+from tests import lab_pipelines
+from tests.lab_pipelines import Enhancer, model_stages
 
-
-@pytest.fixture(scope="module")
-def joined(session):
-    """Stands in for ``animals_outfits`` (on the shared session)."""
-    return joined_dataset()
+#: The stand-in for ``animals_outfits`` (a fixture, used by name).
+joined = lab_pipelines.joined
 
 
 def test_map_stages_reads_what_each_stage_declares(joined):
