@@ -95,15 +95,71 @@ def test_default_storage_is_inside_the_clone_without_cluster_storage(monkeypatch
 
 def test_table_lists_what_a_learner_needs(monkeypatch):
     text = config.load_settings("cpu").table()
-    for label in ("profile", "storage", "image model", "LLM", "image stage", "LLM stage"):
+    for label in ("profile", "storage", "your outputs", "image model", "LLM", "image stage", "LLM stage"):
         assert label in text
+
+
+# --------------------------------------------------------------------------- one learner, one output folder
+
+
+def test_outputs_go_to_the_folder_named_by_workshop_user(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    settings = config.load_settings("cpu")
+    assert settings.learner == "ada"
+    assert settings.outputs_dir == tmp_path / "outputs" / "ada"
+    assert settings.output_path("03_parquet") == str(tmp_path / "outputs" / "ada" / "03_parquet")
+    assert ("your outputs", str(tmp_path / "outputs" / "ada")) in settings.rows()
+
+
+def test_learner_is_the_login_name_without_workshop_user(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("LOGNAME", "grace")  # where getpass.getuser() looks first
+    monkeypatch.setenv("WORKSHOP_USER", "")  # empty means unset, as for every WORKSHOP_* variable
+    assert config.resolve_learner() == "grace"
+    assert config.load_settings("cpu").outputs_dir == tmp_path / "outputs" / "grace"
+
+
+def test_learner_without_a_login_name_is_named_by_the_user_id(monkeypatch):
+    """Mocks getpass.getuser, which raises in a container whose user id has no passwd entry and no USER."""
+
+    def no_passwd_entry():
+        raise KeyError("getpwuid(): uid not found: 4242")
+
+    monkeypatch.setattr(config.getpass, "getuser", no_passwd_entry)
+    assert config.resolve_learner() == f"uid{__import__('os').getuid()}"
+
+
+@pytest.mark.parametrize("name", ["ada.lovelace", "grace_hopper", "alan-turing", "ada@lab", "José", "a" * 64])
+def test_a_learner_name_may_be_any_single_folder_name(monkeypatch, name):
+    monkeypatch.setenv("WORKSHOP_USER", name)
+    assert config.resolve_learner() == name
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../ada", "ada/../grace", "/ada", "ada\\grace", " ", "ada lovelace",
+                                  ".hidden", "-rf", "a" * 65, "ada\n"])
+def test_a_learner_name_that_is_not_one_safe_folder_name_is_refused(monkeypatch, name):
+    monkeypatch.setenv("WORKSHOP_USER", name)
+    refused = r"^WORKSHOP_USER=.* cannot name your output folder: set WORKSHOP_USER"
+    with pytest.raises(SettingsError, match=refused) as err:
+        config.load_settings("cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_a_login_name_that_is_not_a_safe_folder_name_says_to_set_workshop_user(monkeypatch):
+    monkeypatch.setenv("LOGNAME", "CORP\\ada")
+    with pytest.raises(SettingsError, match=r"^the login name 'CORP.*ada' cannot .* set WORKSHOP_USER to"):
+        config.resolve_learner()
 
 
 def test_forwarded_environment(monkeypatch):
     monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("UNRELATED_SECRET", "x")
+    monkeypatch.setenv("LOGNAME", "grace")
     env = config.forwarded_env()
     assert env["WORKSHOP_PROFILE"] == "cpu"
+    # Workers on other nodes run under another login: the driver's learner travels with them.
+    assert env["WORKSHOP_USER"] == "grace"
     assert env["HF_HUB_OFFLINE"] == "1"
     assert "UNRELATED_SECRET" not in env

@@ -7,6 +7,9 @@ with defaults that work out of the box:
 * ``WORKSHOP_STORAGE``: the shared storage root (data, models, outputs). Every
   node of a cluster must see it, so the default is Anyscale's
   ``/mnt/cluster_storage`` when it exists, else ``storage/`` inside the clone.
+* ``WORKSHOP_USER``: the learner, whose outputs go to ``<storage>/outputs/<learner>``
+  so that learners sharing one storage root never write into each other's
+  folders; the login name when unset.
 * ``WORKSHOP_PROFILE``: ``cpu`` (small local models), ``gpu`` (the real models)
   or ``auto`` (``gpu`` only when CUDA is usable).
 * per-stage settings (``WORKSHOP_IMAGE_*``, ``WORKSHOP_LLM_*``): model source,
@@ -19,7 +22,9 @@ do in every worker process.
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +83,7 @@ class Settings:
 
     profile: str
     storage: Path  # or a helpers.runtime.storage.StorageURI (s3://...)
+    learner: str  # names the learner's own folder of outputs
     image: StageSettings
     llm: StageSettings
     image_size: int
@@ -97,7 +103,8 @@ class Settings:
 
     @property
     def outputs_dir(self) -> Path:
-        return self.storage / "outputs"
+        """This learner's folder of outputs: ``<storage>/outputs/<learner>``."""
+        return learner_outputs_dir(self.storage, self.learner)
 
     @property
     def uses_small_models(self) -> bool:
@@ -105,7 +112,7 @@ class Settings:
         return self.profile == "cpu"
 
     def output_path(self, *parts: str) -> str:
-        """A path under the outputs folder, as a string Ray's writers accept."""
+        """A path under this learner's outputs folder, as a string Ray's writers accept."""
         return str(self.outputs_dir.joinpath(*parts))
 
     def rows(self) -> list[tuple[str, str]]:
@@ -113,6 +120,7 @@ class Settings:
         return [
             ("profile", self.profile),
             ("storage", str(self.storage)),
+            ("your outputs", str(self.outputs_dir)),
             ("image model", self.image.model),
             ("image size / steps", f"{self.image_size}px / {self.image_steps}"),
             ("image stage", _stage_text(self.image)),
@@ -197,6 +205,46 @@ def resolve_storage() -> Path:
         check_scheme(raw, "WORKSHOP_STORAGE")
         return StorageURI(raw.rstrip("/"))
     return Path(raw).expanduser().resolve()
+
+
+#: A learner's name becomes one folder name: letters, digits, ``_``, then also ``.``, ``@`` and ``-``
+#: (so no ``/``, no ``..``, no hidden folder, nothing a shell or an S3 key reads specially).
+LEARNER_NAME = re.compile(r"\w[\w.@-]{0,63}")
+
+
+def login_name() -> str:
+    """The login name; ``uid<number>`` where the system has no name for this user.
+
+    ``getpass.getuser`` fails in containers that run as a user id without a
+    passwd entry and without ``USER``/``LOGNAME`` in the environment.
+    """
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):
+        return f"uid{os.getuid()}"
+
+
+def resolve_learner() -> str:
+    """The learner's name, which names their folder of outputs: ``WORKSHOP_USER``, else the login name.
+
+    A name that cannot be one safe folder name is refused rather than cleaned
+    up: cleaning would give two learners (``a b`` and ``a_b``) one folder.
+    """
+    raw = _env("WORKSHOP_USER")
+    name = raw if raw is not None else login_name()
+    if LEARNER_NAME.fullmatch(name):
+        return name
+    source = f"WORKSHOP_USER={raw!r}" if raw is not None else f"the login name {name!r}"
+    raise SettingsError(
+        f"{source} cannot name your output folder: set WORKSHOP_USER to a name of letters, digits, "
+        "'.', '_', '@' or '-' (at most 64, not starting with '.', '@' or '-'), e.g. WORKSHOP_USER=ada"
+    )
+
+
+def learner_outputs_dir(storage=None, learner: str | None = None) -> Path:
+    """``<storage>/outputs/<learner>``, from the environment for what is not given."""
+    storage = resolve_storage() if storage is None else storage
+    return storage / "outputs" / (learner or resolve_learner())
 
 
 def resolve_models_dir(storage) -> Path:
@@ -292,6 +340,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
     return Settings(
         profile=profile,
         storage=storage,
+        learner=resolve_learner(),
         image=image,
         llm=llm,
         # Small pictures on CPU keep a lesson's run to seconds; 512 is sdxl-turbo's size.
@@ -311,7 +360,8 @@ def with_stage(settings: Settings, stage: str, **changes) -> Settings:
     return dataclasses.replace(settings, **{stage: dataclasses.replace(getattr(settings, stage), **changes)})
 
 
-#: Variables forwarded to every Ray worker so that workers resolve the same settings.
+#: Variables forwarded to every Ray worker so that workers resolve the same settings
+#: (``WORKSHOP_USER`` always: a cluster's workers run under the login of whoever started them).
 #: No AWS_* variable is among them: on a cluster they would travel in the job's
 #: runtime_env, which the dashboard and ``ray list jobs --detail`` show to every
 #: user of the cluster, and no worker needs them, because only the driver reads
@@ -321,9 +371,10 @@ FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_
 
 
 def forwarded_env() -> dict[str, str]:
-    """The part of this process's environment that workers must share."""
-    return {
+    """The part of this process's environment that workers must share, and the learner's name."""
+    shared = {
         name: value
         for name, value in os.environ.items()
         if name.startswith(FORWARDED_ENV_PREFIXES) or name in FORWARDED_ENV_NAMES
     }
+    return {**shared, "WORKSHOP_USER": resolve_learner()}
