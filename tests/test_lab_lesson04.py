@@ -55,6 +55,26 @@ def test_png_solution_is_correct(png_lab, rows, tmp_path):
     assert f"{rows} PNG files" in outcome.message
 
 
+def test_png_in_the_learners_own_output_folder_is_correct(png_lab, rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    folder = write_pngs(tmp_path / "outputs" / "ada" / "04_png", rows)
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == CORRECT, outcome.message
+    assert str(folder) in outcome.message
+
+
+@pytest.mark.parametrize("where", [("grace", "04_png"), ("04_png",)], ids=["another learner's", "all learners'"])
+def test_png_outside_the_learners_own_output_folder_is_incorrect(png_lab, rows, tmp_path, monkeypatch, where):
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    folder = write_pngs(tmp_path.joinpath("outputs", *where), rows)
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT
+    assert f"outside your own output folder {tmp_path / 'outputs' / 'ada'}" in outcome.message
+    assert 'session.settings.output_path("04_png")' in outcome.message
+
+
 def test_png_folder_as_path_or_local_url_is_accepted(png_lab, rows, tmp_path):
     folder = write_pngs(tmp_path / "04_png", rows)
     assert status(png_lab.evaluate(folder=folder)) == CORRECT

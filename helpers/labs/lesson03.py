@@ -188,7 +188,8 @@ class ParquetLab(Lab):
             if bad is not None:
                 self.incorrect(bad[1])
         self.correct(
-            f"{table.num_rows} prompts and their images ({kind}) in {len(files)} file(s). " + self.correct_message
+            f"{table.num_rows} prompts and their images ({kind}) in {len(files)} file(s) of {path}. "
+            + self.correct_message
         )
 
     def _check_rows(self, prompts: list[str]) -> None:

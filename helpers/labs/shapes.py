@@ -30,6 +30,7 @@ from typing import Any
 
 from helpers.labs.framework import Expect, Incorrect, quote, type_name
 from helpers.labs.plans import MapStage, map_stages
+from helpers.runtime.settings import learner_outputs_dir, resolve_storage
 
 _GPU_EPSILON = 1e-6
 _COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -134,6 +135,27 @@ def _local_path(value) -> Path:
     return Path(text).expanduser()
 
 
+def _in_another_learners_folder(path: Path) -> str | None:
+    """Why ``path`` is no place for this learner's answer, or None.
+
+    Every learner on a storage root writes under ``<storage>/outputs/<learner>``;
+    an answer elsewhere under ``<storage>/outputs`` is in another learner's
+    folder (or where all of them would write), so a check would read, and a
+    re-run would replace, someone else's files.
+    """
+    storage = resolve_storage()
+    if not isinstance(storage, Path):
+        return None
+    own = learner_outputs_dir(storage)
+    found = path.resolve()
+    if found.is_relative_to(own.parent.resolve()) and not found.is_relative_to(own.resolve()):
+        return (
+            f"{path} is outside your own output folder {own}, where other learners write; "
+            f'write into yours, e.g. session.settings.output_path("{path.name}").'
+        )
+    return None
+
+
 def _visible_files(folder: Path, nested: bool) -> list[Path]:
     """The folder's files, leaving out hidden and bookkeeping ones (``.x``, ``_SUCCESS``), as Arrow's readers do."""
     found = folder.rglob("*") if nested else folder.iterdir()
@@ -148,9 +170,10 @@ def _visible_files(folder: Path, nested: bool) -> list[Path]:
 class WrittenFiles(Expect):
     """A folder a Ray writer filled: its path (a ``local://`` URL will do), holding files of one type.
 
-    Checked in this order: a path, that exists, a folder (or a single file of
-    the type when ``a_file_will_do``), files of the type there, no others
-    when ``others`` says why they are wrong, ``count()`` of them when given,
+    Checked in this order: a path, not in another learner's folder of
+    outputs, that exists, a folder (or a single file of the type when
+    ``a_file_will_do``), files of the type there, no others when ``others``
+    says why they are wrong, ``count()`` of them when given,
     and each one readable when ``unreadable`` is given.
     """
 
@@ -177,6 +200,9 @@ class WrittenFiles(Expect):
         if not isinstance(value, (str, os.PathLike)):
             raise Incorrect(f"`{name}` is a {type_name(value)}; pass the folder's path as a string.")
         path = _local_path(value)
+        elsewhere = _in_another_learners_folder(path)
+        if elsewhere:
+            raise Incorrect(elsewhere)
         if not path.exists():
             raise Incorrect(f"{path} does not exist: nothing has been written there yet.")
         if path.is_file():
