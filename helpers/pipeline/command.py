@@ -4,7 +4,7 @@ The pipeline itself is :func:`helpers.pipeline.stages.build_pipeline`; this
 module is the command around it::
 
     python -m helpers.pipeline --animals data/animals.csv --outfits data/outfits.csv \\
-        --output storage/outputs/final [--limit N] [--no-enhance] [--debug]
+        --output storage/outputs/<learner>/final [--limit N] [--no-enhance] [--debug]
 
 It checks both inputs before starting Ray (:mod:`helpers.pipeline.inputs`), so a bad
 file fails in well under a second with exit status 2 and one ``error:`` line.
