@@ -1,29 +1,36 @@
-"""Several learners on one shared storage root: concurrent starts and setups never break each other.
+"""Several learners on one shared storage root: concurrent starts, setups and labs never break each other.
 
 On a workshop cluster every learner's ``helpers.start()`` probes the same
 storage root, and several ``./setup.sh`` may build the same models folder and
 copy the same data at once. Temporary files get names of their own, and model
 builds take turns through a lock next to the models folder: the second builder
-waits, then finds the model built and keeps it.
+waits, then finds the model built and keeps it. Each learner writes and checks
+their lessons' outputs in a folder of their own, ``<storage>/outputs/<learner>``.
 """
 
 from __future__ import annotations
 
 import filecmp
+import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from helpers.errors import BuildLockTimeout, SettingsError
+from helpers.labs.data import animal_prompts
+from helpers.labs.framework import CORRECT, INCORRECT, get_lab
 from helpers.models import build as model_build
 from helpers.runtime import settings as config
 from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
+from tests.test_pipeline_cli import cli_env, needs_models
 
 # ---------------------------------------------------------------- the storage probe
 
@@ -160,3 +167,78 @@ def test_two_setups_at_once_on_one_storage_root(tmp_path):
     sources = sorted((REPO_ROOT / "data").glob("*.csv"))
     assert sorted(p.name for p in data.iterdir()) == [p.name for p in sources]
     assert all(filecmp.cmp(source, data / source.name, shallow=False) for source in sources)
+
+
+# ---------------------------------------------------------------- two learners, one lab, at the same time
+
+LAB_LESSON = REPO_ROOT / "solutions" / "03_image_generation.ipynb"
+
+
+def _cell_text(notebook: dict, code: str) -> str:
+    """Everything the first code cell containing ``code`` showed."""
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and code in "".join(c["source"]))
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append("".join(output.get("text", "")))
+        parts.extend(str(value) for key, value in output.get("data", {}).items() if key.startswith("text/"))
+    return "\n".join(parts)
+
+
+@needs_models
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_two_learners_running_one_lab_at_once_each_write_and_check_only_their_own_folder(session, tmp_path):
+    """Lesson 03's solution in two Jupyter kernels at once, one storage root, two WORKSHOP_USERs.
+
+    Both kernels join the suite's Ray (as learners join the instructor's cluster),
+    with one image actor each so that both pools fit its two logical GPUs together.
+    """
+    storage = tmp_path / "shared"
+    shutil.copytree(REPO_ROOT / "data", storage / "data")
+    learners = ("ada", "grace")
+    runs = {}
+    for learner in learners:
+        env = cli_env(
+            session.address,
+            WORKSHOP_STORAGE=str(storage),
+            WORKSHOP_MODELS=str(session.settings.models_dir),
+            WORKSHOP_USER=learner,
+            WORKSHOP_IMAGE_ACTORS="1",
+            WORKSHOP_CLUSTER_HAS_HELPERS="1",  # the suite's Ray runs this clone with this environment
+        )
+        command = [sys.executable, "-m", "helpers.notebooks", "run", str(LAB_LESSON), "--timeout", "300",
+                   "--html", str(tmp_path / learner)]
+        runs[learner] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+    printed = {}
+    for learner, run in runs.items():
+        try:
+            printed[learner] = run.communicate(timeout=600)[0]
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert [run.returncode for run in runs.values()] == [0, 0], printed
+
+    outputs = storage / "outputs"
+    assert sorted(p.name for p in storage.iterdir()) == ["data", "outputs"]
+    assert sorted(p.name for p in outputs.iterdir()) == list(learners)
+    for learner in learners:
+        other = next(name for name in learners if name != learner)
+        own = outputs / learner / "03_parquet"
+        assert [p.name for p in (outputs / learner).iterdir()] == ["03_parquet"]
+        assert pq.read_table(own, columns=["prompt"]).num_rows == len(animal_prompts())
+        executed = json.loads((tmp_path / learner / "solutions" / LAB_LESSON.name).read_text())
+        table = _cell_text(executed, "helpers.start()").splitlines()
+        assert [line.split()[-1] for line in table if line.startswith("your outputs")] == [str(outputs / learner)]
+        check = _cell_text(executed, "lab.check(")
+        assert "Correct" in check and str(own) in check and f"outputs/{other}" not in check, check
+
+    # The lab, as ada: her own folder is her answer; grace's folder, equally correct for grace, is not.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORKSHOP_STORAGE", str(storage))
+        env.setenv("WORKSHOP_USER", "ada")
+        lab = get_lab("03_parquet")
+        assert lab.evaluate(parquet_path=str(outputs / "ada" / "03_parquet")).status == CORRECT
+        theirs = lab.evaluate(parquet_path=str(outputs / "grace" / "03_parquet"))
+        assert theirs.status == INCORRECT and "outside your own output folder" in theirs.message
