@@ -11,7 +11,8 @@ with defaults that work out of the box:
   so that learners sharing one storage root never write into each other's
   folders; the login name when unset.
 * ``WORKSHOP_PROFILE``: ``cpu`` (small local models), ``gpu`` (the real models)
-  or ``auto`` (``gpu`` only when CUDA is usable).
+  or ``auto`` (``gpu`` only when CUDA is usable where the models run: this
+  machine for a local Ray, the GPU nodes of a cluster that ``helpers.start()`` joins).
 * per-stage settings (``WORKSHOP_IMAGE_*``, ``WORKSHOP_LLM_*``): model source,
   image size, steps, tokens, batch sizes, actors and GPUs per actor.
 
@@ -272,23 +273,37 @@ def cuda_usable() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_profile(raw: str | None = None) -> str:
-    """``cpu`` or ``gpu``: ``auto`` means ``gpu`` only when CUDA is usable here."""
+def requested_profile(raw: str | None = None) -> str:
+    """``auto``, ``cpu`` or ``gpu``: the profile asked for (``raw``, else ``WORKSHOP_PROFILE``), checked."""
     profile = (raw or _env("WORKSHOP_PROFILE", "auto")).strip().lower()
     if profile not in PROFILES:
         raise SettingsError(f"WORKSHOP_PROFILE={profile!r}: use one of {', '.join(PROFILES)}")
+    return profile
+
+
+def resolve_profile(raw: str | None = None) -> str:
+    """``cpu`` or ``gpu``: ``auto`` means ``gpu`` only when CUDA is usable in this process.
+
+    That is the right answer on the machine that runs the models (a worker, a
+    local Ray). A driver that joins a cluster asks the cluster's GPU nodes
+    instead (:mod:`helpers.runtime.probe`) and passes the answer in.
+    """
+    profile = requested_profile(raw)
     if profile == "auto":
         return "gpu" if cuda_usable() else "cpu"
     return profile
 
 
-def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, small: str, profile: str) -> str:
+def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, small: str, profile: str,
+                  ready_folders: frozenset[str] | None) -> str:
     explicit = _env(env_name)
     if explicit is not None:
         return explicit
     if profile == "cpu":
         return str(models_dir / small)
     staged_path = models_dir / staged
+    if ready_folders is not None:
+        return str(staged_path) if str(staged_path) in ready_folders else hub_id
     staged = (staged_path / "model_index.json").exists() or (staged_path / "config.json").exists()
     return str(staged_path) if staged else hub_id
 
@@ -304,11 +319,15 @@ def gpu_scale(cluster_gpus: float | None) -> float:
     return min(1.0, cluster_gpus / LESSON_GPUS)
 
 
-def load_settings(profile: str | None = None, cluster_gpus: float | None = None) -> Settings:
+def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
+                  ready_model_folders: frozenset[str] | None = None) -> Settings:
     """Resolve every setting from the environment.
 
     ``cluster_gpus`` (known once Ray is up) scales the per-actor GPU requests so
-    that two actors per stage always fit.
+    that two actors per stage always fit. ``ready_model_folders``, the staged
+    model folders complete on the nodes that load the models (what the cluster's
+    GPU nodes reported), decides staged folder or hub id there instead of here,
+    so that the lessons' own stage classes load what ``helpers.Enhancer`` loads.
     """
     profile = resolve_profile(profile)
     storage = resolve_storage()
@@ -321,7 +340,8 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
 
     image = StageSettings(
         model=_model_source(
-            "WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile
+            "WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile,
+            ready_model_folders,
         ),
         batch_size=_env_number("WORKSHOP_IMAGE_BATCH_SIZE", 8),
         actors=_env_number("WORKSHOP_IMAGE_ACTORS", 2),
@@ -330,7 +350,8 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None)
     )
     llm = StageSettings(
         model=_model_source(
-            "WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile
+            "WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile,
+            ready_model_folders,
         ),
         batch_size=_env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
         actors=_env_number("WORKSHOP_LLM_ACTORS", 2),

@@ -1,0 +1,271 @@
+"""Ask the nodes that run the models what they have, and pick the profile from their answers.
+
+``WORKSHOP_PROFILE=auto`` used to look for CUDA on the notebook's machine. On
+the instructor's cluster that machine is a CPU head whose GPU workers run the
+models, so ``auto`` picked the small CPU models and loaded them onto real GPUs.
+When ``helpers.start()`` joins a cluster it now sends one short task to every
+node with GPUs; the task asks for a sliver of one GPU, so that Ray hands it a
+GPU (``CUDA_VISIBLE_DEVICES``) exactly as it hands one to a model actor, and
+reports what it finds: CUDA or not, the device and its memory, and what the
+pre-flight check (:mod:`helpers.runtime.preflight`) compares with the driver
+(Python, package versions, the storage root and the model folders as that node
+sees them). Logical GPUs on a CPU cluster report no CUDA.
+
+:func:`decide_profile` turns the answers into ``gpu`` (every GPU node that
+answered has CUDA) or ``cpu`` (no GPUs, logical GPUs, or a mix: the big models
+would run on a CPU wherever a GPU is logical). A local Ray runs on this machine,
+so there the answer is this machine's CUDA (:func:`decide_here`), without a task.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from helpers.runtime.settings import (
+    SMALL_LLM_MODEL,
+    STAGED_IMAGE_MODEL,
+    STAGED_LLM_MODEL,
+    TINY_IMAGE_MODEL,
+    _env,
+    cuda_usable,
+    requested_profile,
+    resolve_models_dir,
+)
+
+#: The GPU share the probe asks for: enough for Ray to assign it a GPU, little enough
+#: to fit beside another learner's actors on a shared GPU that has any room left.
+PROBE_GPU = 0.01
+#: How long the probes may take all together: a fresh worker on a cluster node must
+#: first unpack the job's runtime environment (this package); a node whose GPUs stay
+#: busy that long is reported as not answering instead of holding up the start.
+PROBE_TIMEOUT_S = 60.0
+#: The packages whose versions must match between the driver and the model nodes.
+PACKAGES = ("ray", "torch", "diffusers", "transformers")
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder as one node sees it."""
+
+    path: str
+    kind: str  # "image" or "llm", as helpers.models.build names them
+    unreadable: str | None = None  # why the node cannot read it, None when it can
+    missing: tuple[str, ...] = ()  # files a complete model would have
+    weight_bytes: int = 0  # the weight files a GPU loads (the fp16 variant where there is one)
+
+    @property
+    def complete(self) -> bool:
+        return self.unreadable is None and not self.missing
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What one node that will host a model stage says about itself."""
+
+    node_id: str
+    node_ip: str
+    head: bool = False
+    cuda: bool = False
+    device: str | None = None  # the GPU's name, when CUDA is usable
+    gpu_memory_bytes: int = 0
+    python: str = ""  # major.minor
+    packages: dict[str, str | None] = field(default_factory=dict)  # None: not installed there
+    storage_unreadable: str | None = None  # why the node cannot read the storage root
+    models: tuple[ModelFolder, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``worker 10.0.0.3 (node 3f2a1b)``: the address, and the node id for nodes that share one."""
+        return f"{'head' if self.head else 'worker'} {self.node_ip} (node {self.node_id[:6]})"
+
+    def model(self, path: str) -> ModelFolder | None:
+        return next((m for m in self.models if m.path == path), None)
+
+    def describe(self) -> str:
+        if self.cuda:
+            gpu = f"CUDA {self.device}, {self.gpu_memory_bytes / 2**30:.0f} GiB"
+        else:
+            gpu = "logical GPU, no CUDA"
+        return f"{self.name}: {gpu}"
+
+
+@dataclass(frozen=True)
+class ProfileDecision:
+    """The profile ``helpers.start()`` uses, why, and what the GPU nodes reported."""
+
+    profile: str
+    reason: str
+    reports: tuple[NodeReport, ...] = ()
+    silent: tuple[str, ...] = ()  # GPU nodes that did not answer in time
+
+    @property
+    def nodes_resolve_differently(self) -> bool:
+        """Whether some GPU node would pick another profile for itself (workers resolve ``auto`` locally)."""
+        return any(report.cuda != (self.profile == "gpu") for report in self.reports)
+
+    def ready_model_folders(self) -> frozenset[str] | None:
+        """The model folders complete on every GPU node that answered; None when none answered."""
+        if not self.reports:
+            return None
+        sets = [{m.path for m in report.models if m.complete} for report in self.reports]
+        return frozenset(set.intersection(*sets))
+
+    def lines(self) -> list[str]:
+        lines = [f"Profile: {self.profile} - {self.reason}"]
+        lines += [f"  {report.describe()}" for report in self.reports]
+        lines += [f"  {name}: did not answer within {PROBE_TIMEOUT_S:g} s (its GPUs busy?)" for name in self.silent]
+        return lines
+
+
+def _model_folder(path: str, kind: str) -> ModelFolder:
+    from helpers.models.build import missing_model_files
+
+    folder = Path(path)
+    try:
+        os.listdir(folder)
+    except OSError as err:
+        return ModelFolder(path, kind, unreadable=err.strerror or str(err))
+    files = [f for f in folder.rglob("*") if f.suffix in (".safetensors", ".bin") and f.is_file()]
+    fp16 = [f for f in files if ".fp16." in f.name]
+    return ModelFolder(path, kind, missing=tuple(missing_model_files(folder, kind)),
+                       weight_bytes=sum(f.stat().st_size for f in fp16 or files))
+
+
+def package_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def report_node(storage: str | None, model_folders: list[tuple[str, str]]) -> NodeReport:
+    """Run on a node: what the pre-flight check and the profile decision need to know about it.
+
+    ``storage`` is the driver's storage root (None for an object store, which
+    only the driver reads); ``model_folders`` are ``(path, kind)`` pairs.
+    """
+    import ray
+
+    cuda = cuda_usable()  # looks for /dev/nvidia* first, so logical GPUs answer without importing torch
+    device, memory = None, 0
+    if cuda:
+        import torch
+
+        device = torch.cuda.get_device_name(0)
+        memory = torch.cuda.get_device_properties(0).total_memory
+    storage_unreadable = None
+    if storage is not None:
+        try:
+            os.listdir(storage)
+        except OSError as err:
+            storage_unreadable = err.strerror or str(err)
+    return NodeReport(
+        node_id=ray.get_runtime_context().get_node_id(),
+        node_ip=ray.util.get_node_ip_address(),
+        cuda=cuda,
+        device=device,
+        gpu_memory_bytes=memory,
+        python=f"{sys.version_info.major}.{sys.version_info.minor}",
+        packages={name: package_version(name) for name in PACKAGES},
+        storage_unreadable=storage_unreadable,
+        models=tuple(_model_folder(path, kind) for path, kind in model_folders),
+    )
+
+
+def gpu_nodes() -> list[dict]:
+    """The alive nodes with GPUs: the ones Ray places model stages on."""
+    import ray
+
+    return [node for node in ray.nodes() if node.get("Alive") and node["Resources"].get("GPU", 0) > 0]
+
+
+def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
+                  timeout: float = PROBE_TIMEOUT_S) -> tuple[list[NodeReport], list[str]]:
+    """One :func:`report_node` task on every GPU node: the reports, and the nodes that did not answer in time."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(report_node)
+    asked = {}
+    for node in gpu_nodes():
+        ref = probe.options(
+            num_cpus=0,  # a node whose CPUs are all taken still answers
+            num_gpus=PROBE_GPU,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+        ).remote(storage, model_folders)
+        asked[ref] = node
+    ready, pending = ray.wait(list(asked), num_returns=len(asked), timeout=timeout) if asked else ([], [])
+    for ref in pending:
+        ray.cancel(ref)
+    reports = []
+    for ref in ready:
+        head = "node:__internal_head__" in asked[ref]["Resources"]
+        reports.append(replace(ray.get(ref, timeout=timeout), head=head))
+    silent = [f"node {asked[ref]['NodeManagerAddress']} ({asked[ref]['NodeID'][:6]})" for ref in pending]
+    return sorted(reports, key=lambda r: (r.node_ip, r.node_id)), silent
+
+
+def decide_profile(reports: list[NodeReport], silent: list[str] = (), cluster_gpus: float = 0) -> ProfileDecision:
+    """``gpu`` when every GPU node that answered has CUDA, else ``cpu``, with the reason in words."""
+    reports, silent = tuple(reports), tuple(silent)
+    with_cuda = [r for r in reports if r.cuda]
+    if not cluster_gpus and not reports and not silent:
+        return ProfileDecision("cpu", "auto: the cluster has no GPUs")
+    if not reports:
+        return ProfileDecision(
+            "cpu", "auto: no GPU node answered; set WORKSHOP_PROFILE=gpu if its GPUs have CUDA", reports, silent
+        )
+    if len(with_cuda) == len(reports):
+        return ProfileDecision("gpu", f"auto: every GPU node has CUDA ({len(reports)} of {len(reports)})",
+                               reports, silent)
+    if not with_cuda:
+        return ProfileDecision("cpu", "auto: the cluster's GPUs have no CUDA (logical GPUs)", reports, silent)
+    return ProfileDecision(
+        "cpu",
+        f"auto: only {len(with_cuda)} of {len(reports)} GPU nodes have CUDA, and the real models would run on "
+        "CPU on the others; set WORKSHOP_PROFILE=gpu to use them anyway",
+        reports,
+        silent,
+    )
+
+
+def decide_here() -> ProfileDecision:
+    """A local Ray runs on this machine: ``gpu`` when CUDA is usable here."""
+    if cuda_usable():
+        return ProfileDecision("gpu", "auto: CUDA on this machine")
+    return ProfileDecision("cpu", "auto: no CUDA on this machine")
+
+
+def model_folders_to_check(storage) -> list[tuple[str, str]]:
+    """Every model folder either profile may load, as ``(path, kind)``: the probe runs before the profile is known."""
+    models_dir = resolve_models_dir(storage)
+    folders = [(str(models_dir / name), kind) for name, kind in (
+        (STAGED_IMAGE_MODEL, "image"), (STAGED_LLM_MODEL, "llm"), (TINY_IMAGE_MODEL, "image"), (SMALL_LLM_MODEL, "llm"),
+    )]
+    for variable, kind in (("WORKSHOP_IMAGE_MODEL", "image"), ("WORKSHOP_LLM_MODEL", "llm")):
+        explicit = _env(variable)
+        if explicit is not None and explicit.startswith(("/", ".", "~")):  # a folder, not a hub id
+            folders.append((os.path.abspath(os.path.expanduser(explicit)), kind))
+    return folders
+
+
+def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | None) -> ProfileDecision:
+    """The session's profile: asked of the cluster's GPU nodes when joining, else of this machine.
+
+    When joining, the GPU nodes are asked whatever the profile, because the
+    pre-flight check compares their answers with this driver.
+    """
+    profile = requested_profile(requested)
+    chosen = f"start(profile={requested!r})" if requested else f"WORKSHOP_PROFILE={profile}"
+    if not joined:
+        return decide_here() if profile == "auto" else ProfileDecision(profile, chosen)
+    root = str(storage) if isinstance(storage, Path) else None  # an object store is read by the driver only
+    reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage))
+    if profile == "auto":
+        return decide_profile(reports, silent, cluster_gpus or 0)
+    return ProfileDecision(profile, chosen, tuple(reports), tuple(silent))

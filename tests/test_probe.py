@@ -1,0 +1,89 @@
+"""The profile ``auto`` picks from what the cluster's GPU nodes report, and what one node reports.
+
+The decision is unit-tested on report values written here, as the probe task
+would return them from a CUDA worker, a worker with logical GPUs and a mix of
+both (this machine has no CUDA to report). The report itself is made for real
+on this machine, by the function the probe task runs.
+"""
+
+from __future__ import annotations
+
+from helpers.runtime import settings as config
+from helpers.runtime.probe import ModelFolder, NodeReport, ProfileDecision, decide_profile, report_node
+
+
+def cuda_worker(node: str = "aaaaaa") -> NodeReport:
+    return NodeReport(node_id=node * 4, node_ip="10.0.0.3", cuda=True, device="NVIDIA L4",
+                      gpu_memory_bytes=24 * 2**30)
+
+
+def logical_worker(node: str = "bbbbbb") -> NodeReport:
+    return NodeReport(node_id=node * 4, node_ip="10.0.0.4", cuda=False)
+
+
+def test_a_cuda_worker_means_the_gpu_profile():
+    decision = decide_profile([cuda_worker()], cluster_gpus=1)
+    assert decision.profile == "gpu"
+    assert "CUDA" in decision.reason
+    assert "worker 10.0.0.3 (node aaaaaa): CUDA NVIDIA L4, 24 GiB" in "\n".join(decision.lines())
+
+
+def test_logical_gpus_mean_the_cpu_profile():
+    decision = decide_profile([logical_worker(), logical_worker("cccccc")], cluster_gpus=2)
+    assert decision.profile == "cpu"
+    assert "no CUDA (logical GPUs)" in decision.reason
+    assert "worker 10.0.0.4 (node bbbbbb): logical GPU, no CUDA" in "\n".join(decision.lines())
+    assert not decision.nodes_resolve_differently  # each worker, resolving auto itself, also picks cpu
+
+
+def test_a_mixed_cluster_means_the_cpu_profile_and_says_why():
+    decision = decide_profile([cuda_worker(), logical_worker()], cluster_gpus=2)
+    assert decision.profile == "cpu"
+    assert "only 1 of 2 GPU nodes have CUDA" in decision.reason
+    assert "WORKSHOP_PROFILE=gpu" in decision.reason
+    assert decision.nodes_resolve_differently  # the CUDA worker alone would pick gpu: the decision must travel
+
+
+def test_no_gpus_or_no_answer_mean_the_cpu_profile():
+    assert decide_profile([], cluster_gpus=0).reason == "auto: the cluster has no GPUs"
+    silent = decide_profile([], ["node 10.0.0.3 (aaaaaa)"], cluster_gpus=1)
+    assert silent.profile == "cpu" and "no GPU node answered" in silent.reason
+    assert any("did not answer" in line for line in silent.lines())
+
+
+def test_models_ready_on_every_gpu_node_decide_staged_or_hub(monkeypatch, tmp_path):
+    for name in list(__import__("os").environ):
+        if name.startswith("WORKSHOP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    staged = str(tmp_path / "models" / config.STAGED_LLM_MODEL)
+    ready = ModelFolder(staged, "llm")
+    absent = ModelFolder(staged, "llm", unreadable="No such file or directory")
+    both = ProfileDecision("gpu", "test", (NodeReport("a" * 24, "10.0.0.3", models=(ready,)),
+                                           NodeReport("b" * 24, "10.0.0.4", models=(ready,))))
+    one = ProfileDecision("gpu", "test", (NodeReport("a" * 24, "10.0.0.3", models=(ready,)),
+                                          NodeReport("b" * 24, "10.0.0.4", models=(absent,))))
+    # Not staged on this machine: the GPU nodes' answers decide, not this machine's folders.
+    assert config.load_settings("gpu", ready_model_folders=both.ready_model_folders()).llm.model == staged
+    assert config.load_settings("gpu", ready_model_folders=one.ready_model_folders()).llm.model == config.HUB_LLM_MODEL
+
+
+def test_a_node_reports_its_versions_storage_and_model_folders(tmp_path, session):
+    import ray
+
+    complete = tmp_path / "llm"
+    complete.mkdir()
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+        (complete / name).write_text("{}")
+    (complete / "model.safetensors").write_bytes(b"0" * 1000)
+    report = ray.get(
+        ray.remote(report_node).remote(str(tmp_path / "not-mounted"), [(str(complete), "llm"),
+                                                                      (str(tmp_path / "empty"), "image")]),
+        timeout=120,
+    )
+    assert not report.cuda  # logical GPUs, or none: this machine has no CUDA
+    assert report.python.count(".") == 1 and report.packages["ray"] == ray.__version__
+    assert report.storage_unreadable == "No such file or directory"
+    folder = report.model(str(complete))
+    assert folder.complete and folder.weight_bytes == 1000
+    assert not report.model(str(tmp_path / "empty")).complete
