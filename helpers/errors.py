@@ -1,11 +1,12 @@
 """The workshop's own errors, each shown in a notebook as the one line that says the fix.
 
-Each of them (a setting, an input file, a model folder, a stage out of memory
-or restarted too often, a publish that stopped half-way) carries its whole
-explanation in the message. The frames above it are Ray's or this package's
-internals, which help nobody in a lesson: IPython shows an exception's
-``_render_traceback_()`` instead of the traceback when it has one. Outside
-IPython (scripts, the pipeline command, pytest) nothing changes.
+Each of them (a setting, an input file, a model folder, a cluster node unlike
+the driver, a stage out of memory or restarted too often, a publish that
+stopped half-way) carries its whole explanation in the message. The frames
+above it are Ray's or this package's internals, which help nobody in a
+lesson: IPython shows an exception's ``_render_traceback_()`` instead of the
+traceback when it has one. Outside IPython (scripts, the pipeline command,
+pytest) nothing changes.
 
 They are all defined here, so that a module that only raises or catches one
 imports nothing else for it. One lives elsewhere: ``ResourceMismatchError``
@@ -54,6 +55,14 @@ class StageOutOfMemoryError(ActionableError, RuntimeError):
 
 class StageRestartLimitError(ActionableError, RuntimeError):
     """A model actor's process died more often than the pipeline restarts it; the message says what to check."""
+
+
+class ClusterMismatchError(ActionableError, RuntimeError):
+    """A node that will run a model stage differs from the driver (versions, storage, model folders, GPU memory).
+
+    One line per node and difference, each with its fix: found in seconds when
+    joining, instead of as a worker's traceback minutes into a lesson.
+    """
 
 
 class PublishError(ActionableError, RuntimeError):

@@ -297,6 +297,23 @@ class Checks:
         assert isinstance(restarts, int) and restarts >= 1, f"{restarts!r} restarts after one restart"
 
 
+    # ---------------------------------------------------------------- joining
+
+    def auth_token(self):
+        token = ri.auth_token()
+        assert token is None or (isinstance(token, str) and token), f"not a token: {token!r}"
+
+    def gcs_refuses_token(self):
+        import ray
+
+        address = ray.get_runtime_context().gcs_address
+        token = ri.auth_token() if os.environ.get("RAY_AUTH_MODE") == "token" else None
+        assert ri.gcs_refuses_token(address, token, 10) is False, "the GCS refused the token this process joined with"
+        if token:  # this session's Ray uses token authentication (a local Ray 2.60 does by default)
+            assert ri.gcs_refuses_token(address, None, 10) is True, "no token, yet no UNAUTHENTICATED"
+            assert ri.gcs_refuses_token(address, "not-the-token", 10) is True, "a wrong token, yet no UNAUTHENTICATED"
+
+
 def test_every_private_ray_name_still_works(session, tmp_path, monkeypatch):
     """After a Ray upgrade: the accessors of helpers/runtime/ray_internals.py that broke, and what they read."""
     import ray

@@ -21,11 +21,21 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.errors import SettingsError
-from helpers.runtime.settings import LESSON_GPUS, Settings, _env, check_storage_writable, forwarded_env, load_settings
+from helpers.runtime.preflight import check_nodes, check_token
+from helpers.runtime.probe import ProfileDecision, decide
+from helpers.runtime.settings import (
+    LESSON_GPUS,
+    Settings,
+    _env,
+    check_storage_writable,
+    forwarded_env,
+    load_settings,
+    requested_profile,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
@@ -45,6 +55,10 @@ class Session:
     resources: dict
     dashboard_url: str | None
     seconds: float
+    #: The profile, why, and what the cluster's GPU nodes reported (helpers.runtime.probe).
+    decision: ProfileDecision | None = None
+    #: What the pre-flight check found worth saying that is no error (models to download).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def image(self):
@@ -67,6 +81,9 @@ class Session:
         if self.dashboard_url:
             lines.append(f"Dashboard: {self.dashboard_url}")
         lines.append(self.settings.table())
+        if self.decision is not None:
+            lines += self.decision.lines()
+        lines += [f"Note: {note}" for note in self.notes]
         if self.settings.uses_small_models:
             lines.append(
                 "CPU profile: small local models; the pictures come from an untrained "
@@ -194,6 +211,29 @@ def configure_data_context() -> None:
     configure_progress()
 
 
+def settings_where_models_run(profile: str | None, joined: str | None, storage,
+                              cluster_gpus: float | None) -> tuple[Settings, ProfileDecision, list[str]]:
+    """The session's settings, with ``auto`` decided where the models run; after a join, the pre-flight check.
+
+    ``joined`` is the address of the cluster this process joined (None for a
+    Ray on this machine). Returns the settings, the decision and the check's notes.
+    """
+    import ray
+
+    decision = decide(profile, joined=bool(joined), storage=storage, cluster_gpus=cluster_gpus)
+    if joined and requested_profile(profile) == "auto":
+        # What this process resolves later (the pictures' note, the commands) must agree with the decision ...
+        os.environ["WORKSHOP_PROFILE"] = decision.profile
+        if decision.nodes_resolve_differently:
+            # ... and so must the workers, which resolve `auto` on their own node: join again to ship it.
+            ray.shutdown()
+            ray.init(address=joined, runtime_env=join_runtime_env(), log_to_driver=True)
+    settings = load_settings(decision.profile, cluster_gpus=cluster_gpus,
+                             ready_model_folders=decision.ready_model_folders())
+    notes = check_nodes(decision, settings, cluster_gpus or 0) if joined else []
+    return settings, decision, notes
+
+
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     """Connect to Ray (or start it) and return the workshop :class:`Session`."""
     global _session
@@ -217,6 +257,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     if not ray.is_initialized():
         if address:
             check_cluster_answers(address)
+            check_token(address)
             ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
         else:
             # A local Ray's processes are children of this one and inherit its
@@ -226,7 +267,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             ray_context = _init_local(**_local_init_kwargs(before_ray))
     started_here = not address
     resources = ray.cluster_resources()
-    settings = load_settings(profile, cluster_gpus=resources.get("GPU"))
+    settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage, resources.get("GPU"))
     configure_data_context()
     context = ray.get_runtime_context()
     if started_here and ray_context is None:
@@ -240,6 +281,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         resources=resources,
         dashboard_url=f"http://{dashboard}" if dashboard else None,
         seconds=time.perf_counter() - began,
+        decision=decision,
+        notes=notes,
     )
     if not quiet:
         print(_session.describe())

@@ -84,6 +84,15 @@ write_started              _FileDatasink._write_started                    the s
 job_actor_restarts         ray._private.state.actors(); its JobID and      the pipeline command reports actor restarts;
                            NumRestarts fields                              ray.util.state would need the dashboard,
                                                                            which is off there
+
+auth_token                 ray._raylet.AuthenticationTokenLoader           the token this process would send, from where
+                           .has_token / get_raw_token                      Ray looks: RAY_AUTH_TOKEN, the file
+                                                                           RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token
+
+gcs_refuses_token          the GCS's gRPC method                           a cluster with token authentication and a
+                           /ray.rpc.NodeInfoGcsService/GetClusterId and    driver without its token: Ray retries for
+                           its 'authorization: Bearer <token>' header      20 s and says only 'Failed to connect'; one
+                                                                           call answers UNAUTHENTICATED at once
 =========================  ==============================================  =============================================
 
 Imports Ray lazily: the runtime package is imported on workers and by tools
@@ -123,6 +132,8 @@ PRIVATE_NAMES = {
     "file_datasink_class": "ray.data.datasource.file_datasink._FileDatasink and its path, filesystem, mode",
     "write_started": "_FileDatasink._write_started",
     "job_actor_restarts": "ray._private.state.actors() and its JobID, NumRestarts fields",
+    "auth_token": "ray._raylet.AuthenticationTokenLoader.has_token / get_raw_token",
+    "gcs_refuses_token": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
 }
 
 
@@ -346,3 +357,34 @@ def job_actor_restarts(job_id: str) -> int:
 
     actors = state.actors() or {}
     return sum(int(a.get("NumRestarts", 0)) for a in actors.values() if a.get("JobID") == job_id)
+
+
+# ---------------------------------------------------------------- joining
+
+
+def auth_token() -> str | None:
+    """The token Ray would send when token authentication is on; None when it finds none."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        return None
+    return loader.get_raw_token(ignore_auth_mode=True)
+
+
+def gcs_refuses_token(address: str, token: str | None, timeout: float) -> bool:
+    """Whether the GCS at ``host:port`` refuses a request that carries ``token`` (None: no token).
+
+    Any other answer (success, no answer, another error) is False: ``ray.init``
+    then says what it says.
+    """
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")  # an empty request is a valid one
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        try:
+            call(b"", timeout=timeout, metadata=metadata)
+        except grpc.RpcError as err:
+            return err.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
