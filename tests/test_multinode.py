@@ -10,7 +10,9 @@ notebook timeouts), so a stage that hangs fails the test instead of stalling it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -19,7 +21,7 @@ import pytest
 
 from helpers.runtime.settings import REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
-from tests.local_cluster import free_port, local_cluster
+from tests.local_cluster import free_port, local_cluster, node_ip
 
 pytestmark = pytest.mark.cluster
 
@@ -29,15 +31,15 @@ ROWS = 8
 
 @pytest.fixture(scope="module")
 def cluster():
-    import os
-
-    env = {**os.environ, "WORKSHOP_PROFILE": "cpu"}
-    # Drivers must ship helpers and WORKSHOP_* as a learner's would (helpers.runtime.cluster.join_runtime_env).
-    env.pop("WORKSHOP_CLUSTER_HAS_HELPERS", None)
+    # The nodes get no WORKSHOP_*: what they report about themselves is theirs, and drivers
+    # ship helpers and WORKSHOP_* as a learner's would (helpers.runtime.cluster.join_runtime_env).
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WORKSHOP_")}
     # Nodes on one machine share its fixed default ports; the dashboard agent's (52365) would clash.
     workers = [["--num-cpus=2", "--num-gpus=1", f"--dashboard-agent-listen-port={free_port()}"] for _ in range(2)]
     with local_cluster(["--num-cpus=2", "--num-gpus=0"], workers, env=env) as c:
-        yield c
+        driver_env = {**c.env, **{k: v for k, v in os.environ.items() if k.startswith("WORKSHOP_")}}
+        driver_env.pop("WORKSHOP_CLUSTER_HAS_HELPERS", None)
+        yield dataclasses.replace(c, env={**driver_env, "WORKSHOP_PROFILE": "cpu"})
 
 
 def _driver(code: str, env: dict, timeout: int) -> str:
@@ -100,3 +102,72 @@ def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch):
         "".join(output.get("text", "")) for cell in executed["cells"] for output in cell.get("outputs", [])
     )
     assert cluster.address in printed, "the notebook did not report joining the test cluster"
+
+
+#: A learner's first cell on the instructor's cluster, and then what the probe says about a storage
+#: root that no worker has: the nodes of this cluster share one file system, so "a root a worker
+#: cannot read" is one that does not exist there, asked of the workers by the real probe.
+AUTO_DRIVER = """
+import dataclasses, json, pathlib, ray, helpers
+from helpers.errors import ClusterMismatchError
+from helpers.runtime.preflight import check_nodes
+from helpers.runtime.probe import ProfileDecision, ask_gpu_nodes
+
+session = helpers.start()
+head = [n["NodeID"] for n in ray.nodes() if "node:__internal_head__" in n["Resources"]]
+unmounted = "/mnt/not-mounted-on-the-workers"
+reports, silent = ask_gpu_nodes(unmounted, [])
+settings = dataclasses.replace(session.settings, storage=pathlib.Path(unmounted))
+try:
+    check_nodes(ProfileDecision("cpu", "test", tuple(reports)), settings, 2)
+    unreadable = None
+except ClusterMismatchError as err:
+    unreadable = str(err)
+print(json.dumps({"profile": session.settings.profile, "head": head,
+                  "probed": [[r.node_id, r.cuda] for r in session.decision.reports], "unreadable": unreadable}))
+"""
+
+
+@pytest.fixture(scope="module")
+def auto_start(cluster):
+    """helpers.start() with WORKSHOP_PROFILE=auto and nothing else set, joining the cluster: (printed, facts)."""
+    env = {name: value for name, value in cluster.env.items() if not name.startswith("WORKSHOP_")}
+    out = _driver(AUTO_DRIVER, {**env, "WORKSHOP_PROFILE": "auto"}, timeout=300)
+    printed, _, facts = out.strip().rpartition("\n")
+    return printed, json.loads(facts)
+
+
+def test_auto_asks_the_gpu_workers_and_picks_cpu_for_logical_gpus(auto_start):
+    printed, facts = auto_start
+    probed = {node: cuda for node, cuda in facts["probed"]}
+    assert len(probed) == 2 and not set(probed) & set(facts["head"]), "the probe must run on the two GPU workers"
+    assert probed == dict.fromkeys(probed, False), "logical GPUs report no CUDA"
+    assert facts["profile"] == "cpu"
+    assert "Profile: cpu - auto: the cluster's GPUs have no CUDA (logical GPUs)" in printed
+    for node in probed:
+        assert f"worker {node_ip()} (node {node[:6]}): logical GPU, no CUDA" in printed
+
+
+def test_a_storage_root_the_workers_cannot_read_is_one_line_per_worker(auto_start):
+    _, facts = auto_start
+    lines = facts["unreadable"].splitlines()
+    assert lines[0] == "2 problem(s) on the nodes that run the models:"
+    for node, _ in facts["probed"]:
+        assert (f"worker {node_ip()} (node {node[:6]}) cannot read the storage root /mnt/not-mounted-on-the-workers "
+                "(No such file or directory): mount the same shared storage on every node") in facts["unreadable"]
+
+
+@pytest.mark.parametrize("auth", [{}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-cluster-token"}],
+                         ids=["no token", "wrong token"])
+def test_joining_without_the_token_says_so_in_one_line(cluster, auth):
+    env = {name: value for name, value in cluster.env.items() if not name.startswith("RAY_AUTH")}
+    code = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
+    done = subprocess.run([sys.executable, "-c", code], env={**env, **auth}, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=90, check=False)  # Ray alone retries for 20 s, then a traceback
+    [line] = done.stdout.splitlines()
+    assert line.startswith(f"SettingsError RAY_ADDRESS={cluster.address}: the cluster uses token authentication"), \
+        done.stderr[-2000:]
+    assert ("refused the token this process sends" if auth else "this process sends no token") in line
+    assert "RAY_AUTH_MODE=token" in line
+    for place in ("RAY_AUTH_TOKEN variable", "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token", "ray get-auth-token"):
+        assert place in line
