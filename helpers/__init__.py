@@ -12,6 +12,7 @@ import importlib
 _EXPORTS = {
     "start": "helpers.runtime.cluster",
     "stop": "helpers.runtime.cluster",
+    "stop_workshop_ray": "helpers.runtime.cluster",
     "Session": "helpers.runtime.cluster",
     "Settings": "helpers.runtime.settings",
     "load_settings": "helpers.runtime.settings",
@@ -25,7 +26,8 @@ _EXPORTS = {
 }
 
 __all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_benchmark",
-           "show_images", "show_pipeline", "show_source", "start", "stop"]
+           "show_images", "show_pipeline", "show_source", "start", "stop",
+           "stop_workshop_ray"]
 
 
 def __getattr__(name: str):

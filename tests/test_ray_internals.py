@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import subprocess
 import sys
 import time
 
@@ -296,8 +297,23 @@ class Checks:
         ray.kill(actor)
         assert isinstance(restarts, int) and restarts >= 1, f"{restarts!r} restarts after one restart"
 
-
     # ---------------------------------------------------------------- joining
+
+    def use_token_auth(self):
+        # In a process of its own: the switch is for the whole process, and this one runs a Ray without a token.
+        code = (
+            "import ray\n"
+            "from ray._raylet import AuthenticationMode, get_authentication_mode\n"
+            "from helpers.runtime.ray_internals import use_token_auth\n"
+            "assert get_authentication_mode() != AuthenticationMode.TOKEN, 'token mode before the switch'\n"
+            f"use_token_auth({str(self.tmp_path / 'token')!r})\n"
+            "assert get_authentication_mode() == AuthenticationMode.TOKEN, 'Ray did not re-read RAY_AUTH_MODE'\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        env["RAY_AUTH_MODE"] = "disabled"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
 
     def auth_token(self):
         token = ri.auth_token()

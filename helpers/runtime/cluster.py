@@ -2,8 +2,10 @@
 
 ``helpers.start()`` is the first code cell of every lesson. It:
 
-* joins an existing cluster when ``RAY_ADDRESS`` is set or a local one is
-  running, else starts a local Ray sized for the lessons;
+* joins the cluster that ``RAY_ADDRESS`` names; else, in a notebook, starts
+  (or joins) the one Ray that all lessons share on this machine
+  (:mod:`helpers.runtime.shared_ray`), so open lessons do not each keep a Ray;
+  else (a script, the pipeline command) starts a Ray that ends with the process;
 * on a CPU-only machine declares two *logical* GPUs, so the lessons'
   ``num_gpus=1`` and ``num_gpus=0.6 / 0.4`` requests schedule exactly as on
   the two-GPU cluster the lessons describe, while the models run on CPU;
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.errors import SettingsError
+from helpers.runtime import ray_internals, shared_ray
 from helpers.runtime.preflight import check_nodes, check_token
 from helpers.runtime.probe import ProfileDecision, decide
 from helpers.runtime.settings import (
@@ -38,7 +41,7 @@ from helpers.runtime.settings import (
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
+RAY_MODES = ("auto", "shared", "process")
 
 #: Lesson 05 runs two stages of two actors at once; each actor takes one
 #: logical CPU, and Ray Data needs CPUs left for reading and small map tasks.
@@ -55,6 +58,8 @@ class Session:
     resources: dict
     dashboard_url: str | None
     seconds: float
+    #: "started" or "joined" when this kernel uses the Ray that the lessons share, else None.
+    shared: str | None = None
     #: The profile, why, and what the cluster's GPU nodes reported (helpers.runtime.probe).
     decision: ProfileDecision | None = None
     #: What the pre-flight check found worth saying that is no error (models to download).
@@ -71,13 +76,26 @@ class Session:
     def describe(self) -> str:
         cpus = self.resources.get("CPU", 0)
         gpus = self.resources.get("GPU", 0)
-        how = "started a local Ray" if self.started_here else f"joined the cluster at {self.address}"
+        if self.shared == "started":
+            how = "started the workshop's Ray in the background"
+        elif self.shared == "joined":
+            how = "joined the workshop's Ray (an earlier lesson started it)"
+        elif self.started_here:
+            how = "started a local Ray"
+        else:
+            how = f"joined the cluster at {self.address}"
         lines = [
             (
                 f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs "
                 f"(logical on a CPU machine), {len(_alive_nodes())} node(s)"
             ),
         ]
+        if self.shared:
+            lines.append(
+                "It stays up for your next lessons and stops by itself "
+                f"{_idle_minutes():g} min after the last lesson's kernel ends; "
+                "stop it now with helpers.stop_workshop_ray() or: python -m helpers.workshop_ray stop"
+            )
         if self.dashboard_url:
             lines.append(f"Dashboard: {self.dashboard_url}")
         lines.append(self.settings.table())
@@ -101,15 +119,55 @@ def _alive_nodes() -> list[dict]:
     return [node for node in ray.nodes() if node.get("Alive")]
 
 
-def _running_local_cluster() -> str | None:
-    """The address of a Ray cluster running on this machine, if one answers."""
-    try:
-        address = RAY_CURRENT_CLUSTER.read_text().strip()
-        host, port = address.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=1):
-            return address
-    except (OSError, ValueError):
+def _idle_minutes() -> float:
+    from helpers.runtime.settings import _env_number
+
+    return _env_number("WORKSHOP_RAY_IDLE_MINUTES", shared_ray.DEFAULT_IDLE_MINUTES, kind=float, minimum=0)
+
+
+def ray_mode() -> str:
+    """``shared`` (use the Ray the lessons share) or ``process`` (a Ray that ends with this process).
+
+    ``WORKSHOP_RAY`` picks; ``auto`` (the default) means shared in a notebook
+    kernel, where JupyterLab keeps lessons open side by side, and a Ray of its
+    own for a script or a command, which ends with it.
+    """
+    from helpers.show.ipython import in_notebook
+
+    mode = (_env("WORKSHOP_RAY", "auto") or "auto").strip().lower()
+    if mode not in RAY_MODES:
+        raise SettingsError(f"WORKSHOP_RAY={mode!r}: use one of {', '.join(RAY_MODES)}")
+    if mode == "auto":
+        return "shared" if in_notebook() else "process"
+    return mode
+
+
+def _shared_runtime_env(shared: shared_ray.SharedRay) -> dict | None:
+    """Nothing when this kernel's WORKSHOP_* settings are those the shared Ray's workers inherited.
+
+    Otherwise only the differences travel (a runtime_env costs each worker
+    seconds): changed and new variables, and removed ones as empty (unset).
+    """
+    current = forwarded_env()
+    if current == shared.env:
         return None
+    return {"env_vars": {**{name: "" for name in shared.env if name not in current}, **current}}
+
+
+def _join_shared_ray(settings: Settings) -> tuple[shared_ray.SharedRay, bool]:
+    """Start the shared Ray when none runs (sized as a local Ray would be), and prepare to join it."""
+    from ray.util import get_node_ip_address
+
+    kwargs = _local_init_kwargs(settings)
+    args = shared_ray.start_args(kwargs["num_cpus"], kwargs.get("num_gpus"), kwargs["include_dashboard"],
+                                 get_node_ip_address())
+    try:
+        shared, launched = shared_ray.ensure_running(args, forwarded_env(), _idle_minutes())
+    except (RuntimeError, PermissionError) as err:
+        raise SettingsError(f"{err}; or set WORKSHOP_RAY=process to start a Ray in this kernel only") from None
+    ray_internals.use_token_auth(shared.token_path)
+    shared_ray.register_driver()
+    return shared, launched
 
 
 #: How long a cluster's address may take to accept a connection before it counts as down.
@@ -250,12 +308,15 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     before_ray = load_settings(profile)
     # A storage root the lessons cannot write is a setting to fix, not a Ray error later.
     check_storage_writable(before_ray.storage)
-    # A cluster from `ray start` on this machine is joined as "auto", so Ray
-    # itself finds it and its token (it turns token authentication on).
-    address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
+    address = _env("RAY_ADDRESS")
+    shared, launched = None, False
+    if not address and not ray.is_initialized() and ray_mode() == "shared":
+        shared, launched = _join_shared_ray(before_ray)
     ray_context = None  # what ray.init returns when it starts Ray here: it knows the dashboard's address
     if not ray.is_initialized():
-        if address:
+        if shared is not None:
+            ray.init(address=shared.address, runtime_env=_shared_runtime_env(shared), log_to_driver=True)
+        elif address:
             check_cluster_answers(address)
             check_token(address)
             ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
@@ -265,7 +326,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             # time: every worker of it must be set up by Ray's runtime-env agent
             # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
             ray_context = _init_local(**_local_init_kwargs(before_ray))
-    started_here = not address
+    started_here = not address and shared is None
     resources = ray.cluster_resources()
     settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage, resources.get("GPU"))
     configure_data_context()
@@ -274,6 +335,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         # Ray was started in this process before start(): ask it again, it returns the same context.
         ray_context = ray.init(ignore_reinit_error=True)
     dashboard = ray_context.dashboard_url if started_here else None
+    if shared is not None:
+        dashboard = (shared.dashboard_url or "").removeprefix("http://") or None
     _session = Session(
         settings=settings,
         address=context.gcs_address,
@@ -281,6 +344,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         resources=resources,
         dashboard_url=f"http://{dashboard}" if dashboard else None,
         seconds=time.perf_counter() - began,
+        shared=("started" if launched else "joined") if shared is not None else None,
         decision=decision,
         notes=notes,
     )
@@ -297,3 +361,14 @@ def stop() -> None:
     if ray.is_initialized():
         ray.shutdown()
     _session = None
+
+
+def stop_workshop_ray() -> None:
+    """Stop the Ray that the lessons share (every open lesson loses it; their next start() starts a new one)."""
+    global _session
+    import ray
+
+    if _session is not None and _session.shared and ray.is_initialized():
+        ray.shutdown()
+        _session = None
+    print("Stopped the workshop's Ray." if shared_ray.stop() else "The workshop's Ray was not running.")

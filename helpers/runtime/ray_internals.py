@@ -85,6 +85,10 @@ job_actor_restarts         ray._private.state.actors(); its JobID and      the p
                            NumRestarts fields                              ray.util.state would need the dashboard,
                                                                            which is off there
 
+use_token_auth             ray._raylet.Config.initialize,                  a lesson joins the Ray the lessons share,
+                           AuthenticationTokenLoader.reset_cache           whose token it learns after Ray was imported:
+                                                                           Ray reads RAY_AUTH_MODE once, at import
+
 auth_token                 ray._raylet.AuthenticationTokenLoader           the token this process would send, from where
                            .has_token / get_raw_token                      Ray looks: RAY_AUTH_TOKEN, the file
                                                                            RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token
@@ -132,6 +136,7 @@ PRIVATE_NAMES = {
     "file_datasink_class": "ray.data.datasource.file_datasink._FileDatasink and its path, filesystem, mode",
     "write_started": "_FileDatasink._write_started",
     "job_actor_restarts": "ray._private.state.actors() and its JobID, NumRestarts fields",
+    "use_token_auth": "ray._raylet.Config.initialize, ray._raylet.AuthenticationTokenLoader.reset_cache",
     "auth_token": "ray._raylet.AuthenticationTokenLoader.has_token / get_raw_token",
     "gcs_refuses_token": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
 }
@@ -360,6 +365,22 @@ def job_actor_restarts(job_id: str) -> int:
 
 
 # ---------------------------------------------------------------- joining
+
+
+def use_token_auth(token_path: str) -> None:
+    """Join the next cluster with token authentication and the token in ``token_path``.
+
+    Sets ``RAY_AUTH_MODE`` and ``RAY_AUTH_TOKEN_PATH`` (for this process and
+    the ones it starts) and makes Ray, already imported, read them again.
+    """
+    import os
+
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = token_path
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def auth_token() -> str | None:

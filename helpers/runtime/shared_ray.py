@@ -1,0 +1,375 @@
+"""One Ray for all of a learner's lessons: the first lesson starts it in the background, the next ones join it.
+
+Why: JupyterLab keeps every opened lesson's kernel running. When each kernel
+starts a Ray of its own (``ray.init()``), seven open lessons keep seven Rays,
+about 1.4 GB and eight processes each, and the idle ones compete for the cores.
+Here the first lesson starts one Ray with ``ray start --head`` under a small
+supervisor process, and later lessons join it in about a second.
+
+What stays running, and how it stops:
+
+* ``python -m helpers.workshop_ray stop`` (or ``helpers.stop_workshop_ray()``
+  in a cell) stops it at once; ``python -m helpers.workshop_ray status`` says
+  whether it runs and which kernels use it;
+* by itself, ``WORKSHOP_RAY_IDLE_MINUTES`` (default 15) after the last kernel
+  that used it has ended (JupyterLab's "Shut Down Kernel", or quitting JupyterLab).
+
+It never runs ``ray stop``, which would stop every Ray on the machine: the
+supervisor, ``ray start`` and every Ray process it starts share one process
+group, and only that group is signalled. One such Ray exists per user and
+clone; its files (state, token, logs, Ray's session folder) live in
+``/tmp/rdw-<uid>-<clone hash>`` (or ``WORKSHOP_RAY_DIR``), a short path because Ray's Unix socket paths
+must stay under 108 bytes. The token (Ray 2.60's ``ray start`` turns token
+authentication on) is readable by this user only.
+
+This module imports only the standard library at the top: the supervisor runs
+it as ``python -m helpers.runtime.shared_ray serve`` and must stay small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+#: How long a first lesson waits for the background Ray to answer (Ray takes 5-15 s on 2 cores).
+START_TIMEOUT_S = 120
+#: How long ``stop`` waits for Ray's processes to exit before it kills them.
+STOP_TIMEOUT_S = 30
+#: How often the supervisor looks for kernels that still use the Ray.
+POLL_S = 5.0
+DEFAULT_IDLE_MINUTES = 15.0
+
+
+def state_dir() -> Path:
+    """This user's and this clone's folder for the shared Ray (short: Ray puts sockets under it).
+
+    ``WORKSHOP_RAY_DIR`` names another (for a machine whose ``/tmp`` is not
+    writable, or a second shared Ray for the same clone).
+    """
+    chosen = os.environ.get("WORKSHOP_RAY_DIR")
+    if chosen:
+        return Path(chosen)
+    clone = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]
+    return Path(f"/tmp/rdw-{os.getuid()}-{clone}")
+
+
+@dataclass(frozen=True)
+class SharedRay:
+    """A running shared Ray, as its supervisor recorded it."""
+
+    address: str
+    pgid: int
+    token_path: str
+    dashboard_url: str | None
+    env: dict  # the WORKSHOP_* environment its workers inherit from the kernel that started it
+    started: float
+
+
+def _state_file(folder: Path) -> Path:
+    return folder / "state.json"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not count)."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        return False
+    try:  # no /proc (macOS): ask the kernel, which counts zombies too
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):  # none, or a group of another user that took the number
+        return False
+    return True
+
+
+def _answers(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def running(folder: Path | None = None) -> SharedRay | None:
+    """The shared Ray of this user and clone, when its processes live and its address answers."""
+    folder = folder or state_dir()
+    try:
+        raw = json.loads(_state_file(folder).read_text())
+        shared = SharedRay(**{name: raw[name] for name in SharedRay.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if group_alive(shared.pgid) and _answers(shared.address):
+        return shared
+    return None
+
+
+def register_driver(folder: Path | None = None, pid: int | None = None) -> None:
+    """Record this process as a user of the shared Ray, so the supervisor keeps it up while it lives."""
+    kernels = (folder or state_dir()) / "kernels"
+    kernels.mkdir(exist_ok=True)
+    (kernels / str(pid or os.getpid())).touch()
+
+
+def live_drivers(folder: Path) -> list[int]:
+    """Registered processes that are still alive; the entries of ended ones are removed."""
+    alive = []
+    for entry in sorted((folder / "kernels").glob("*")):
+        try:
+            pid = int(entry.name)
+            os.kill(pid, 0)
+            alive.append(pid)
+        except (ValueError, ProcessLookupError):
+            entry.unlink(missing_ok=True)
+        except PermissionError:
+            alive.append(pid)
+    return alive
+
+
+@contextlib.contextmanager
+def _launch_lock(folder: Path):
+    """One launcher at a time: two lessons opened together must not start two Rays."""
+    with open(folder / "launch.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _private_folder() -> Path:
+    folder = state_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise PermissionError(f"{folder} belongs to another user; remove it or run as its owner")
+    folder.chmod(0o700)
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_args(num_cpus: float, num_gpus: float | None, dashboard: bool, node_ip: str) -> list[str]:
+    """``ray start`` arguments for the lessons' shape (the same sizing as a local ``ray.init``)."""
+    args = [f"--num-cpus={num_cpus:g}", f"--node-ip-address={node_ip}"]
+    if num_gpus is not None:
+        args.append(f"--num-gpus={num_gpus:g}")
+    if dashboard:
+        args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}"]
+    else:
+        args.append("--include-dashboard=false")
+    return args
+
+
+def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) -> tuple[SharedRay, bool]:
+    """The shared Ray, started in the background if none runs. Returns it and whether it was started now.
+
+    ``env`` is the WORKSHOP_* environment its workers will inherit. Raises
+    ``RuntimeError`` with the last lines of Ray's output when it does not come up.
+    """
+    folder = _private_folder()
+    with _launch_lock(folder):
+        shared = running(folder)
+        if shared is not None:
+            return shared, False
+        _state_file(folder).unlink(missing_ok=True)
+        token = folder / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        log = folder / "supervisor.log"
+        command = [sys.executable, "-m", "helpers.runtime.shared_ray", "serve", "--idle-minutes",
+                   f"{idle_minutes:g}", "--env", json.dumps(env), "--", *args]
+        child_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        child_env.pop("RAY_ADDRESS", None)
+        with open(log, "wb") as out:
+            supervisor = subprocess.Popen(command, env=child_env, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            shared = running(folder)
+            if shared is not None:
+                return shared, True
+            if supervisor.poll() is not None:
+                break
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
+        raise RuntimeError(f"the workshop's Ray did not start: {_tail(log) or 'see ' + str(log)}")
+
+
+def stop(folder: Path | None = None) -> bool:
+    """Stop the shared Ray of this user and clone. Returns False when none was running."""
+    folder = folder or state_dir()
+    try:
+        pgid = json.loads(_state_file(folder).read_text())["pgid"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if not group_alive(pgid):
+        _state_file(folder).unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    _state_file(folder).unlink(missing_ok=True)
+    return True
+
+
+def describe(folder: Path | None = None) -> str:
+    """One paragraph for ``status``: whether the shared Ray runs, where, and for whom."""
+    folder = folder or state_dir()
+    shared = running(folder)
+    if shared is None:
+        return "The workshop's Ray is not running (the next lesson's helpers.start() starts it)."
+    drivers = live_drivers(folder)
+    minutes = (time.time() - shared.started) / 60
+    users = ", ".join(map(str, drivers)) or "none"
+    return (f"The workshop's Ray runs at {shared.address} (up {minutes:.0f} min, process group {shared.pgid}); "
+            f"kernels using it: {users}. Stop it with: python -m helpers.workshop_ray stop")
+
+
+# -- the supervisor ------------------------------------------------------------------------------------------
+
+
+#: What ``ray start`` prints once its head node is up (GCS, raylet and all); the port answers sooner.
+RAY_STARTED = "Ray runtime started."
+#: What it says when its processes missed Ray's start-up deadline on a busy machine: worth one more try.
+RAY_SLOW_START = "timed out during startup"
+
+
+def _start_head(folder: Path, args: list[str]) -> tuple[subprocess.Popen, str] | None:
+    """Start ``ray start --head --block`` and wait until it says the node is up; None when it ended instead.
+
+    Its output is copied into this supervisor's log, then and for as long as it runs.
+    """
+    port = _free_port()
+    node_ip = next((a.split("=", 1)[1] for a in args if a.startswith("--node-ip-address=")), "127.0.0.1")
+    ray_start = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--disable-usage-stats", f"--port={port}",
+         f"--temp-dir={folder / 'ray'}", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    for line in ray_start.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if RAY_STARTED in line:
+            sys.stdout.flush()
+            threading.Thread(target=shutil.copyfileobj, args=(ray_start.stdout, sys.stdout), daemon=True).start()
+            return ray_start, f"{node_ip}:{port}"
+    ray_start.wait()
+    return None
+
+
+def serve(args: list[str], env: dict, idle_minutes: float) -> int:
+    """Run ``ray start --head --block`` until asked to stop or idle; record it in ``state.json``."""
+    folder = Path.cwd()
+    stopping = False
+
+    def on_term(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    started = _start_head(folder, args)
+    if started is None and RAY_SLOW_START in _tail(folder / "supervisor.log"):
+        print("Ray was slow to start on this busy machine; trying once more ...", flush=True)
+        started = _start_head(folder, args)
+    if started is None or stopping:
+        return 1
+    ray_start, address = started
+    dashboard_port = next((a.split("=", 1)[1] for a in args if a.startswith("--dashboard-port=")), None)
+    state = {"address": address, "pgid": os.getpgrp(), "token_path": str(folder / "auth_token"),
+             "dashboard_url": f"http://127.0.0.1:{dashboard_port}" if dashboard_port else None,
+             "env": env, "started": time.time()}
+    partial = folder / "state.json.partial"
+    partial.write_text(json.dumps(state))
+    partial.replace(_state_file(folder))
+    print(f"the workshop's Ray runs at {address}", flush=True)
+    idle_since, next_look = None, time.monotonic()
+    while not stopping and ray_start.poll() is None:
+        time.sleep(0.5)  # short sleeps: a stop request is seen at once
+        if time.monotonic() < next_look:
+            continue
+        next_look = time.monotonic() + POLL_S
+        if live_drivers(folder):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > idle_minutes * 60:
+            print(f"no kernel has used the workshop's Ray for {idle_minutes:g} min: stopping it", flush=True)
+            break
+    _state_file(folder).unlink(missing_ok=True)
+    if ray_start.poll() is None:
+        ray_start.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started
+        try:
+            ray_start.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+    return 0
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.workshop_ray",
+                                     description="The Ray that the workshop's lessons share on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="say whether it runs, where, and which kernels use it")
+    commands.add_parser("stop", help="stop it now (the lessons' next helpers.start() starts a new one)")
+    serve_parser = commands.add_parser("serve", help=argparse.SUPPRESS)
+    serve_parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES)
+    serve_parser.add_argument("--env", default="{}")
+    serve_parser.add_argument("ray_args", nargs=argparse.REMAINDER)
+    options = parser.parse_args(argv)
+    if options.command == "status":
+        print(describe())
+    elif options.command == "stop":
+        print("Stopped the workshop's Ray." if stop() else "The workshop's Ray was not running.")
+    else:
+        ray_args = [a for a in options.ray_args if a != "--"]
+        return serve(ray_args, json.loads(options.env), options.idle_minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

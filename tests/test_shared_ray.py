@@ -1,0 +1,167 @@
+"""The Ray the lessons share: one per learner, joined by every lesson, stopped when asked or when idle.
+
+The drivers here are Python processes with ``WORKSHOP_RAY=shared``, which is
+what a notebook kernel gets by default (the notebook and browser tests take
+that road with real kernels). Each test gives the shared Ray a folder of its
+own (``WORKSHOP_RAY_DIR``), a set-up a learner would not have, so that a
+workshop Ray a developer has open is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.errors import SettingsError
+from helpers.runtime import cluster, shared_ray
+from tests.conftest import deadline
+
+pytestmark = pytest.mark.cluster
+
+#: A lesson's kernel, reduced: start, run one task, stay open until its stdin closes.
+LESSON = """
+import sys, helpers, ray
+session = helpers.start()
+print("SHARED", session.shared, session.address, flush=True)
+print("ANSWER", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=300), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def ray_dir(monkeypatch):
+    folder = Path(tempfile.mkdtemp(prefix="rdwt", dir="/tmp"))  # short: Ray's socket paths live under it
+    monkeypatch.setenv("WORKSHOP_RAY_DIR", str(folder))
+    yield folder
+    shared_ray.stop(folder)
+
+
+def lesson_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    return {**env, "WORKSHOP_RAY": "shared", **extra}
+
+
+def open_lesson(env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", LESSON], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
+    """The lesson's SHARED and ANSWER lines (and everything it printed, for the failure message)."""
+    seen, lines = {}, []
+    while "ANSWER" not in seen:
+        ready, _, _ = select.select([lesson.stdout], [], [], 5)
+        if not ready:
+            assert lesson.poll() is None, "".join(lines)
+            continue
+        line = lesson.stdout.readline()
+        assert line, "the lesson ended early:\n" + "".join(lines[-30:])
+        lines.append(line)
+        word, _, rest = line.partition(" ")
+        if word in ("SHARED", "ANSWER"):
+            seen[word] = rest.strip()
+    return seen
+
+
+def close(lesson: subprocess.Popen) -> None:
+    lesson.stdin.close()
+    lesson.wait(timeout=120)
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, what
+        time.sleep(0.5)
+
+
+def test_lessons_opened_together_share_one_ray_that_stops_when_asked(ray_dir, session):
+    import ray
+
+    with deadline(420, "two lessons on one shared Ray"):
+        first, second = open_lesson(lesson_env()), open_lesson(lesson_env())
+        try:
+            answers = [read_until_answer(first), read_until_answer(second)]
+            hows = sorted(a["SHARED"].split()[0] for a in answers)
+            assert hows == ["joined", "started"], answers
+            assert len({a["SHARED"].split()[1] for a in answers}) == 1, f"two Rays: {answers}"
+            assert all(a["ANSWER"] == "42" for a in answers)
+            status = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "status"], env=lesson_env(),
+                                    capture_output=True, text=True, timeout=60, check=True).stdout
+            assert str(first.pid) in status and str(second.pid) in status, status
+            recorded = shared_ray.running(ray_dir)
+            assert recorded is not None
+        finally:
+            close(first)
+            close(second)
+        stopped = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], env=lesson_env(),
+                                 capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "Stopped the workshop's Ray" in stopped
+    assert not shared_ray.group_alive(recorded.pgid), "processes of the workshop's Ray are still running"
+    assert shared_ray.running(ray_dir) is None
+    # Another Ray on the machine (this test process's own) was not touched: no `ray stop`.
+    assert ray.get(ray.remote(lambda: "still here").remote(), timeout=120) == "still here"
+
+
+def test_a_crashed_shared_ray_is_started_again_and_an_idle_one_stops_by_itself(ray_dir):
+    env = lesson_env(WORKSHOP_RAY_IDLE_MINUTES="0.02")
+    with deadline(420, "a crash, a restart and an idle stop"):
+        lesson = open_lesson(env)
+        try:
+            before = read_until_answer(lesson)
+            crashed = shared_ray.running(ray_dir)
+            os.killpg(crashed.pgid, signal.SIGKILL)  # the whole group at once, as an out-of-memory kill might
+            wait_until(lambda: not shared_ray.group_alive(crashed.pgid), 60, "the killed group lingers")
+        finally:
+            close(lesson)
+        lesson = open_lesson(env)
+        try:
+            after = read_until_answer(lesson)
+        finally:
+            close(lesson)
+        assert before["SHARED"].startswith("started") and after["SHARED"].startswith("started"), (before, after)
+        restarted = shared_ray.running(ray_dir)
+        assert restarted is not None and restarted.pgid != crashed.pgid
+        # No lesson uses it any more: it stops itself (after 0.02 min here, 15 by default).
+        wait_until(lambda: shared_ray.running(ray_dir) is None, 120, "the idle shared Ray did not stop")
+        wait_until(lambda: not shared_ray.group_alive(restarted.pgid), 60, "the idle Ray left processes")
+    assert "no kernel has used the workshop's Ray" in (ray_dir / "supervisor.log").read_text()
+
+
+def test_a_lesson_with_other_settings_sends_only_the_difference():
+    from helpers.runtime.settings import forwarded_env
+
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith("WORKSHOP_"):
+                env.delenv(name)
+        env.setenv("WORKSHOP_USER", "ada")
+        env.setenv("WORKSHOP_PROFILE", "cpu")
+        env.setenv("WORKSHOP_IMAGE_ACTORS", "2")
+        recorded = shared_ray.SharedRay(address="127.0.0.1:1", pgid=1, token_path="t", dashboard_url=None,
+                                        env=forwarded_env(), started=0)
+        assert cluster._shared_runtime_env(recorded) is None  # the workers already have these
+        env.setenv("WORKSHOP_IMAGE_ACTORS", "5")
+        env.delenv("WORKSHOP_PROFILE")
+        sent = cluster._shared_runtime_env(recorded)
+    assert sent == {"env_vars": {"WORKSHOP_PROFILE": "", "WORKSHOP_IMAGE_ACTORS": "5", "WORKSHOP_USER": "ada"}}
+
+
+def test_the_ray_mode_setting(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_RAY", "process")
+    assert cluster.ray_mode() == "process"
+    monkeypatch.setenv("WORKSHOP_RAY", " Shared ")
+    assert cluster.ray_mode() == "shared"
+    monkeypatch.delenv("WORKSHOP_RAY")
+    assert cluster.ray_mode() == "process", "a script (not a notebook kernel) gets a Ray of its own by default"
+    monkeypatch.setenv("WORKSHOP_RAY", "always")
+    with pytest.raises(SettingsError, match="WORKSHOP_RAY='always': use one of auto, shared, process"):
+        cluster.ray_mode()
