@@ -28,6 +28,39 @@ def deadline(seconds: int, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.fixture(scope="module")
+def learners_ray():
+    """The learner's path to Ray: nothing prepared. Notebook kernels started under this fixture
+    run ``helpers.start()`` as a learner's do: the first starts the Ray the lessons share, the next
+    ones join it. At the end it is stopped the way the README tells a learner to, and nothing of it
+    may be left running.
+
+    Set-up a learner would not have: ``WORKSHOP_RAY_DIR`` names a folder of this test run, so a
+    workshop Ray that a developer has open from this clone is neither joined nor stopped by the tests.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from helpers.runtime import shared_ray
+
+    folder = Path(tempfile.mkdtemp(prefix="rdwt", dir="/tmp"))  # short: Ray's socket paths live under it
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "WORKSHOP_RAY",
+                     "WORKSHOP_CLUSTER_HAS_HELPERS"):
+            env.delenv(name, raising=False)
+        env.setenv("WORKSHOP_RAY_DIR", str(folder))
+        yield folder
+        recorded = shared_ray.running(folder)
+        done = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], capture_output=True,
+                              text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    if recorded is not None:
+        assert "Stopped" in done.stdout, done.stdout
+        assert not shared_ray.group_alive(recorded.pgid), "the workshop's Ray left processes running"
+
+
 @pytest.fixture(scope="session")
 def session():
     """The workshop's Ray session, started the way a lesson starts it."""

@@ -188,7 +188,7 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(workspace, tmp_path_factory):
+def lab(workspace, tmp_path_factory, learners_ray):
     _chromium_or_skip()
     server = Lab(workspace, tmp_path_factory.mktemp("jupyter_home"))
     try:

@@ -4,10 +4,10 @@ Each notebook runs in a fresh kernel of the one its metadata names,
 ``ray-data-workshop`` (the venv's Python, registered by setup.sh), in its own
 folder, exactly as "Run All" in JupyterLab runs it.
 
-All of them join one Ray cluster of the lessons' shape (8 logical CPUs, 2
-logical GPUs), started once for this module, as notebooks on a shared
-workshop machine do: ``helpers.start()`` then connects in a second instead of
-starting and stopping a Ray of its own per notebook (about 9 s each on 2 cores).
+Nothing is prepared for them that a learner would not have (see the
+``learners_ray`` fixture): the first notebook's ``helpers.start()`` starts the
+Ray the lessons share, and the next ones join it, so the table of notebook
+times that the suite prints is the learner's.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers.commands.notebooks import KERNELSPEC, run_notebooks
-from helpers.runtime.cluster import LOGICAL_CPUS_FOR_LESSONS
-from helpers.runtime.settings import LESSON_GPUS, REPO_ROOT
+from helpers.runtime.settings import REPO_ROOT
 from tests.conftest import NOTEBOOK_SECONDS
-from tests.local_cluster import local_cluster
 
 pytestmark = pytest.mark.notebooks
 
@@ -40,18 +38,6 @@ def _texts(cell) -> str:
         for key in ("text/plain", "text/markdown", "text/html"):
             parts.append(str(output.get("data", {}).get(key, "")))
     return "\n".join(parts)
-
-
-@pytest.fixture(scope="module")
-def lesson_cluster():
-    """One cluster for every notebook of this module; kernels inherit the variables that join it."""
-    head = [f"--num-cpus={LOGICAL_CPUS_FOR_LESSONS}", f"--num-gpus={LESSON_GPUS}"]
-    with local_cluster(head) as cluster, pytest.MonkeyPatch.context() as env:
-        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
-            env.setenv(name, cluster.env[name])
-        # The cluster was started from this clone with this environment: nothing to ship.
-        env.setenv("WORKSHOP_CLUSTER_HAS_HELPERS", "1")
-        yield cluster
 
 
 def _execute(path: Path):
@@ -97,7 +83,7 @@ def test_the_workshop_kernel_runs_this_environment():
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
-def test_solution_runs_end_to_end(path, lesson_cluster):
+def test_solution_runs_end_to_end(path, learners_ray):
     nb = _execute(path)
     checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "lab.check(" in "".join(c["source"])]
     for cell in checks:
@@ -106,7 +92,7 @@ def test_solution_runs_end_to_end(path, lesson_cluster):
 
 
 @pytest.mark.parametrize("path", STUDENT, ids=lambda p: p.name)
-def test_student_notebook_runs_and_labs_are_not_attempted(path, lesson_cluster):
+def test_student_notebook_runs_and_labs_are_not_attempted(path, learners_ray):
     nb = _execute(path)
     checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "lab.check(" in "".join(c["source"])]
     if path.stem != "00_welcome":
