@@ -10,7 +10,6 @@ workshop Ray a developer has open is left alone.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -55,13 +54,12 @@ def open_lesson(env: dict) -> subprocess.Popen:
 
 
 def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
-    """The lesson's SHARED and ANSWER lines (and everything it printed, for the failure message)."""
+    """The lesson's SHARED and ANSWER lines (and everything it printed, for the failure message).
+
+    Plain blocking reads: the caller's ``deadline`` ends a lesson that hangs.
+    """
     seen, lines = {}, []
     while "ANSWER" not in seen:
-        ready, _, _ = select.select([lesson.stdout], [], [], 5)
-        if not ready:
-            assert lesson.poll() is None, "".join(lines)
-            continue
         line = lesson.stdout.readline()
         assert line, "the lesson ended early:\n" + "".join(lines[-30:])
         lines.append(line)
@@ -130,6 +128,7 @@ def test_a_crashed_shared_ray_is_started_again_and_an_idle_one_stops_by_itself(r
         assert before["SHARED"].startswith("started") and after["SHARED"].startswith("started"), (before, after)
         restarted = shared_ray.running(ray_dir)
         assert restarted is not None and restarted.pgid != crashed.pgid
+        assert restarted.idle_minutes == 0.02, "the start table would show another kernel's idle time"
         # No lesson uses it any more: it stops itself (after 0.02 min here, 15 by default).
         wait_until(lambda: shared_ray.running(ray_dir) is None, 120, "the idle shared Ray did not stop")
         wait_until(lambda: not shared_ray.group_alive(restarted.pgid), 60, "the idle Ray left processes")
@@ -165,3 +164,19 @@ def test_the_ray_mode_setting(monkeypatch):
     monkeypatch.setenv("WORKSHOP_RAY", "always")
     with pytest.raises(SettingsError, match="WORKSHOP_RAY='always': use one of auto, shared, process"):
         cluster.ray_mode()
+
+
+def test_a_ray_start_cluster_headed_here_is_joined_before_any_shared_ray(tmp_path, monkeypatch):
+    """A JupyterLab on a cluster's head (Anyscale's too) has no RAY_ADDRESS: the head's record names the cluster."""
+    import socket
+
+    record = tmp_path / "ray_current_cluster"
+    monkeypatch.setattr(cluster, "RAY_CURRENT_CLUSTER", record)
+    assert cluster._running_local_cluster() is None  # no record
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        record.write_text(address + "\n")
+        assert cluster._running_local_cluster() == address
+    assert cluster._running_local_cluster() is None, "a record of a stopped cluster was taken for a running one"

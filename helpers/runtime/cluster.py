@@ -42,6 +42,8 @@ from helpers.runtime.settings import (
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RAY_MODES = ("auto", "shared", "process")
+#: Where ``ray start --head`` records its address (a cluster head, e.g. Anyscale's, has one).
+RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
 
 #: Lesson 05 runs two stages of two actors at once; each actor takes one
 #: logical CPU, and Ray Data needs CPUs left for reading and small map tasks.
@@ -60,6 +62,8 @@ class Session:
     seconds: float
     #: "started" or "joined" when this kernel uses the Ray that the lessons share, else None.
     shared: str | None = None
+    #: After how long without a kernel the shared Ray stops itself (as the kernel that started it said).
+    shared_idle_minutes: float = shared_ray.DEFAULT_IDLE_MINUTES
     #: The profile, why, and what the cluster's GPU nodes reported (helpers.runtime.probe).
     decision: ProfileDecision | None = None
     #: What the pre-flight check found worth saying that is no error (models to download).
@@ -93,7 +97,7 @@ class Session:
         if self.shared:
             lines.append(
                 "It stays up for your next lessons and stops by itself "
-                f"{_idle_minutes():g} min after the last lesson's kernel ends; "
+                f"{self.shared_idle_minutes:g} min after the last lesson's kernel ends; "
                 "stop it now with helpers.stop_workshop_ray() or: python -m helpers.workshop_ray stop"
             )
         if self.dashboard_url:
@@ -117,6 +121,23 @@ def _alive_nodes() -> list[dict]:
     import ray
 
     return [node for node in ray.nodes() if node.get("Alive")]
+
+
+def _running_local_cluster() -> str | None:
+    """The address of a ``ray start`` cluster whose head is this machine, if one answers.
+
+    A JupyterLab on a cluster's head node (Anyscale's workspaces included) finds
+    its cluster this way, without ``RAY_ADDRESS``. Clusters started with their
+    own ``--temp-dir`` (the shared workshop Ray, the tests' clusters) record
+    their address elsewhere and are not found here.
+    """
+    try:
+        address = RAY_CURRENT_CLUSTER.read_text().strip()
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=1):
+            return address
+    except (OSError, ValueError):
+        return None
 
 
 def _idle_minutes() -> float:
@@ -308,7 +329,9 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     before_ray = load_settings(profile)
     # A storage root the lessons cannot write is a setting to fix, not a Ray error later.
     check_storage_writable(before_ray.storage)
-    address = _env("RAY_ADDRESS")
+    # A cluster from `ray start` on this machine is joined as "auto", so Ray
+    # itself finds it and its token (it turns token authentication on).
+    address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
     shared, launched = None, False
     if not address and not ray.is_initialized() and ray_mode() == "shared":
         shared, launched = _join_shared_ray(before_ray)
@@ -345,6 +368,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         dashboard_url=f"http://{dashboard}" if dashboard else None,
         seconds=time.perf_counter() - began,
         shared=("started" if launched else "joined") if shared is not None else None,
+        shared_idle_minutes=shared.idle_minutes if shared is not None else shared_ray.DEFAULT_IDLE_MINUTES,
         decision=decision,
         notes=notes,
     )

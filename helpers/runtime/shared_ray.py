@@ -80,6 +80,7 @@ class SharedRay:
     dashboard_url: str | None
     env: dict  # the WORKSHOP_* environment its workers inherit from the kernel that started it
     started: float
+    idle_minutes: float = DEFAULT_IDLE_MINUTES  # it stops itself after this long without a kernel
 
 
 def _state_file(folder: Path) -> Path:
@@ -119,7 +120,7 @@ def running(folder: Path | None = None) -> SharedRay | None:
     folder = folder or state_dir()
     try:
         raw = json.loads(_state_file(folder).read_text())
-        shared = SharedRay(**{name: raw[name] for name in SharedRay.__dataclass_fields__})
+        shared = SharedRay(**{name: raw[name] for name in SharedRay.__dataclass_fields__ if name in raw})
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if group_alive(shared.pgid) and _answers(shared.address):
@@ -315,7 +316,7 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
     dashboard_port = next((a.split("=", 1)[1] for a in args if a.startswith("--dashboard-port=")), None)
     state = {"address": address, "pgid": os.getpgrp(), "token_path": str(folder / "auth_token"),
              "dashboard_url": f"http://127.0.0.1:{dashboard_port}" if dashboard_port else None,
-             "env": env, "started": time.time()}
+             "env": env, "started": time.time(), "idle_minutes": idle_minutes}
     partial = folder / "state.json.partial"
     partial.write_text(json.dumps(state))
     partial.replace(_state_file(folder))
