@@ -47,3 +47,27 @@ def test_a_bad_stage_is_refused_before_any_work():
     done = subprocess.run([sys.executable, "-m", "helpers.bench", "--stages", "paint"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--stages" in done.stderr
+
+
+@pytest.mark.notebooks
+def test_the_lessons_benchmark_runs_a_lesson_as_a_learner_does(learners_ray):
+    """``python -m helpers.bench lessons`` on lesson 00 only: the line's schema; the shared Ray it used is stopped."""
+    from helpers.runtime import shared_ray
+
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "lessons", "--only", "00"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    [lesson] = line["lessons"]
+    assert lesson["lesson"] == "notebooks/00_welcome.ipynb" and "error" not in lesson, lesson
+    assert 0 < lesson["first_output_s"] <= lesson["seconds"] == line["total_s"]
+    assert line["failed"] == [] and line["slowest"] == lesson["lesson"]
+    for key in ("memory_before_gb", "memory_after_last_gb", "memory_added_gb"):
+        assert isinstance(line[key], float), (key, line[key])
+    assert shared_ray.running(learners_ray) is None, "the benchmark left the workshop's Ray running"
+
+
+def test_the_lessons_benchmark_refuses_an_unknown_lesson():
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "lessons", "--only", "99"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "no lesson in notebooks/ starts with 99" in done.stderr
