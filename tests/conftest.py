@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 
 import pytest
@@ -59,6 +60,7 @@ def learners_ray():
     if recorded is not None:
         assert "Stopped" in done.stdout, done.stdout
         assert not shared_ray.group_alive(recorded.pgid), "the workshop's Ray left processes running"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ workshop Ray a developer has open is left alone.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def ray_dir(monkeypatch):
     monkeypatch.setenv("WORKSHOP_RAY_DIR", str(folder))
     yield folder
     shared_ray.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def lesson_env(**extra) -> dict:
