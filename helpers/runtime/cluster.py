@@ -166,8 +166,9 @@ def ray_mode() -> str:
 def _shared_runtime_env(shared: shared_ray.SharedRay) -> dict | None:
     """Nothing when this kernel's WORKSHOP_* settings are those the shared Ray's workers inherited.
 
-    Otherwise only the differences travel (a runtime_env costs each worker
-    seconds): changed and new variables, and removed ones as empty (unset).
+    Otherwise this kernel's settings travel with its jobs (a runtime_env costs
+    each worker seconds, so only then), and variables it no longer sets go as
+    empty, which the settings read as unset.
     """
     current = forwarded_env()
     if current == shared.env:
