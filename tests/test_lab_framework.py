@@ -12,15 +12,18 @@ import pytest
 from helpers.commands.notebooks import KERNELSPEC
 from helpers.labs import framework as labs
 from helpers.labs.framework import (
+    CHECK_ERROR,
     CORRECT,
     INCORRECT,
     NOT_ATTEMPTED,
+    CheckBug,
     Expect,
     Incorrect,
     Lab,
     Outcome,
     get_lab,
     is_placeholder,
+    learners_code,
     lesson_modules,
     register,
 )
@@ -50,7 +53,8 @@ class SumLab(Lab):
     )
 
     def check_answer(self, total_of):
-        result = total_of(list(NUMBERS))  # learner code: may raise
+        with learners_code():  # the learner's function, called as the exercise says
+            result = total_of(list(NUMBERS))
         if is_placeholder(result):
             self.not_attempted("`total_of` returns nothing yet; fill in its body.")
         _require_number("total_of", result)
@@ -127,6 +131,70 @@ def test_exception_without_message_shows_its_type(lab):
         raise KeyError()
 
     assert lab.evaluate(total_of=raises_bare).message == "KeyError"
+
+
+def test_learners_code_can_name_the_call():
+    class CallLab(Lab):
+        name = "test_call"
+
+        def check_answer(self, f):
+            with learners_code("`f(2)`"):
+                f(2)
+
+    outcome = CallLab().evaluate(f=lambda x: x / 0)
+    assert outcome.status == INCORRECT
+    assert outcome.message == "`f(2)` raised ZeroDivisionError: division by zero."
+
+
+# --------------------------------------------------------------------------- a bug in the check: not the learner's
+
+
+class BrokenLab(Lab):
+    """A check with a bug of its own: it indexes past the end of the learner's (correct) list."""
+
+    name = "test_broken"
+
+    def check_answer(self, numbers):
+        if numbers[len(numbers)] != 0:  # the bug: off by one
+            self.incorrect("`numbers` should end with 0.")
+
+
+def test_a_broken_check_raises_check_bug_from_evaluate_not_incorrect():
+    with pytest.raises(CheckBug, match=r"the check of lab 'test_broken' failed: IndexError") as caught:
+        BrokenLab().evaluate(numbers=[1, 2, 0])
+    assert isinstance(caught.value.__cause__, IndexError)  # the check's own traceback, for its authors
+
+
+def test_a_broken_check_shows_a_check_error_to_the_learner(capsys):
+    outcome = BrokenLab().check(numbers=[1, 2, 0])
+    assert outcome.status == CHECK_ERROR and not outcome
+    assert "IndexError" in outcome.message and "not in your answer" in outcome.message
+    assert "\n" not in outcome.message
+    assert capsys.readouterr().out.strip().startswith("\u26a0 Check error: the check itself failed")
+
+
+def test_a_shape_that_fails_is_a_check_bug_too():
+    class BrokenShape(Expect):
+        def check(self, name, value):
+            return value.missing_attribute
+
+    class ShapeLab(Lab):
+        name = "test_broken_shape"
+        x = BrokenShape()
+
+    with pytest.raises(CheckBug, match="AttributeError"):
+        ShapeLab().evaluate(x=1)
+
+
+def test_check_answer_returning_something_else_is_a_check_bug():
+    class ReturnsText(Lab):
+        name = "test_returns_text"
+
+        def check_answer(self, x):
+            return "fine"
+
+    with pytest.raises(CheckBug, match="must return an Outcome or None"):
+        ReturnsText().evaluate(x=1)
 
 
 # --------------------------------------------------------------------------- check() and hints
@@ -210,7 +278,7 @@ def test_lab_without_hints_says_so(capsys):
 
 @pytest.mark.parametrize(
     ("status", "colour"),
-    [(CORRECT, "#2e7d32"), (INCORRECT, "#c62828"), (NOT_ATTEMPTED, "#1565c0")],
+    [(CORRECT, "#2e7d32"), (INCORRECT, "#c62828"), (NOT_ATTEMPTED, "#1565c0"), (CHECK_ERROR, "#6d4c41")],
 )
 def test_outcome_renders_coloured_one_liners(status, colour):
     outcome = Outcome(status, "`x` is <wrong>")

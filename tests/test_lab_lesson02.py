@@ -30,6 +30,28 @@ def other_correct_prompt_length(batch):
     return batch
 
 
+def new_dict_prompt_length(batch):
+    """Returns a new dict instead of changing the one it got."""
+    return {**batch, "prompt_length": np.array([len(prompt) for prompt in batch["prompt"]])}
+
+
+def characters(text):
+    return len(text)
+
+
+def helper_with_option_prompt_length(batch, column="prompt"):
+    """A helper function per prompt, and an optional parameter with a default."""
+    batch["prompt_length"] = np.vectorize(characters)(batch[column])
+    return batch
+
+
+def pandas_prompt_length(batch):
+    import pandas as pd
+
+    batch["prompt_length"] = pd.Series(batch["prompt"]).str.len().to_numpy()
+    return batch
+
+
 def batch_size_prompt_length(batch):
     batch["prompt_length"] = np.full(len(batch["prompt"]), len(batch["prompt"]))
     return batch
@@ -44,6 +66,40 @@ def forgets_return(batch):
     batch["prompt_length"] = np.array([len(p) for p in batch["prompt"]])
 
 
+def without_spaces_prompt_length(batch):
+    batch["prompt_length"] = np.array([len(p.replace(" ", "")) for p in batch["prompt"]])
+    return batch
+
+
+def only_the_new_column(batch):
+    return {"prompt_length": np.array([len(p) for p in batch["prompt"]])}
+
+
+def replaces_the_prompts(batch):
+    batch["prompt"] = np.array([len(p) for p in batch["prompt"]])
+    return batch
+
+
+def another_column_name(batch):
+    batch["length"] = np.array([len(p) for p in batch["prompt"]])
+    return batch
+
+
+def one_number_for_the_batch(batch):
+    batch["prompt_length"] = len(batch["prompt"])
+    return batch
+
+
+def characters_of_each_word(batch):
+    batch["prompt_length"] = [[len(word) for word in p.split()] for p in batch["prompt"]]
+    return batch
+
+
+def crashes_on_the_batch(batch):
+    batch["prompt_length"] = batch["prompt"].str.len()  # pandas' spelling, on a NumPy array
+    return batch
+
+
 @pytest.fixture
 def length_lab():
     return get_lab("02_prompt_length")
@@ -54,7 +110,16 @@ def test_prompt_length_starter_is_not_attempted(length_lab, starter):
     assert status(length_lab.evaluate(add_prompt_length=starter)) == NOT_ATTEMPTED
 
 
-@pytest.mark.parametrize("answer", [solution_prompt_length, other_correct_prompt_length])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        solution_prompt_length,
+        other_correct_prompt_length,
+        new_dict_prompt_length,
+        helper_with_option_prompt_length,
+        pandas_prompt_length,
+    ],
+)
 def test_prompt_length_solutions_are_correct(length_lab, answer):
     assert status(length_lab.evaluate(add_prompt_length=answer)) == CORRECT
 
@@ -65,6 +130,13 @@ def test_prompt_length_solutions_are_correct(length_lab, answer):
         (batch_size_prompt_length, "number of rows in the batch"),
         (word_count_prompt_length, "characters"),
         (forgets_return, "return batch"),
+        (without_spaces_prompt_length, "spaces included"),
+        (only_the_new_column, "lost `id`, `prompt`"),
+        (replaces_the_prompts, "no `prompt_length` column"),
+        (another_column_name, "no `prompt_length` column; it has `id`, `length`, `prompt`"),
+        (one_number_for_the_batch, "shape () for a batch of 8 rows"),
+        (characters_of_each_word, "not one array of numbers"),
+        (crashes_on_the_batch, "`add_prompt_length` on a batch of 8 rows raised AttributeError"),
     ],
 )
 def test_prompt_length_wrong_answers_are_incorrect(length_lab, answer, words):

@@ -12,8 +12,12 @@ cells of the solution notebook (:mod:`helpers.labs.solutions`). Learners call
 * *incorrect*: what is wrong (the variable, the type, the shape), not the answer;
 * *correct*.
 
-Anything the learner's own objects raise while being checked becomes a
-one-line *incorrect* outcome instead of a long traceback.
+What the learner's own code raises, when the check calls it as the
+instructions say (inside :func:`learners_code`), becomes a one-line
+*incorrect* outcome instead of a long traceback. Anything else a check raises
+is a bug in the check, never the learner's fault: ``evaluate`` raises
+:class:`CheckBug` (so a lab's tests fail on it), and ``check`` shows a
+*check error* that says so.
 
     from helpers.labs.framework import get_lab
     lab = get_lab("03_parquet")
@@ -33,7 +37,8 @@ import inspect
 import pkgutil
 import re
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -44,11 +49,12 @@ from helpers.show.ipython import ipython_shell
 NOT_ATTEMPTED = "not_attempted"
 INCORRECT = "incorrect"
 CORRECT = "correct"
-STATUSES = (NOT_ATTEMPTED, INCORRECT, CORRECT)
+CHECK_ERROR = "check_error"  # the check itself failed: shown by check(), raised as CheckBug by evaluate()
+STATUSES = (NOT_ATTEMPTED, INCORRECT, CORRECT, CHECK_ERROR)
 
-_LABELS = {NOT_ATTEMPTED: "Not attempted", INCORRECT: "Incorrect", CORRECT: "Correct"}
-_SYMBOLS = {NOT_ATTEMPTED: "\u25cb", INCORRECT: "\u2718", CORRECT: "\u2714"}
-_COLOURS = {NOT_ATTEMPTED: "#1565c0", INCORRECT: "#c62828", CORRECT: "#2e7d32"}
+_LABELS = {NOT_ATTEMPTED: "Not attempted", INCORRECT: "Incorrect", CORRECT: "Correct", CHECK_ERROR: "Check error"}
+_SYMBOLS = {NOT_ATTEMPTED: "\u25cb", INCORRECT: "\u2718", CORRECT: "\u2714", CHECK_ERROR: "\u26a0"}
+_COLOURS = {NOT_ATTEMPTED: "#1565c0", INCORRECT: "#c62828", CORRECT: "#2e7d32", CHECK_ERROR: "#6d4c41"}
 _LESSON_MODULE = re.compile(r"lesson\d\d")
 
 
@@ -137,13 +143,17 @@ class Outcome:
 
 
 class CheckSignal(Exception):
-    """Raised inside a check to end it with a given outcome."""
+    """Raised inside a check to end it with a given outcome.
+
+    ``exception`` is what the learner's code raised, when that is the reason.
+    """
 
     status: ClassVar[str]
 
-    def __init__(self, message: str = ""):
+    def __init__(self, message: str = "", exception: BaseException | None = None):
         super().__init__(message)
         self.message = message
+        self.exception = exception
 
 
 class NotAttempted(CheckSignal):
@@ -156,6 +166,38 @@ class Incorrect(CheckSignal):
 
 class Correct(CheckSignal):
     status = CORRECT
+
+
+class CheckBug(RuntimeError):
+    """A check raised an exception of its own: a bug in the lab, not a wrong answer.
+
+    Raised by :meth:`Lab.evaluate` from the original exception, so tests and
+    authors see its traceback; learners see a *check error* from :meth:`Lab.check`.
+    """
+
+    def __init__(self, lab: str, exception: BaseException):
+        super().__init__(f"the check of lab {lab!r} failed: {first_line(exception)}")
+        self.lab = lab
+        self.exception = exception
+
+
+@contextmanager
+def learners_code(call: str = "") -> Iterator[None]:
+    """Run the learner's own code: what it raises is an incorrect answer, in one line.
+
+    A check calls the learner's function or class inside this block, as the
+    instructions say it will be called (``with learners_code("`f(batch)`"):
+    result = f(batch)``). Only here does an exception count against the
+    learner; raised anywhere else in a check, it is a :class:`CheckBug`.
+    ``call`` names what was called, for the message.
+    """
+    try:
+        yield
+    except CheckSignal:
+        raise
+    except Exception as exc:  # the learner's code: any exception it raises is theirs
+        message = f"{call} raised {first_line(exc)}." if call else first_line(exc)
+        raise Incorrect(message, exception=exc) from exc
 
 
 class Expect:
@@ -231,8 +273,20 @@ class Lab:
     # Learner-facing API ----------------------------------------------------
 
     def check(self, **kwargs: Any) -> Outcome:
-        """Check the learner's answer, show the outcome, and return it."""
-        outcome = self.evaluate(**kwargs)
+        """Check the learner's answer, show the outcome, and return it.
+
+        A bug in the check is shown as a *check error*, which says that the
+        answer was not judged, instead of a traceback or a wrong *incorrect*.
+        """
+        try:
+            outcome = self.evaluate(**kwargs)
+        except CheckBug as bug:
+            outcome = Outcome(
+                CHECK_ERROR,
+                f"the check itself failed ({first_line(bug.exception)}), so your answer was not judged. "
+                "This is a bug in the lab, not in your answer: please report it to the instructors.",
+                exception=bug.exception,
+            )
         if ipython_shell() is None:
             print(outcome)
         else:
@@ -240,7 +294,12 @@ class Lab:
         return outcome
 
     def evaluate(self, **kwargs: Any) -> Outcome:
-        """Like ``check`` but shows nothing (for tests and for composing checks)."""
+        """Like ``check`` but shows nothing (for tests and for composing checks).
+
+        Raises :class:`CheckBug` when the check itself fails: an exception
+        raised outside :func:`learners_code`, or a ``check_answer`` that
+        returns something other than an ``Outcome`` or ``None``.
+        """
         variables = self.variables()
         if sorted(kwargs) != sorted(variables):
             return Outcome(INCORRECT, self._usage_message(kwargs))
@@ -262,17 +321,17 @@ class Lab:
                 shape = self.expect.get(name)
                 read[name] = kwargs[name] if shape is None else shape.check(name, kwargs[name])
             result = self.check_answer(**read)
+            if result is None:
+                summaries = [self.expect[name].summary(read[name]) for name in variables if name in self.expect]
+                return Outcome(CORRECT, " ".join([*filter(None, summaries), self.correct_message]))
+            if not isinstance(result, Outcome):
+                raise TypeError(
+                    f"{type(self).__name__}.check_answer must return an Outcome or None, not {type(result).__name__}"
+                )
         except CheckSignal as signal:
-            return Outcome(signal.status, signal.message)
-        except Exception as exc:  # noqa: BLE001 - raised by the learner's objects while we inspect them
-            return Outcome(INCORRECT, first_line(exc), exception=exc)
-        if result is None:
-            summaries = [self.expect[name].summary(read[name]) for name in variables if name in self.expect]
-            return Outcome(CORRECT, " ".join([*filter(None, summaries), self.correct_message]))
-        if not isinstance(result, Outcome):
-            raise TypeError(
-                f"{type(self).__name__}.check_answer must return an Outcome or None, not {type(result).__name__}"
-            )
+            return Outcome(signal.status, signal.message, exception=signal.exception)
+        except Exception as exc:  # not the learner's code (that is learners_code's): a bug in the check
+            raise CheckBug(self.name or type(self).__name__, exc) from exc
         return result
 
     def hint(self, n: int = 1) -> None:

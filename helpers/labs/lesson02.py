@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.labs.data import csv_rows
-from helpers.labs.framework import Lab, quote, register, type_name
+from helpers.labs.framework import Lab, learners_code, quote, register, type_name
 
 
 def _sample_batch(rows: int) -> dict:
@@ -47,21 +47,25 @@ class PromptLengthLab(Lab):
     def _check_one_batch(self, fn, rows: int) -> None:
         batch = _sample_batch(rows)
         prompts = list(batch["prompt"])
-        result = fn({name: values.copy() for name, values in batch.items()})
+        with learners_code(f"`add_prompt_length` on a batch of {rows} rows"):
+            result = fn({name: values.copy() for name, values in batch.items()})
         if result is None:
             self.incorrect("`add_prompt_length` returned None; `map_batches` needs the batch back (`return batch`).")
         if not isinstance(result, dict):
             self.incorrect(f"`add_prompt_length` returned a {type_name(result)}; return the batch dict.")
-        if set(result) == set(batch):
-            self.not_attempted("`add_prompt_length` returns the batch without a `prompt_length` column yet.")
-        if "prompt_length" not in result:
-            self.incorrect(f"the returned batch has no `prompt_length` column; it has {quote(sorted(result))}.")
         missing = [name for name in batch if name not in result]
+        if "prompt_length" not in result:
+            if set(result) == set(batch) and all(_column(result[name]) == _column(batch[name]) for name in batch):
+                self.not_attempted("`add_prompt_length` returns the batch without a `prompt_length` column yet.")
+            self.incorrect(f"the returned batch has no `prompt_length` column; it has {quote(sorted(result))}.")
         if missing:
             self.incorrect(f"the returned batch lost {quote(missing)}; keep the columns it came with.")
-        if [str(p) for p in result["prompt"]] != prompts:
-            self.incorrect("the `prompt` column changed; only add a new column.")
-        lengths = np.asarray(result["prompt_length"])
+        changed = [name for name in batch if _column(result[name]) != _column(batch[name])]
+        if changed:
+            self.incorrect(f"the {quote(changed)} column changed; keep the other columns as they are and only add one.")
+        lengths = _numbers(result["prompt_length"])
+        if lengths is None:
+            self.incorrect("`prompt_length` is not one array of numbers; give one number per row.")
         if lengths.shape != (rows,):
             self.incorrect(
                 f"`prompt_length` has shape {lengths.shape} for a batch of {rows} rows; give one number per row."
@@ -77,6 +81,25 @@ class PromptLengthLab(Lab):
             )
         wrong = next(i for i, (got, want) in enumerate(zip(lengths.tolist(), expected)) if got != want)
         self.incorrect(
-            f"`prompt_length` is {lengths[wrong]} for {prompts[wrong]!r}; it should count the characters of each "
+            f"`prompt_length` is {lengths[wrong]:g} for {prompts[wrong]!r}; it should count the characters of each "
             "prompt, spaces included."
         )
+
+
+def _column(values) -> list[str] | None:
+    """A column's values as text, to see whether it changed; None when it is not a column."""
+    try:
+        return [str(value) for value in values]
+    except TypeError:
+        return None
+
+
+def _numbers(values) -> np.ndarray | None:
+    """The values as a NumPy array (object arrays of numbers re-typed), or None when they are not one array."""
+    try:
+        array = np.asarray(values)
+        if array.dtype == object and array.ndim == 1:
+            array = np.asarray(array.tolist())
+    except (TypeError, ValueError):  # ragged or not array-like
+        return None
+    return array
