@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from helpers.labs.data import csv_rows
-from helpers.labs.framework import Lab, quote, register, type_name
+from helpers.labs.framework import Incorrect, Lab, quote, register, type_name
 from helpers.labs.shapes import WHOLE_NUMBER, Equals, Kind, Mistake, is_dataset
 
 
@@ -29,21 +27,38 @@ class TakeBatchLab(Lab):
 
     def check_answer(self, outfits_batch):
         batch = self._as_columns(outfits_batch)
-        expected = set(csv_rows("outfits.csv")[0])
+        rows = csv_rows("outfits.csv")
         columns = set(batch)
-        if columns != expected:
+        if columns != set(rows[0]):
             hint = " That looks like the animals file." if "animal" in columns else ""
             self.incorrect(f"the batch has the columns {quote(sorted(columns))}; outfits.csv has others.{hint}")
+        scalars = [name for name, values in batch.items() if isinstance(values, (str, bytes)) or not _sized(values)]
+        if scalars:
+            self.incorrect(
+                f"`outfits_batch` holds one value per column ({quote(scalars)}): that is a single row. "
+                f"A batch holds one array per column, with an entry for each of its {self.rows} rows."
+            )
         lengths = {name: len(values) for name, values in batch.items()}
         if len(set(lengths.values())) != 1:
             self.incorrect(f"the columns have different lengths ({lengths}); keep the batch as Ray returns it.")
         count = next(iter(lengths.values()))
         if count != self.rows:
             self.incorrect(f"the batch holds {count} rows; ask for {self.rows}.")
-        known = {row["outfit"] for row in csv_rows("outfits.csv")}
-        strangers = [str(v) for v in batch["outfit"] if str(v) not in known]
+        found = [(str(i), str(o)) for i, o in zip(batch["id"], batch["outfit"])]
+        known = {(row["id"], row["outfit"]) for row in rows}
+        strangers = [outfit for outfit in found if outfit not in known]
         if strangers:
-            self.incorrect(f"{strangers[0]!r} is not an outfit from outfits.csv; read the file itself.")
+            stranger_id, stranger = strangers[0]
+            self.incorrect(f"{stranger!r} (id {stranger_id}) is not a row of outfits.csv; read the file itself.")
+        first = [(row["id"], row["outfit"]) for row in rows[: self.rows]]
+        later = [outfit for outfit in found if outfit not in first]
+        if later:
+            self.incorrect(
+                f"the batch holds rows from further down outfits.csv (for example id {later[0][0]}); "
+                f"take the first {self.rows} rows of the file."
+            )
+        if sorted(found) != sorted(first):
+            self.incorrect(f"the batch repeats some rows; take the first {self.rows} rows of the file, each once.")
 
     def _as_columns(self, batch) -> dict:
         """The batch as a dict of columns; pandas and Arrow batches are accepted too."""
@@ -64,9 +79,30 @@ class TakeBatchLab(Lab):
         return batch
 
 
-def _column_names(value):
-    """What ``schema()`` returns gives its names; a list of names is itself."""
-    return getattr(value, "names", value)
+def _sized(values) -> bool:
+    """True for a column: a list or array of values, not one value."""
+    try:
+        len(values)
+    except TypeError:
+        return False
+    return getattr(values, "ndim", 1) != 0
+
+
+def _not_a_schema(value):
+    """A schema describes the columns (names and types); the lab asks for the list of names."""
+    if hasattr(value, "names") and hasattr(value, "types"):  # ray.data's Schema, pyarrow's Schema
+        raise Incorrect(
+            f"`outfit_columns` is the dataset's {type_name(value)}, which describes each column with its type; "
+            "set it to the list of the column names, which the schema holds as one of its attributes."
+        )
+    return value
+
+
+def _is_list_of_names(value) -> bool:
+    """A list or tuple, or a one-dimensional array (NumPy's, a pandas Index): what a list of names can be."""
+    if isinstance(value, (list, tuple)):
+        return True
+    return hasattr(value, "tolist") and getattr(value, "ndim", None) == 1
 
 
 @register
@@ -93,11 +129,8 @@ class CountLab(Lab):
     )
     outfit_columns = Equals(
         expected=lambda: list(csv_rows("outfits.csv")[0]),
-        read=_column_names,
-        kind=Kind(
-            description="a list of column names",
-            accepts=lambda names: isinstance(names, (list, tuple, np.ndarray)),
-        ),
+        read=_not_a_schema,
+        kind=Kind(description="a list of column names", accepts=_is_list_of_names),
         key=lambda names: sorted(str(name) for name in names),
         wrong="`{name}` is {value}; those are not the columns of outfits.csv.",
     )
