@@ -229,3 +229,76 @@ def test_parquet_pil_images_written_straight_by_ray_are_incorrect(parquet_lab, t
     ray_running.data.from_items(items, override_num_blocks=2).write_parquet(folder)
     outcome = parquet_lab.evaluate(parquet_path=folder)
     assert status(outcome) == INCORRECT and "pickled Python objects" in outcome.message
+
+
+def pil_images_dataset(ray):
+    """Stands in for ``animal_images``: every prompt with a PIL image, as ImageGen returns them."""
+    items = [{"prompt": prompt, "image": tiny_image(i)} for i, prompt in enumerate(PROMPTS)]
+    return ray.data.from_items(items, override_num_blocks=3)
+
+
+@pytest.mark.parametrize("plain", ["jpeg-bytes", "pixel-arrays"])
+def test_parquet_written_twice_by_ray_with_overwrite_is_correct(parquet_lab, tmp_path, ray_running, plain):
+    """The learner's cell run twice: ``mode="overwrite"`` leaves the same rows, whatever plain form the images take.
+
+    JPEG bytes are encoded by a helper of the learner's own, not the lesson's ``png_bytes``.
+    """
+
+    def to_jpeg_bytes(batch):  # defined here: Ray ships it by value, the tests are no package
+        import io
+
+        def jpeg(image):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG")
+            return buffer.getvalue()
+
+        batch["image"] = np.array([jpeg(image) for image in batch["image"]], dtype=object)
+        return batch
+
+    def to_pixel_arrays(batch):
+        batch["image"] = np.stack([np.asarray(image) for image in batch["image"]])
+        return batch
+
+    convert = {"jpeg-bytes": to_jpeg_bytes, "pixel-arrays": to_pixel_arrays}[plain]
+    folder = str(tmp_path / "out")
+    for _ in range(2):
+        pil_images_dataset(ray_running).map_batches(convert).write_parquet(folder, mode="overwrite")
+    outcome = parquet_lab.evaluate(parquet_path=folder)
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_parquet_partitioned_folder_is_correct(parquet_lab, tmp_path):
+    """``write_parquet(..., partition_cols=[...])`` writes sub-folders; a Parquet reader puts the rows together."""
+    table = pa.table(
+        {
+            "prompt": PROMPTS,
+            "image": [encoded(tiny_image(i)) for i in range(len(PROMPTS))],
+            "part": [i % 3 for i in range(len(PROMPTS))],
+        }
+    )
+    pq.write_to_dataset(table, str(tmp_path / "out"), partition_cols=["part"])
+    outcome = parquet_lab.evaluate(parquet_path=str(tmp_path / "out"))
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_parquet_raw_pixel_bytes_are_incorrect(parquet_lab, tmp_path):
+    """``np.asarray(image).tobytes()``: bytes, but no image format a reader could decode."""
+    images = [np.asarray(tiny_image(i)).tobytes() for i in range(len(PROMPTS))]
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": images}))
+    assert status(outcome) == INCORRECT and "does not decode as an image" in outcome.message
+
+
+def test_parquet_first_write_not_overwritten_by_a_different_one_is_incorrect(parquet_lab, tmp_path):
+    """A first try wrote text in `image`; the second (right) write appended beside it instead of replacing it."""
+    folder = tmp_path / "out"
+    write_parquet(folder, {"prompt": PROMPTS, "image": [f"image {i}" for i in range(len(PROMPTS))]}, prefix="first")
+    png_answer(folder)
+    outcome = parquet_lab.evaluate(parquet_path=str(folder))
+    assert status(outcome) == INCORRECT
+    assert "cannot be read as one table" in outcome.message and "mix the files of different writes" in outcome.message
+
+
+def test_parquet_ragged_nested_pixels_are_incorrect_not_a_check_error(parquet_lab, tmp_path):
+    values = pa.array([[[1, 2], [3]]] * len(PROMPTS), type=pa.list_(pa.list_(pa.uint8())))
+    outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": values}))
+    assert status(outcome) == INCORRECT and "uneven lengths" in outcome.message

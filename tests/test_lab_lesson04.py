@@ -148,3 +148,63 @@ def test_png_jpeg_data_under_png_names_is_incorrect(png_lab, rows, tmp_path):
 def test_png_not_a_path_is_incorrect(png_lab):
     outcome = png_lab.evaluate(folder=42)
     assert status(outcome) == INCORRECT and "path" in outcome.message
+
+
+# --------------------------------------------------------------------------- 04_png: other answers, written with Ray
+
+
+@pytest.fixture
+def pil_dataset(session, rows):
+    """Stands in for ``dressed_animals``: one PIL image per joined row, as ImageGen returns them."""
+    import ray
+
+    items = [{"id": i, "image": Image.fromarray(np.full((8, 8, 3), i % 256, dtype=np.uint8))} for i in range(rows)]
+    return ray.data.from_items(items, override_num_blocks=3)
+
+
+def test_png_written_twice_by_ray_with_overwrite_is_correct(png_lab, pil_dataset, tmp_path):
+    """The learner's cell run twice, with a conversion of its own (``np.asarray`` in a comprehension)."""
+
+    def to_arrays(batch):  # defined here: Ray ships it by value, the tests are no package
+        return {"image": np.stack([np.asarray(image) for image in batch["image"]])}
+
+    folder = str(tmp_path / "04_png")
+    for _ in range(2):
+        pil_dataset.map_batches(to_arrays).write_images(folder, column="image", file_format="png", mode="overwrite")
+    outcome = png_lab.evaluate(folder=folder)
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_png_saved_one_by_one_with_pil_is_correct(png_lab, pil_dataset, rows, tmp_path):
+    """Another way to the same files: iterate over the rows and save each image, here in grey and as `.PNG`."""
+    folder = tmp_path / "04_png"
+    folder.mkdir()
+    for row in pil_dataset.iter_rows():
+        row["image"].convert("L").save(folder / f"animal_{row['id']:03d}.PNG")
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == CORRECT, outcome.message
+    assert f"{rows} PNG files" in outcome.message
+
+
+def test_png_the_dataset_instead_of_its_folder_is_incorrect(png_lab, pil_dataset):
+    outcome = png_lab.evaluate(folder=pil_dataset)
+    assert status(outcome) == INCORRECT and "is a Dataset; pass the path of the folder" in outcome.message
+
+
+def test_png_parquet_instead_of_images_is_incorrect(png_lab, pil_dataset, tmp_path):
+    """``write_parquet`` of PNG bytes into the folder: the images are in there, but no PNG file is."""
+
+    def to_png_bytes(batch):
+        import io
+
+        def png(image):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            return buffer.getvalue()
+
+        return {"image": np.array([png(image) for image in batch["image"]], dtype=object)}
+
+    folder = str(tmp_path / "04_png")
+    pil_dataset.map_batches(to_png_bytes).write_parquet(folder)
+    outcome = png_lab.evaluate(folder=folder)
+    assert status(outcome) == INCORRECT and "no PNG files" in outcome.message and ".parquet" in outcome.message
