@@ -36,14 +36,18 @@ class ImageGen:
         return batch
 
 
-def model_stages(ds, llm_gpus=0.3, image_gpus=0.2, llm_pool=None, image_pool=None):
-    """Lesson 05's pipeline with the given GPU shares and actor pools (two actors each by default)."""
+def model_stages(ds, llm_gpus=0.3, image_gpus=0.2, llm_pool=None, image_pool=None, prepare=True):
+    """Lesson 05's pipeline with the given GPU shares and actor pools (two actors each by default).
+
+    ``prepare=False`` leaves out the ``expand_prompt`` stage.
+    """
     import ray
 
+    if prepare:
+        ds = ds.map_batches(expand_prompt)
     return (
-        ds.map_batches(expand_prompt)
-        .map_batches(Enhancer, batch_size=4, num_gpus=llm_gpus,
-                     compute=llm_pool or ray.data.ActorPoolStrategy(size=2))
+        ds.map_batches(Enhancer, batch_size=4, num_gpus=llm_gpus,
+                       compute=llm_pool or ray.data.ActorPoolStrategy(size=2))
         .map_batches(ImageGen, batch_size=8, num_gpus=image_gpus,
                      compute=image_pool or ray.data.ActorPoolStrategy(size=2))
     )

@@ -52,9 +52,64 @@ def test_one_gpu_solution_is_correct(gpu_lab, joined):
     assert status(outcome) == CORRECT, outcome.message
 
 
-@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.3, 0.2), (0.25, 0.25), (0.1, 0.1)])
-def test_one_gpu_every_fitting_share_is_correct(gpu_lab, joined, llm_gpus, image_gpus):
-    assert status(gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))) == CORRECT
+@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.3, 0.2), (0.35, 0.15), (0.2, 0.1), (0.4, 0.1)])
+def test_one_gpu_every_fitting_share_with_the_larger_for_the_llm_is_correct(gpu_lab, joined, llm_gpus, image_gpus):
+    """Any shares that fit on one GPU, the LLM's the larger; filling the GPU exactly is not required."""
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_one_gpu_pools_spelled_other_ways_are_correct(gpu_lab, joined):
+    """``concurrency=2``, a pool of exactly two with min and max, a repartition first as in the lesson's pipeline."""
+    import ray
+
+    pipeline = (
+        joined.repartition(target_num_rows_per_block=4)
+        .map_batches(expand_prompt)
+        .map_batches(Enhancer, batch_size=4, num_gpus=0.3, concurrency=2)
+        .map_batches(ImageGen, batch_size=8, num_gpus=0.2, compute=ray.data.ActorPoolStrategy(min_size=2, max_size=2))
+    )
+    outcome = gpu_lab.evaluate(pipeline=pipeline)
+    assert status(outcome) == CORRECT, outcome.message
+
+
+@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.25, 0.25), (0.2, 0.3), (0.1, 0.4)])
+def test_one_gpu_llm_without_the_larger_share_is_incorrect(gpu_lab, joined, llm_gpus, image_gpus):
+    """The shares fit, but the instructions say the LLM keeps the larger share."""
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
+    assert status(outcome) == INCORRECT
+    assert f"`Enhancer` stage (the LLM) asks for {llm_gpus:g} GPU per actor" in outcome.message
+    assert "the LLM should keep the larger share" in outcome.message
+
+
+def test_one_gpu_without_the_prompt_stage_is_incorrect(gpu_lab, joined):
+    """Only the two model stages: the Enhancer would find no `prompt` column."""
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, prepare=False))
+    assert status(outcome) == INCORRECT
+    assert "nothing runs before the `Enhancer` stage" in outcome.message and "`expand_prompt`" in outcome.message
+
+
+def test_one_gpu_a_third_model_stage_is_incorrect(gpu_lab, joined):
+    import ray
+
+    pipeline = model_stages(joined).map_batches(
+        Enhancer, batch_size=4, num_gpus=0.1, compute=ray.data.ActorPoolStrategy(size=2)
+    )
+    outcome = gpu_lab.evaluate(pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "3 model stages" in outcome.message and "once each" in outcome.message
+
+
+def test_one_gpu_image_stage_before_the_llm_is_incorrect(gpu_lab, joined):
+    import ray
+
+    pool = ray.data.ActorPoolStrategy(size=2)
+    pipeline = (
+        joined.map_batches(expand_prompt)
+        .map_batches(ImageGen, batch_size=8, num_gpus=0.2, compute=pool)
+        .map_batches(Enhancer, batch_size=4, num_gpus=0.3, compute=pool)
+    )
+    outcome = gpu_lab.evaluate(pipeline=pipeline)
+    assert status(outcome) == INCORRECT and "in the order ImageGen and Enhancer" in outcome.message
 
 
 def test_one_gpu_lesson_shares_are_incorrect(gpu_lab, joined):
@@ -65,7 +120,9 @@ def test_one_gpu_lesson_shares_are_incorrect(gpu_lab, joined):
 def test_one_gpu_stage_without_gpu_is_incorrect(gpu_lab, joined):
     import ray
 
-    pipeline = joined.map_batches(Enhancer, batch_size=4, num_gpus=0.5, compute=ray.data.ActorPoolStrategy(size=2))
+    pipeline = joined.map_batches(expand_prompt).map_batches(
+        Enhancer, batch_size=4, num_gpus=0.5, compute=ray.data.ActorPoolStrategy(size=2)
+    )
     pipeline = pipeline.map_batches(ImageGen, batch_size=8, compute=ray.data.ActorPoolStrategy(size=2))
     outcome = gpu_lab.evaluate(pipeline=pipeline)
     assert status(outcome) == INCORRECT and "`ImageGen` stage asks for no GPU" in outcome.message

@@ -1,14 +1,15 @@
 """Lab of lesson 05 (LLM enhancement): fit the seasonal pipeline on a one-GPU machine.
 
-All declared: the pipeline's plan, read without running it, must keep both
-model stages with two actors each, and their GPU shares must add up to no more
-than one GPU.
+The pipeline's plan, read without running it, is declared: the prompt stage
+and the two model stages, two actors each, whose GPU shares add up to no more
+than one GPU. The code adds what only this lab asks: the LLM, the first model
+stage, keeps the larger share.
 """
 
 from __future__ import annotations
 
 from helpers.labs.framework import Lab, register
-from helpers.labs.shapes import Pipeline
+from helpers.labs.shapes import Pipeline, Plan
 
 #: How much GPU the machine of this lab has.
 ONE_GPU = 1.0
@@ -33,4 +34,17 @@ class OneGpuLab(Lab):
         "Both model stages share one GPU. Ray only counts what each actor declares: "
         "keeping within those shares (GPU memory, threads) is up to the models."
     )
-    pipeline = Pipeline(model_stages=("Enhancer", "ImageGen"), actors_per_model_stage=2, gpu_budget=ONE_GPU)
+    pipeline = Pipeline(
+        model_stages=("Enhancer", "ImageGen"),
+        prepare_stage="expand_prompt",
+        actors_per_model_stage=2,
+        gpu_budget=ONE_GPU,
+    )
+
+    def check_answer(self, pipeline: Plan):
+        llm, image = pipeline.models
+        if llm.num_gpus <= image.num_gpus:
+            self.incorrect(
+                f"the `{llm.label}` stage (the LLM) asks for {llm.num_gpus:g} GPU per actor and the "
+                f"`{image.label}` stage {image.num_gpus:g}; the LLM should keep the larger share."
+            )

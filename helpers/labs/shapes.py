@@ -264,14 +264,17 @@ class Plan:
 class Pipeline(Expect):
     """A Ray Dataset built with ``map_batches``, read from its plan without running it.
 
-    With ``model_stages`` it must hold that many callable-class stages (named
-    for messages; counted, not matched, so that any class will do). With
-    ``actors_per_model_stage`` each has a pool of that size. With
+    With ``model_stages`` it must hold that many callable-class stages, no
+    more and no fewer (named for messages; counted, not matched, so that any
+    class will do, but in that order when the classes carry those names).
+    With ``prepare_stage`` a stateless stage (a function) must come before
+    them. With ``actors_per_model_stage`` each has a pool of that size. With
     ``gpu_budget`` each asks for a GPU share on a bounded pool, and together
     they reserve no more than the budget.
     """
 
     model_stages: tuple[str, ...] = ()
+    prepare_stage: str = ""  # the function stage before the models, named for messages: "expand_prompt"
     actors_per_model_stage: int | None = None
     gpu_budget: float | None = None
 
@@ -283,12 +286,8 @@ class Pipeline(Expect):
                 )
             raise Incorrect(f"`{name}` is a {type_name(value)}; it should be a Ray Dataset built with `map_batches`.")
         plan = Plan(map_stages(value))
-        if len(plan.models) < len(self.model_stages):
-            found = quote(stage.label for stage in plan.stages) or "none"
-            raise Incorrect(
-                f"the pipeline has {len(plan.models)} model stage(s) (callable classes); it needs the "
-                f"{_and(self.model_stages)} stages. Its map_batches stages: {found}."
-            )
+        if self.model_stages:
+            self._check_model_stages(plan)
         for stage in plan.models:
             self._check_stage(stage)
         if self.gpu_budget is not None:
@@ -299,6 +298,33 @@ class Pipeline(Expect):
                     "ask for a smaller share per actor."
                 )
         return plan
+
+    def _check_model_stages(self, plan: Plan) -> None:
+        found = quote(stage.label for stage in plan.stages) or "none"
+        needed = _and(self.model_stages)
+        if len(plan.models) < len(self.model_stages):
+            raise Incorrect(
+                f"the pipeline has {len(plan.models)} model stage(s) (callable classes); it needs the "
+                f"{needed} stages. Its map_batches stages: {found}."
+            )
+        if len(plan.models) > len(self.model_stages):
+            raise Incorrect(
+                f"the pipeline has {len(plan.models)} model stages (callable classes): "
+                f"{quote(stage.label for stage in plan.models)}; it needs the {needed} stages, once each."
+            )
+        labels = tuple(stage.label for stage in plan.models)
+        if sorted(labels) == sorted(self.model_stages) and labels != self.model_stages:
+            raise Incorrect(
+                f"the model stages run in the order {_and(labels)}; the lesson's pipeline runs {needed}, "
+                "in that order."
+            )
+        if self.prepare_stage:
+            first = next(i for i, stage in enumerate(plan.stages) if stage is plan.models[0])
+            if not any(not stage.is_class for stage in plan.stages[:first]):
+                raise Incorrect(
+                    f"nothing runs before the `{plan.models[0].label}` stage (the pipeline's map_batches stages: "
+                    f"{found}); keep the `{self.prepare_stage}` stage first: it writes the column the models read."
+                )
 
     def _check_stage(self, stage: MapStage) -> None:
         actors = self.actors_per_model_stage
@@ -330,16 +356,22 @@ class Pipeline(Expect):
 
 
 def init_parameters(cls: type) -> list[inspect.Parameter]:
-    """The parameters of ``cls.__init__`` after ``self``, leaving out ``*args`` and ``**kwargs``."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    return [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    """The parameters of the class's constructor (``self`` left out), ``*args`` and ``**kwargs`` included."""
+    return list(inspect.signature(cls).parameters.values())
+
+
+def takes_any_arguments(params: list[inspect.Parameter]) -> bool:
+    """True when ``*args`` or ``**kwargs`` take whatever a stage passes."""
+    return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ActorClass(Expect):
     """A callable class for ``map_batches``, passed as the class (Ray creates the instances).
 
-    ``parameters`` names what each ``__init__`` parameter is for, as a message says it.
+    ``parameters`` names what the constructor must take, as a message says it;
+    further parameters are the learner's choice, and ``*args`` or ``**kwargs``
+    may take them all.
     """
 
     parameters: tuple[str, ...]
@@ -353,7 +385,7 @@ class ActorClass(Expect):
                 )
             raise Incorrect(f"`{name}` is a {type_name(value)}; pass the class you wrote.")
         params = init_parameters(value)
-        if len(params) < len(self.parameters):
+        if len(params) < len(self.parameters) and not takes_any_arguments(params):
             shown = ", ".join(p.name for p in params) or "nothing"
             raise Incorrect(
                 f"`{value.__name__}.__init__` takes {shown} besides `self`; it needs "
