@@ -2,11 +2,11 @@
 
 Each of them (a setting, an input file, a model folder, a cluster node unlike
 the driver, a stage out of memory or restarted too often, a publish that
-stopped half-way) carries its whole explanation in the message. The frames
-above it are Ray's or this package's internals, which help nobody in a
-lesson: IPython shows an exception's ``_render_traceback_()`` instead of the
-traceback when it has one. Outside IPython (scripts, the pipeline command,
-pytest) nothing changes.
+stopped half-way, an output a worker cannot write) carries its whole
+explanation in the message. The frames above it are Ray's or this package's
+internals, which help nobody in a lesson: IPython shows an exception's
+``_render_traceback_()`` instead of the traceback when it has one. Outside
+IPython (scripts, the pipeline command, pytest) nothing changes.
 
 They are all defined here, so that a module that only raises or catches one
 imports nothing else for it. One lives elsewhere: ``ResourceMismatchError``
@@ -67,6 +67,15 @@ class ClusterMismatchError(ActionableError, RuntimeError):
 
 class PublishError(ActionableError, RuntimeError):
     """Publishing to an object store stopped half-way; the message says where the complete output is."""
+
+
+class OutputUnreachableError(ActionableError, OSError):
+    """A process that draws images cannot write the run's partial output where the driver made it.
+
+    The workers write the pipeline's files themselves; a folder only the
+    driver's machine has, or a bucket the worker's node has no access to,
+    is found by the first worker, in one line that names its node.
+    """
 
 
 def first_line(error: BaseException, name: str | None = None) -> str:

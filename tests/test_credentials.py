@@ -1,8 +1,9 @@
 """Credentials stay in the driver: no AWS variable reaches a shared cluster's jobs or logs.
 
 On a shared workshop cluster every user sees every job's ``runtime_env`` (the
-dashboard, ``ray list jobs --detail``). Only the driver reads and writes
-``s3://`` (:mod:`helpers.runtime.storage`), so nothing of AWS travels to the workers.
+dashboard, ``ray list jobs --detail``). Nothing of AWS travels to the workers:
+the ones that write the pipeline's output to ``s3://`` use their own node's
+access (:mod:`helpers.runtime.storage`).
 
 The cluster test starts a cluster a learner would not have: a ``ray start``
 head node with the dashboard, standing in for the instructor's cluster. It is

@@ -3,9 +3,11 @@
 A head node with no GPU and two worker nodes with one (logical) GPU each,
 started with Ray's own ``ray start`` (:mod:`tests.local_cluster`), token
 authentication on, in a temp dir of their own. The pipeline command and a
-solution notebook join it through ``RAY_ADDRESS`` unchanged, and every GPU
-stage must run on the worker nodes. Every wait is bounded (subprocess and
-notebook timeouts), so a stage that hangs fails the test instead of stalling it.
+solution notebook join it through ``RAY_ADDRESS`` unchanged, every GPU
+stage must run on the worker nodes, and the pipeline's files must be written
+there, by the image actors, not by the driver on the head. Every wait is
+bounded (subprocess and notebook timeouts), so a stage that hangs fails the
+test instead of stalling it.
 """
 
 from __future__ import annotations
@@ -49,22 +51,24 @@ def _driver(code: str, env: dict, timeout: int) -> str:
     return done.stdout
 
 
-def _actor_gpus(env: dict) -> dict[str, set[float]]:
-    """For each actor class that ran on the cluster: the GPUs of the nodes its actors ran on."""
+def _actor_gpus(env: dict) -> tuple[dict[str, set[float]], set[str]]:
+    """For each actor class that ran on the cluster: the GPUs of the nodes its actors ran on; and the worker nodes."""
     out = _driver(
         "import json, ray\n"
         "ray.init(log_to_driver=False)\n"
         "gpus = {n['NodeID']: n['Resources'].get('GPU', 0) for n in ray.nodes()}\n"
         "rows = [(a['ActorClassName'], gpus.get(a['Address']['NodeID'], -1))\n"
         "        for a in ray._private.state.actors().values()]\n"
-        "print(json.dumps(rows))\n",
+        "workers = [n['NodeID'] for n in ray.nodes() if 'node:__internal_head__' not in n['Resources']]\n"
+        "print(json.dumps([rows, workers]))\n",
         env,
         timeout=120,
     )
+    rows, workers = json.loads(out.strip().splitlines()[-1])
     classes: dict[str, set[float]] = {}
-    for class_name, gpus in json.loads(out.strip().splitlines()[-1]):
+    for class_name, gpus in rows:
         classes.setdefault(class_name, set()).add(gpus)
-    return classes
+    return classes, set(workers)
 
 
 def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
@@ -79,11 +83,15 @@ def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
     assert (summary["joined"], summary["parquet_rows"], summary["png_files"]) == (ROWS, ROWS, ROWS)
     assert pq.read_table(output / "parquet").num_rows == ROWS
 
-    classes = _actor_gpus(cluster.env)
+    classes, workers = _actor_gpus(cluster.env)
     for stage in GPU_STAGES:
         ran_on = {gpus for name, gpu_set in classes.items() if stage in name for gpus in gpu_set}
         assert ran_on, f"no actors of {stage} found among {sorted(classes)}"
         assert ran_on == {1.0}, f"{stage} ran on nodes with GPUs {ran_on}; expected only the GPU workers"
+    # Each writer reports the Ray node of its own process: the files come from the workers, not the head's driver.
+    written_on = summary["written_on"]
+    assert len(workers) == 2 and sum(written_on.values()) == ROWS
+    assert set(written_on) <= workers, f"files written on nodes {sorted(written_on)}; the workers are {sorted(workers)}"
 
 
 def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch):

@@ -342,6 +342,9 @@ def test_full_run_without_llm(plain_run):
     assert table.column("prompt").to_pylist() == table.column("original_prompt").to_pylist()
     assert not any(table.column("enhanced").to_pylist())
     assert len(plain_run.png_names) == 120
+    # Written by the image actors, one part per batch; the driver got one small row per part.
+    assert sum(summary["written_on"].values()) == 120 and summary["discarded_parts"] == 0
+    assert len(list((plain_run.output / "parquet").glob("part-*.parquet"))) >= 120 // 8
 
 
 @pytest.mark.slow

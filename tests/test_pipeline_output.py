@@ -24,7 +24,7 @@ import pytest
 from helpers.errors import InputError
 from helpers.pipeline import command as pipeline
 from helpers.pipeline import output as out
-from helpers.pipeline.writer import PARQUET_FILE
+from helpers.pipeline import writer
 from helpers.runtime.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "data"
@@ -269,7 +269,7 @@ def test_the_real_exchange_swaps_two_folders(tmp_path):
 
 
 def stub_run(label: str, rows: int = 2):
-    """Stands in for ``pipeline.run`` (the Ray part): writes ``rows`` rows into the partial folder."""
+    """Stands in for ``pipeline.run`` (the Ray part): writes ``rows`` rows into the partial folder, as one part."""
 
     def run(animals, outfits, partial, enhance):
         ids = list(range(1, rows + 1))
@@ -278,10 +278,8 @@ def stub_run(label: str, rows: int = 2):
             "prompt": [label] * rows, "original_prompt": [label] * rows, "enhanced": [False] * rows,
             "image": [b"png"] * rows,
         })  # fmt: skip
-        pq.write_table(table, partial / "parquet" / PARQUET_FILE)
-        for i in ids:
-            (partial / "images" / f"{i}.png").write_bytes(b"png")
-        return {"enhanced": 0, "images": rows, "duplicate_ids": 0, "actor_restarts": 0, "kept_original": rows}
+        writer.write_part(table, partial)
+        return {"enhanced": 0, "images": rows, "actor_restarts": 0, "kept_original": rows}
 
     return run
 
@@ -358,4 +356,4 @@ def test_parquet_rows_come_from_the_footers(tmp_path, monkeypatch):
         raise AssertionError("counting rows must not read the images back")
 
     monkeypatch.setattr(pq, "read_table", no_data_reads)
-    assert pipeline.parquet_rows(tmp_path) == 3
+    assert writer.parquet_rows(tmp_path) == 3

@@ -11,12 +11,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
-from helpers.errors import InputError, PublishError
+from helpers.errors import InputError, OutputUnreachableError, PublishError
 from helpers.pipeline.output import PARTIAL_MARKER, WRITTEN_BY
+from helpers.pipeline.writer import check_written, write_file, write_part
 from helpers.runtime import storage
-from helpers.runtime.storage import SUCCESS_MARKER, check_output_prefix, publish_dir
+from helpers.runtime.storage import (
+    SUCCESS_MARKER,
+    check_output_prefix,
+    discard_upload,
+    publish_dir,
+    publish_upload,
+    start_upload,
+)
 from tests import test_s3_storage
 from tests.test_s3_storage import BUCKET, FAKE_AWS, _run
 
@@ -196,3 +206,39 @@ def test_a_prefix_of_the_pipelines_shape_without_its_summary_is_refused(aws):
     with pytest.raises(InputError, match="not an earlier output of this pipeline"):
         check_output_prefix(f"s3://{BUCKET}/lookalike/out")
     assert objects(aws, "lookalike/out") == {"images/1.png": b"someone's picture"}
+
+
+# ---------------------------------------------------------------- the workers' upload
+
+
+def two_rows(ids: list[int]) -> pa.Table:
+    return pa.table({"id": ids, "animal": ["fox"] * len(ids), "outfit": ["hat"] * len(ids),
+                     "prompt": ["p"] * len(ids), "original_prompt": ["p"] * len(ids),
+                     "enhanced": [False] * len(ids), "image": [b"png %d" % i for i in ids]})
+
+
+def test_the_workers_upload_is_published_and_then_removed(aws):
+    """The image actors write parts and PNG files into the upload prefix; the driver only publishes it."""
+    prefix, uri = "workers/out", f"s3://{BUCKET}/workers/out"
+    put(aws, prefix, OLD)
+    upload = start_upload(uri)
+    [part] = write_part(two_rows([1, 3]), upload).column("part").to_pylist()
+    assert check_written(upload, np.array([1, 3])).problems == ()
+    write_file(upload, "summary.json", NEW["summary.json"])
+    publish_upload(upload, uri)
+    published = objects(aws, prefix)
+    assert sorted(published) == sorted([f"parquet/{part}", "images/1.png", "images/3.png", "summary.json",
+                                        SUCCESS_MARKER])
+    assert published["images/3.png"] == b"png 3"
+    assert partial_prefixes(aws, prefix) == []
+
+
+def test_a_discarded_upload_leaves_nothing_even_for_a_writer_still_at_work(aws):
+    """Ctrl-C: the driver discards the upload while an actor finishes a batch; that actor takes its files back."""
+    prefix, uri = "stopped/out", f"s3://{BUCKET}/stopped/out"
+    upload = start_upload(uri)
+    write_part(two_rows([1]), upload)
+    discard_upload(upload)
+    with pytest.raises(OutputUnreachableError, match="the run stopped"):
+        write_part(two_rows([2]), upload)
+    assert partial_prefixes(aws, prefix) == []

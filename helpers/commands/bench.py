@@ -107,13 +107,6 @@ class PeakMemory:
         self._thread.join()
 
 
-# ---------------------------------------------------------------- output: helpers.pipeline.writer, in both runs
-
-
-def _as_table(batch: dict) -> pa.Table:
-    return pa.table({name: pa.array(list(values)) for name, values in batch.items()})
-
-
 # ---------------------------------------------------------------- the three runs
 
 
@@ -143,8 +136,9 @@ def _stage_objects(stages: tuple[str, ...]):
 
 def naive_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folder: Path) -> float:
     """The plain loop: load the models, then batch by batch through each stage, then write."""
+    from helpers.pipeline.output import mark_partial
     from helpers.pipeline.stages import encode_png, expand_prompt, skip_enhancement
-    from helpers.pipeline.writer import write_output
+    from helpers.pipeline.writer import write_part
 
     settings = load_settings()
     began = time.perf_counter()
@@ -161,9 +155,11 @@ def naive_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], fol
                 batch = enhancer(batch) if enhancer else skip_enhancement(batch)
                 if image_gen:
                     batch = encode_png(image_gen(batch))
-                yield _as_table(batch)
+                yield batch
 
-        write_output(batches(), folder, images=image_gen is not None)
+        mark_partial(folder)
+        for batch in batches():  # the writer of the Ray run's image actors, here in the loop
+            write_part(batch, folder, images=image_gen is not None)
     return time.perf_counter() - began
 
 
@@ -211,8 +207,9 @@ def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folde
     import ray
 
     import helpers
+    from helpers.pipeline.output import mark_partial
     from helpers.pipeline.stages import build_pipeline, shared_gpu_settings
-    from helpers.pipeline.writer import write_output
+    from helpers.pipeline.writer import collect_parts, part_counts
 
     began = time.perf_counter()
     session = helpers.start(quiet=True)
@@ -224,8 +221,8 @@ def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folde
     if rows_per_block is None:
         rows_per_block = settings.llm.batch_size if enhance else settings.image.batch_size
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,
-                        generate=generate, rows_per_block=rows_per_block)
-    rows = write_output(ds.iter_batches(batch_format="pyarrow", batch_size=None), folder, images=generate)["rows"]
+                        generate=generate, rows_per_block=rows_per_block, write_to=mark_partial(folder))
+    rows = part_counts(collect_parts(ds.iter_batches(batch_format="pyarrow", batch_size=None)))["rows"]
     if rows != animals.num_rows:
         raise RuntimeError(f"the Ray run wrote {rows} rows for {animals.num_rows} inputs")
     return started - began, time.perf_counter() - started

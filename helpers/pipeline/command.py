@@ -10,20 +10,25 @@ It checks both inputs before starting Ray (:mod:`helpers.pipeline.inputs`), so a
 file fails in well under a second with exit status 2 and one ``error:`` line.
 It writes ``DIR/parquet/`` (columns ``id, animal, outfit, prompt,
 original_prompt, enhanced, image`` with ``image`` as PNG bytes that pandas or
-pyarrow read without Ray), ``DIR/images/<id>.png`` (:mod:`helpers.pipeline.writer`)
-and ``DIR/summary.json``.
+pyarrow read without Ray, one part per batch), ``DIR/images/<id>.png`` and
+``DIR/summary.json``. The image actors write the Parquet and PNG files
+themselves, on the nodes that draw them (:mod:`helpers.pipeline.writer`); the
+driver receives one small row per part, and before publishing reads the ids
+back from the files: every joined id exactly once, each with its PNG.
 A run *replaces* ``DIR``, so it only replaces a folder that is empty or an
 earlier output of this pipeline, writes into a marked sibling
 ``DIR.partial-<random>`` first, swaps it in at the end, and holds a lock so
 that a second run into the same ``DIR`` stops at once (:mod:`helpers.pipeline.output`).
 A failed or interrupted run leaves the previous output as it was.
 ``--animals``, ``--outfits`` and ``--output`` may also be ``s3://`` locations
-(:mod:`helpers.runtime.storage`): inputs are fetched through pyarrow, and the output
+(:mod:`helpers.runtime.storage`): inputs are fetched through pyarrow, the
+workers write into a marked ``DIR.partial-<random>`` prefix, and the output
 prefix is replaced under the same ownership rule, with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
 read on each side, joined, unmatched on each side, enhanced and kept unchanged,
-images, Parquet rows and PNG files written, repeated ids, actor restarts); Ray's
+images, Parquet rows and PNG files written, repeated ids, actor restarts,
+parts of redone batches removed, rows written per Ray node); Ray's
 own output is sent to stderr while the pipeline runs. A model worker that dies
 is restarted and its batch retried, a few times at most
 (:data:`helpers.pipeline.stages.MAX_ACTOR_RESTARTS`); the run says so on stderr,
@@ -37,7 +42,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -45,23 +49,31 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from helpers.errors import InputError, ModelFolderError, PublishError, SettingsError
 from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_table
-from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, publish
+from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, discard_partial, publish
 from helpers.pipeline.stages import build_pipeline, shared_gpu_settings
-from helpers.pipeline.writer import write_output
+from helpers.pipeline.writer import (
+    Written,
+    check_written,
+    collect_parts,
+    discard_unlisted_parts,
+    part_counts,
+    write_file,
+)
 from helpers.runtime.settings import Settings, load_settings
 from helpers.runtime.storage import (
     StorageURI,
     check_output_prefix,
     check_scheme,
+    discard_upload,
     fetch,
     is_uri,
-    local_scratch,
-    publish_dir,
+    publish_upload,
+    start_upload,
 )
 
 
@@ -163,16 +175,24 @@ def _local(location, folder: Path) -> Path:
     return fetch(location, folder)
 
 
-def run(animals: pa.Table, outfits: pa.Table, partial: Path, enhance: bool) -> dict:
-    """Start Ray, run the pipeline into ``partial`` and return the counts of what was written."""
+def run(animals: pa.Table, outfits: pa.Table, partial: Path | StorageURI, enhance: bool) -> dict:
+    """Start Ray, run the pipeline into ``partial`` and return the counts of what was written.
+
+    The image actors write the files; what comes back here is one small row
+    per Parquet part. A part that no row names was left by an attempt that
+    died and was redone, and is removed (``discarded_parts``).
+    """
     import ray
 
     import helpers
 
     session = helpers.start(quiet=True)
     settings = shared_gpu_settings(session.settings, session.resources.get("GPU")) if enhance else session.settings
-    ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance)
-    counts = write_output(ds.iter_batches(batch_format="pyarrow", batch_size=None), partial)
+    ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,
+                        write_to=partial)
+    parts = collect_parts(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+    counts = part_counts(parts)
+    counts["discarded_parts"] = discard_unlisted_parts(partial, parts.column("part").to_pylist())
     counts["actor_restarts"] = actor_restarts(ray.get_runtime_context().get_job_id())
     rows = counts.pop("rows")
     # An empty LLM reply keeps the original prompt (see helpers.models.stages.Enhancer).
@@ -211,30 +231,23 @@ def check_models(settings: Settings, enhance: bool) -> None:
         check_local_model(source, kind)
 
 
-def _local_partial() -> Path:
-    """A local folder to write into when the output is on an object store (uploaded at the end)."""
-    partial = local_scratch("workshop-output-")
-    (partial / "parquet").mkdir()
-    (partial / "images").mkdir()
-    return partial
-
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def parquet_rows(folder: Path) -> int:
-    """Rows in the Parquet files of ``folder``, from their footers: no image is read back."""
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet")))
+def joined_ids(animals: pa.Table, outfits: pa.Table) -> np.ndarray:
+    """The ids the inner join keeps: each must be written exactly once."""
+    return np.intersect1d(animals.column(KEY).to_numpy(), outfits.column(KEY).to_numpy())
 
 
-def _summary(args, output: Path, report: dict, counts: dict, partial: Path, began: float) -> dict:
+def _summary(args, output, report: dict, counts: dict, written: Written, began: float) -> dict:
     return {
         "written_by": WRITTEN_BY,
         **report,
         **counts,
-        "parquet_rows": parquet_rows(partial / "parquet"),
-        "png_files": sum(1 for _ in (partial / "images").glob("*.png")),
+        "parquet_rows": written.parquet_rows,
+        "png_files": written.png_files,
+        "duplicate_ids": written.duplicate_ids,
         "limit": args.limit,
         "llm": not args.no_enhance,
         "seconds": round(time.perf_counter() - began, 1),
@@ -242,13 +255,13 @@ def _summary(args, output: Path, report: dict, counts: dict, partial: Path, bega
     }
 
 
-def _miscounts(summary: dict) -> str | None:
-    """What was written in a number other than the joined rows, or None when all agree."""
+def _miscounts(summary: dict, problems: tuple[str, ...] = ()) -> str | None:
+    """What was written in a number other than the joined rows, or with other ids; None when all agree."""
     written = {"parquet rows": summary["parquet_rows"], "PNG files": summary["png_files"], "images": summary["images"]}
     wrong = [f"{n} {what}" for what, n in written.items() if n != summary["joined"]]
     if summary["duplicate_ids"]:
         wrong.append(f"{summary['duplicate_ids']} repeated ids")
-    return ", ".join(wrong) or None
+    return ", ".join([*wrong, *problems]) or None
 
 
 def _untouched(output, existed: bool) -> str:
@@ -267,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         check_models(load_settings(), enhance=not args.no_enhance)
         if remote:
             existed = check_output_prefix(output)
-            partial = _local_partial()
+            partial = start_upload(output)
         else:
             existed = output.is_dir()
             lock, partial = claim_output(output)
@@ -275,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    published, summary_text = False, None
+    published, kept, summary_text = False, False, None
     previous_sigterm = None
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         # `kill` cleans up like Ctrl-C: the previous output stays, the partial folder goes.
@@ -288,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                 from helpers.runtime.cluster import stop
 
                 stop()
-        summary = _summary(args, output, report, counts, partial, began)
-        wrong = _miscounts(summary)
+        written = check_written(partial, joined_ids(animals, outfits))
+        summary = _summary(args, output, report, counts, written, began)
+        wrong = _miscounts(summary, written.problems)
         if wrong:
             print(
                 f"error: wrote {wrong} but the join has {report['joined']} rows; "
@@ -298,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         summary_text = json.dumps(summary, indent=2) + "\n"
-        (partial / SUMMARY).write_text(summary_text)
+        write_file(partial, SUMMARY, summary_text.encode())
         if remote:
-            publish_dir(partial, output)
+            publish_upload(partial, output)
         else:
             publish(partial, output)
         published = True
@@ -317,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: interrupted; {where}", file=sys.stderr)
         return 130
     except PublishError as err:  # an object store half-way through: the message says where the complete copy is
+        kept = True
         print(f"error: {err}", file=sys.stderr)
         return 130 if isinstance(err.__cause__, KeyboardInterrupt) else 1
     except Exception as err:  # noqa: BLE001 - the command's contract: one line, traceback on request
@@ -326,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     finally:
-        # Not yet published: the new files; published by an exchange: the previous output.
-        shutil.rmtree(partial, ignore_errors=True)
+        # Not yet published: the new files; interrupted after an exchange: the previous output.
+        if not (published or kept):
+            (discard_upload if remote else discard_partial)(partial)
         if lock is not None:
             lock.release()
         if previous_sigterm is not None:

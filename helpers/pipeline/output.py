@@ -48,7 +48,8 @@ from pathlib import Path
 
 from helpers.errors import InputError
 
-#: What the pipeline writes; the Parquet file name is fixed (one file, written by the driver).
+#: What the pipeline writes: Parquet parts named ``part-<32 hex digits>.parquet``, one per batch
+#: and attempt (:mod:`helpers.pipeline.writer`), or ``part-00000.parquet`` in outputs of earlier versions.
 SUMMARY = "summary.json"
 SUCCESS_MARKER = "_SUCCESS"
 PARQUET_DIR, IMAGES_DIR = "parquet", "images"
@@ -60,7 +61,7 @@ PARTIAL_MARKER = ".workshop-partial"
 _SUMMARY_FIELDS = {"joined", "parquet_rows", "png_files", "llm", "output"}
 _OUR_PATHS = re.compile(
     rf"(?:{SUMMARY}|{SUCCESS_MARKER}|{PARQUET_DIR}|{IMAGES_DIR}"
-    rf"|{PARQUET_DIR}/part-\d+\.parquet|{IMAGES_DIR}/-?\d+\.png)"
+    rf"|{PARQUET_DIR}/part-(?:\d+|[0-9a-f]{{32}})\.parquet|{IMAGES_DIR}/-?\d+\.png)"
 )
 #: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.
 _EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
@@ -245,13 +246,43 @@ def _prepare(output: Path) -> Path:
         if problem:
             raise InputError(problem)
     try:
-        partial = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
-        (partial / PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
-        (partial / PARQUET_DIR).mkdir()
-        (partial / IMAGES_DIR).mkdir()
+        return mark_partial(Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent)))
     except OSError as err:
         raise InputError(_unwritable(output, err)) from None
-    return partial
+
+
+def mark_partial(folder: Path) -> Path:
+    """Make ``folder`` ready for the writers: its two subfolders, and the marker that says a run writes it.
+
+    The writers never create folders: a worker on a node that does not
+    share this file system then fails to write instead of filling a
+    folder of the same name on its own disk.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
+    (folder / PARQUET_DIR).mkdir(exist_ok=True)
+    (folder / IMAGES_DIR).mkdir(exist_ok=True)
+    return folder
+
+
+def discard_partial(partial: Path) -> None:
+    """Remove a partial folder that will not be published, even while a worker still writes into it.
+
+    A worker that was drawing when the run stopped may write its last part a
+    moment later. Renaming the folder first makes its path vanish at once, so
+    such a write fails (the writers create no folders) instead of adding a
+    file while the folder is deleted, which would leave it behind. The
+    renamed folder keeps the marker: if it cannot be removed now, the next
+    run removes it.
+    """
+    doomed = partial.with_name(f"{partial.name}-discarded")
+    try:
+        partial.rename(doomed)
+    except FileNotFoundError:
+        return
+    except OSError:
+        doomed = partial
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- publishing

@@ -2,7 +2,7 @@
 
 What the pipeline command and the benchmark reuse::
 
-    ds = build_pipeline(animals_ds, outfits_ds, settings)   # a lazy ray.data.Dataset
+    ds = build_pipeline(animals_ds, outfits_ds, settings, write_to=partial)   # a lazy ray.data.Dataset
 
 The functions are plain ``map_batches`` stages (a dict of NumPy arrays in,
 the same dict with a column added out); the model stages are
@@ -113,21 +113,52 @@ def restart_limited(stage_class: type, limit: int = MAX_ACTOR_RESTARTS) -> type:
     return type(stage_class.__name__, (stage_class,), {"__init__": __init__, "__doc__": stage_class.__doc__})
 
 
+def writes_where_it_draws(stage_class: type) -> type:
+    """``stage_class``, under the same name, that encodes its images as PNG and writes them itself.
+
+    Its actors take the partial output as ``folder``, check that they reach
+    it before the model loads (:func:`helpers.pipeline.writer.check_reachable`),
+    and return one small row per batch (:func:`helpers.pipeline.writer.write_part`).
+    Writing in the image actor, not in a stage after it, keeps each picture
+    on the GPU node that drew it until it goes to the shared storage: Ray Data
+    runs a task stage after an actor stage as tasks of its own, which it may
+    place on any node, the head included, and it would move every picture there.
+    """
+    from helpers.pipeline.writer import check_reachable, write_part
+
+    def __init__(self, folder, *args, **kwargs):
+        check_reachable(folder)
+        self.folder = folder
+        stage_class.__init__(self, *args, **kwargs)
+
+    def __call__(self, batch):
+        return write_part(encode_png(stage_class.__call__(self, batch)), self.folder)
+
+    members = {"__init__": __init__, "__call__": __call__, "__doc__": stage_class.__doc__}
+    return type(stage_class.__name__, (stage_class,), members)
+
+
 def build_pipeline(
     animals_ds, outfits_ds, settings: Settings, enhance: bool = True, num_partitions: int = JOIN_PARTITIONS,
-    *, generate: bool = True, rows_per_block: int | None = None,
+    *, write_to, generate: bool = True, rows_per_block: int | None = None,
 ):
-    """The lazy Dataset: join on ``id``, write prompts, enhance them, draw images, encode PNG.
+    """The lazy Dataset: join on ``id``, write prompts, enhance them, draw images, write them to ``write_to``.
 
     Rows of ids that are in only one input are dropped by the inner join.
     ``enhance=False`` skips the LLM and marks every prompt as not enhanced;
-    ``generate=False`` stops before the images (the benchmark times stages alone).
+    ``generate=False`` writes the rows without drawing images (the benchmark
+    times stages alone).
     ``rows_per_block`` cuts the join's output into blocks of that many rows, so
     that the model stages get work as soon as one block is ready and the first
     images are drawn while the LLM works on the next prompts (the join's
     ``num_partitions`` blocks would otherwise each hold half the rows).
+    ``write_to`` is a partial output (a folder every node sees, or an ``s3://``
+    prefix): the rows are written there as they are done, by the image actors
+    (:func:`writes_where_it_draws`), and the Dataset yields one small row per
+    written part (:mod:`helpers.pipeline.writer`), not the rows.
     """
     from helpers.models.stages import Enhancer, ImageGen
+    from helpers.pipeline.writer import write_part
 
     ds = animals_ds.join(outfits_ds, join_type="inner", num_partitions=num_partitions, on=(KEY,))
     if rows_per_block:
@@ -138,6 +169,6 @@ def build_pipeline(
     else:
         ds = ds.map_batches(skip_enhancement)
     if not generate:
-        return ds
-    ds = ds.map_batches(restart_limited(ImageGen), **settings.image.map_batches_kwargs())
-    return ds.map_batches(encode_png)
+        return ds.map_batches(write_part, fn_kwargs={"folder": write_to, "images": False})
+    writer = restart_limited(writes_where_it_draws(ImageGen))
+    return ds.map_batches(writer, fn_constructor_kwargs={"folder": write_to}, **settings.image.map_batches_kwargs())

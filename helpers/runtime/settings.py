@@ -385,8 +385,8 @@ def with_stage(settings: Settings, stage: str, **changes) -> Settings:
 #: (``WORKSHOP_USER`` always: a cluster's workers run under the login of whoever started them).
 #: No AWS_* variable is among them: on a cluster they would travel in the job's
 #: runtime_env, which the dashboard and ``ray list jobs --detail`` show to every
-#: user of the cluster, and no worker needs them, because only the driver reads
-#: and writes ``s3://`` (``helpers.pipeline.command`` through :mod:`helpers.runtime.storage`).
+#: user of the cluster. The workers that write the pipeline's output to ``s3://``
+#: use their own node's access (:mod:`helpers.runtime.storage`).
 FORWARDED_ENV_PREFIXES = ("WORKSHOP_",)
 FORWARDED_ENV_NAMES = ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
 

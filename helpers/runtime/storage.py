@@ -10,19 +10,27 @@ diffusers and transformers load from folders, not from object stores.
 S3 settings come from the standard AWS variables (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
 ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for an S3-compatible server such
-as MinIO). Only the driver reads and writes ``s3://``, so the credentials
-stay in the driver's process and are never sent to Ray workers.
+as MinIO), in each process that reads or writes. The driver reads the inputs
+and publishes; the processes that draw the images write the new output's
+files into the upload prefix themselves (:mod:`helpers.pipeline.writer`),
+with their own node's access: a local Ray's workers inherit the driver's
+environment, a cluster's nodes need their own (an instance role, or the
+variables set where ``ray start`` ran). The driver's credentials are never
+sent to Ray workers: they would travel in the job's runtime environment,
+which every user of a shared cluster can read.
 
 An output prefix is replaced only when it is empty or an earlier output of
 the pipeline (:func:`check_output_prefix`, the rule of :mod:`helpers.pipeline.output`).
-An object store has no atomic rename, so :func:`publish_dir` replaces it in
-steps, in an order that never loses the only complete copy:
+An object store has no atomic rename, so a new output replaces it in steps,
+in an order that never loses the only complete copy:
 
-1. *upload* the new files to ``<output>.partial-<id>/`` (marked as the
-   pipeline's own); a failure here removes the upload and leaves the previous
-   output whole;
-2. *delete* ``<output>/_SUCCESS``, then the old objects the new output does
-   not overwrite (``summary.json``, which marks the prefix as ours, stays);
+1. *upload* the new files to ``<output>.partial-<id>/``, marked as the
+   pipeline's own (:func:`start_upload`; the pipeline's workers write there,
+   :func:`publish_dir` uploads a local folder); a failure here removes the
+   upload (:func:`discard_upload`) and leaves the previous output whole;
+2. (:func:`publish_upload` does steps 2-5) *delete* ``<output>/_SUCCESS``,
+   then the old objects the new output does not overwrite (``summary.json``,
+   which marks the prefix as ours, stays);
 3. *copy* the new objects in, ``summary.json`` last;
 4. write the *marker* ``<output>/_SUCCESS``;
 5. remove the upload and the uploads that earlier failed publishes left.
@@ -36,7 +44,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from helpers.errors import InputError, PublishError, SettingsError
@@ -187,22 +194,54 @@ def _leftover_uploads(target_fs, target: str) -> list[str]:
         return []
 
 
+def start_upload(uri: str) -> StorageURI:
+    """A new upload prefix ``<uri>.partial-<id>`` next to the output ``uri``, marked as the pipeline's own."""
+    target_fs, target = filesystem(uri)
+    partial = f"{target}.partial-{secrets.token_hex(4)}"
+    _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", b"")
+    return StorageURI(f"{str(uri).split('://', 1)[0]}://{partial}")
+
+
+def discard_upload(partial: str) -> None:
+    """Remove an upload that will not be published; its marker first.
+
+    A worker that was drawing when the run stopped may still be writing:
+    the writers look for the marker after each part and take their files
+    back when it is gone (:func:`helpers.pipeline.writer.write_part`).
+    """
+    partial_fs, path = filesystem(partial)
+    try:
+        partial_fs.delete_file(f"{path}/{PARTIAL_MARKER}")
+    except OSError:
+        pass
+    _delete_prefix(partial_fs, path)
+
+
 def publish_dir(local: Path, uri: str) -> None:
     """Replace the prefix ``uri`` with the files of the local folder ``local`` (see the module docstring)."""
-    target_fs, target = filesystem(uri)
-    scheme = str(uri).split("://", 1)[0]
-    partial = f"{target}.partial-{secrets.token_hex(4)}"
-    # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
-    files = sorted((p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()),
-                   key=lambda rel: (rel == SUMMARY, rel))
-
+    partial = None
     try:  # 1. upload
-        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", b"")
-        for rel in files:
-            _write_object(target_fs, f"{partial}/{rel}", (local / rel).read_bytes())
+        partial = start_upload(uri)
+        partial_fs, path = filesystem(partial)
+        for rel in sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()):
+            _write_object(partial_fs, f"{path}/{rel}", (local / rel).read_bytes())
     except BaseException as err:
-        _delete_prefix(target_fs, partial)
+        if partial is not None:
+            discard_upload(partial)
         raise PublishError(f"uploading the new output failed ({_reason(err)}); {uri} was left as it was") from err
+    publish_upload(partial, uri)
+
+
+def publish_upload(partial: str, uri: str) -> None:
+    """Replace the prefix ``uri`` with the complete upload ``partial`` (steps 2-5 of the module docstring)."""
+    target_fs, target = filesystem(uri)
+    scheme, partial = str(partial).split("://", 1)
+    try:  # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
+        files = sorted((rel for rel in _files_under(target_fs, partial) if rel != PARTIAL_MARKER),
+                       key=lambda rel: (rel == SUMMARY, rel))
+    except BaseException as err:
+        raise PublishError(f"listing the new output in {scheme}://{partial} failed ({_reason(err)}); {uri} was "
+                           "left as it was: run the pipeline again") from err
 
     step = "delete"
     try:
@@ -225,8 +264,3 @@ def publish_dir(local: Path, uri: str) -> None:
 
     for leftover in [partial, *_leftover_uploads(target_fs, target)]:  # 5. tidy up
         _delete_prefix(target_fs, leftover)
-
-
-def local_scratch(prefix: str) -> Path:
-    """A local folder for a run whose output goes to an object store."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
