@@ -8,9 +8,12 @@ every row) and every key is there with the right type.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers.runtime.settings import REPO_ROOT
@@ -49,22 +52,88 @@ def test_a_bad_stage_is_refused_before_any_work():
     assert done.returncode == 2 and "--stages" in done.stderr
 
 
+def _skip_without_chromium():
+    """Skipped where Chromium is missing, except in CI, where starting it fails with what to install."""
+    from helpers.commands.jupyterlab_browser import chromium_missing
+
+    missing = chromium_missing()
+    if missing and not os.environ.get("CI"):
+        pytest.skip(missing)
+
+
+def _processes_of_the_browser_driver() -> list[str]:
+    """JupyterLab and its kernels name the driver's temporary folder on their command lines."""
+    from helpers.commands.lessons_bench import TEMP_PREFIX
+
+    lines = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if f"/{TEMP_PREFIX}" in line:
+            lines.append(line)
+    return lines
+
+
+@pytest.mark.browser
 @pytest.mark.notebooks
-def test_the_lessons_benchmark_runs_a_lesson_as_a_learner_does(learners_ray):
-    """``python -m helpers.bench lessons`` on lesson 00 only: the line's schema; the shared Ray it used is stopped."""
+def test_the_lessons_benchmark_runs_a_lesson_in_jupyterlab_as_a_learner_does(learners_ray):
+    """``python -m helpers.bench lessons`` on lesson 00 only, in JupyterLab and Chromium: the line's schema;
+    JupyterLab, its kernel and the shared Ray the lesson started are stopped."""
     from helpers.runtime import shared_ray
 
+    _skip_without_chromium()
     done = subprocess.run([sys.executable, "-m", "helpers.bench", "lessons", "--only", "00"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     line = json.loads(done.stdout.strip().splitlines()[-1])
     [lesson] = line["lessons"]
+    assert line["driver"] == "browser" and line["set"] == "notebooks"
     assert lesson["lesson"] == "notebooks/00_welcome.ipynb" and "error" not in lesson, lesson
-    assert 0 < lesson["first_output_s"] <= lesson["seconds"] == line["total_s"]
+    for key in ("open_s", "seconds", "first_output_s"):
+        assert isinstance(lesson[key], float) and lesson[key] > 0, (key, lesson[key])
+    assert lesson["first_output_s"] <= lesson["seconds"] == line["total_s"]
+    assert line["open_total_s"] == lesson["open_s"]
     assert line["failed"] == [] and line["slowest"] == lesson["lesson"]
-    for key in ("memory_before_gb", "memory_after_last_gb", "memory_added_gb"):
+    for key in ("memory_before_gb", "memory_with_lab_gb", "memory_after_last_gb", "memory_added_gb"):
         assert isinstance(line[key], float), (key, line[key])
+    assert line["memory_after_last_gb"] == lesson["memory_in_use_gb"]
+    assert len(line["load_before"]) == len(line["load_after"]) == 3 and line["machine"]["cpus"] >= 1
     assert shared_ray.running(learners_ray) is None, "the benchmark left the workshop's Ray running"
+    assert _processes_of_the_browser_driver() == []
+
+
+def _two_lessons(folder: Path) -> Path:
+    """Two small lessons in the workshop's kernel: one prints, the other raises in its second cell."""
+    import nbformat
+
+    from helpers.commands.notebooks import KERNELSPEC
+
+    folder.mkdir()
+    for name, cells in {"a_prints.ipynb": ["import time", "time.sleep(0.5)\nprint('first output')"],
+                        "b_raises.ipynb": ["x = 1", "raise ValueError('no such animal\\nsee the list')", "x"]}.items():
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
+        notebook.metadata["kernelspec"] = KERNELSPEC
+        nbformat.write(notebook, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("driver", [pytest.param("browser", marks=pytest.mark.browser), "kernels"])
+def test_each_driver_times_a_lesson_and_names_a_cells_error_by_its_first_line(driver, tmp_path):
+    from helpers.commands import lessons_bench
+
+    lessons = _two_lessons(tmp_path / "lessons")
+    if driver == "browser":
+        _skip_without_chromium()
+        running = lessons_bench.in_browser(lessons, {})
+    else:
+        running = lessons_bench.in_kernels(keep=False)
+    with running as run_lesson:
+        printed = run_lesson(lessons / "a_prints.ipynb")
+        raised = run_lesson(lessons / "b_raises.ipynb")
+    assert "error" not in printed, printed
+    for key in ("open_s", "seconds", "first_output_s"):
+        assert isinstance(printed[key], float), (key, printed)
+    assert raised["error"] == "ValueError: no such animal", raised
+    assert _processes_of_the_browser_driver() == []
 
 
 def test_the_lessons_benchmark_refuses_an_unknown_lesson():
