@@ -52,8 +52,11 @@ fi
 
 # A kernel of its own name, so that the generic "python3" kernel of this or any
 # other Jupyter stays as it was; the notebooks name this one in their metadata.
+# helpers.kernel adds one argument to it: after a restart, a cell that needs an
+# earlier one says to run the notebook from the top.
 step "Jupyter kernel 'Ray Data workshop (.venv)' on this environment"
 "$VPY" -m ipykernel install --sys-prefix --name ray-data-workshop --display-name "Ray Data workshop (.venv)" >/dev/null
+"$VPY" -m helpers.kernel >/dev/null
 echo "kernel ray-data-workshop -> $(pwd)/.venv/bin/python"
 
 step "Shared storage, data and models"

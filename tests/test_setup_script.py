@@ -29,6 +29,8 @@ FAKE_PYTHON = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$FAKE_PYTHON_LOG"\n'
 STAMPED = ("requirements.txt", "requirements-test.txt", "pyproject.toml")
 #: The workshop's own kernel, named in every notebook's metadata; the generic python3 kernel is left alone.
 KERNEL_INSTALL = "-m ipykernel install --sys-prefix --name ray-data-workshop --display-name Ray Data workshop (.venv)"
+#: Then the workshop's one addition to that kernel: the advice after a restart (helpers.kernel).
+KERNEL_ADVICE = "-m helpers.kernel"
 
 #: Bash-4-only syntax: associative arrays, mapfile, case conversion, namerefs, |& and &>>.
 BASH4_ONLY = {
@@ -88,6 +90,6 @@ def test_setup_sh_runs_without_sha256sum(mac_like_copy, args):
     assert "packages already match requirements.txt" in done.stdout
     calls = log.read_text().splitlines()
     assert not [call for call in calls if "pip install" in call]
-    assert KERNEL_INSTALL in calls
+    assert calls.index(KERNEL_ADVICE) == calls.index(KERNEL_INSTALL) + 1
     assert not [call for call in calls if "--name python3" in call]
     assert calls[-1] == " ".join(["-m", "helpers.commands.setup_workshop", *args])
