@@ -32,6 +32,14 @@ class SettingsError(ActionableError, ValueError):
     """A setting has a value the workshop cannot use (:mod:`helpers.runtime.settings`); the message says the fix."""
 
 
+class NotReadyError(ActionableError, FileNotFoundError):
+    """A lesson's data or models are not on the storage root yet; the message says what to run."""
+
+
+class WorkshopPythonError(ActionableError, ImportError):
+    """The package runs in a Python that lacks the workshop's packages; the message names the one to use."""
+
+
 class InputError(ActionableError, ValueError):
     """An input file or ``--output`` of the pipeline cannot be used; one line names the file, the place and the fix."""
 

@@ -11,6 +11,10 @@
   the two-GPU cluster the lessons describe, while the models run on CPU;
 * declares enough logical CPUs that GPU actors never starve the read and map
   tasks (on 2 cores, default sizing hangs forever);
+* in a notebook, checks before Ray starts that the lesson's data and models
+  are on the storage root (:mod:`helpers.runtime.readiness`), and once Ray is
+  up, that the ``WORKSHOP_*`` pool sizes fit the cluster, so that each mistake
+  is one line naming what to run or which variable to change;
 * installs the fail-fast resource check (:mod:`helpers.runtime.resources`);
 * forwards the workshop's environment to workers, and ships this package to
   them when joining a cluster whose other nodes may not have it.
@@ -26,10 +30,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.errors import SettingsError
+from helpers.errors import ActionableError, SettingsError
 from helpers.runtime import ray_internals, shared_ray
 from helpers.runtime.preflight import check_nodes, check_token
 from helpers.runtime.probe import ProfileDecision, decide
+from helpers.runtime.readiness import LessonCheck, Need, needs
 from helpers.runtime.settings import (
     LESSON_GPUS,
     Settings,
@@ -76,6 +81,10 @@ class Session:
     @property
     def llm(self):
         return self.settings.llm
+
+    def readiness(self) -> list[Need]:
+        """What the lessons read from the storage root (data, model folders), each with what is wrong, if anything."""
+        return needs(self.settings, None)
 
     def describe(self) -> str:
         cpus = self.resources.get("CPU", 0)
@@ -283,6 +292,10 @@ def configure_data_context() -> None:
     # The guard runs after operators start; actor pools must start
     # asynchronously (Ray's default) for it to run before anything waits.
     ctx.wait_for_min_actors_s = -1
+    # The images are PIL objects, which Arrow cannot hold: Ray Data pickles them, and unless told
+    # that this is expected it warns about it once per worker process, in lessons 03 to 06.
+    # Lesson 03 explains the pickles, which its lab is about; the warning would repeat it as noise.
+    ctx.enable_fallback_to_arrow_object_ext_type = True
     # Ray's mode="overwrite" empties the folder before the guard runs: keep the
     # earlier output until the new one is complete.
     replace_only_when_complete()
@@ -319,6 +332,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     global _session
     import ray
 
+    from helpers.runtime.resources import check_settings_fit, cluster_nodes
+
     if _session is not None and ray.is_initialized():
         configure_data_context()
         if not quiet:
@@ -333,11 +348,16 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     # A cluster from `ray start` on this machine is joined as "auto", so Ray
     # itself finds it and its token (it turns token authentication on).
     address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
+    # A lesson's data and models, before Ray starts; on a cluster once its GPU nodes decided the profile.
+    lesson = LessonCheck()
+    if not address:
+        lesson.check(before_ray)
     shared, launched = None, False
     if not address and not ray.is_initialized() and ray_mode() == "shared":
         shared, launched = _join_shared_ray(before_ray)
     ray_context = None  # what ray.init returns when it starts Ray here: it knows the dashboard's address
-    if not ray.is_initialized():
+    connected_here = not ray.is_initialized()
+    if connected_here:
         if shared is not None:
             ray.init(address=shared.address, runtime_env=_shared_runtime_env(shared), log_to_driver=True)
         elif address:
@@ -352,7 +372,15 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             ray_context = _init_local(**_local_init_kwargs(before_ray))
     started_here = not address and shared is None
     resources = ray.cluster_resources()
-    settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage, resources.get("GPU"))
+    try:
+        settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
+                                                              resources.get("GPU"))
+        lesson.check(settings)
+        check_settings_fit(settings, cluster_nodes())
+    except ActionableError:
+        if connected_here:
+            ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
+        raise
     configure_data_context()
     context = ray.get_runtime_context()
     if started_here and ray_context is None:

@@ -196,3 +196,107 @@ def _release(operators) -> None:
             ray_internals.shutdown_operator(op)
         except Exception as err:  # noqa: BLE001 - best effort: the mismatch error is what matters
             log.debug("could not shut down %s: %s", op.name, err)
+
+
+# ---------------------------------------------------------------- the settings, once, in helpers.start()
+
+#: The settings that size the lessons' actor pools: (variable, stages it sets, field of StageSettings).
+POOL_SETTINGS = (
+    ("WORKSHOP_IMAGE_ACTORS", ("image",), "actors"),
+    ("WORKSHOP_LLM_ACTORS", ("llm",), "actors"),
+    ("WORKSHOP_IMAGE_GPUS", ("image",), "num_gpus"),
+    ("WORKSHOP_LLM_GPUS", ("llm",), "num_gpus"),
+    ("WORKSHOP_ACTOR_CPUS", ("image", "llm"), "num_cpus"),
+)
+#: GPUs (or CPUs) per actor worth suggesting below one: the shares that pack evenly onto one GPU.
+_GPU_SHARES = (0.5, 0.4, 0.33, 0.25, 0.2, 0.1)
+
+
+def _pool(name: str, stage, gpus: float | None = None) -> StageRequest:
+    return StageRequest(name, stage.actors, stage.num_cpus, stage.num_gpus if gpus is None else gpus, True)
+
+
+def lesson_pools(settings) -> dict[str, list[StageRequest]]:
+    """The actor pools that run at the same time in the lessons, with the read tasks beside them.
+
+    Lessons 03-04 run the image stage alone; lessons 05-06 run the LLM's next
+    to the image stage's, whose actors get what one had alone minus an LLM
+    actor's share (1 - 0.6 = 0.4 GPU on the lessons' two GPUs).
+    """
+    read = StageRequest("read tasks", 1, CPUS_FOR_TASKS, 0.0, False)
+    image_share = round(settings.image.num_gpus - settings.llm.num_gpus, 3)
+    return {
+        "lessons 03-04": [_pool("image", settings.image), read],
+        "lessons 05-06": [_pool("LLM", settings.llm), _pool("image", settings.image, max(image_share, 0.0)), read],
+    }
+
+
+def _misfit(settings, nodes: list[NodeCapacity]) -> str | None:
+    """What the lessons would ask for that these nodes cannot give, in words; None when all fits."""
+    for lessons, requests in lesson_pools(settings).items():
+        try:
+            check_fits(requests, nodes)
+        except ResourceMismatchError:
+            pools = " and ".join(f"{s.units} {s.name} actor(s) of {s.gpus:g} GPU and {s.cpus:g} CPU each"
+                                 for s in requests if s.is_actor_pool)
+            return (
+                f"{lessons} run {pools} at once, and this cluster has {sum(n.gpus for n in nodes):g} GPUs and "
+                f"{sum(n.cpus for n in nodes):g} CPUs over {len(nodes)} node(s) (one CPU stays for the read tasks)"
+            )
+    return None
+
+
+def _candidates(field: str, now: float, nodes: list[NodeCapacity]) -> list[float]:
+    """Smaller values of ``field`` to try, largest first."""
+    if field == "actors":
+        return list(range(int(now) - 1, 0, -1))
+    resource = "gpus" if field == "num_gpus" else "cpus"
+    whole = range(int(max((getattr(node, resource) for node in nodes), default=0)), 0, -1)
+    return [value for value in (*whole, *_GPU_SHARES) if value < now]
+
+
+def _with(settings, stages: tuple[str, ...], field: str, value):
+    from helpers.runtime.settings import with_stage
+
+    for stage in stages:
+        settings = with_stage(settings, stage, **{field: value})
+    return settings
+
+
+def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None = None) -> None:
+    """Refuse pool sizes no lesson could schedule here, naming the ``WORKSHOP_*`` variable and a value that fits.
+
+    Called once by ``helpers.start()``: otherwise each pipeline of each lesson
+    fails on its own, with a message about the ``map_batches`` call instead of
+    the setting behind it. The variables the learner set are tried first.
+    """
+    import os
+
+    from helpers.errors import SettingsError
+
+    environ = os.environ if environ is None else environ
+    chosen = {name: environ[name] for name, _, _ in POOL_SETTINGS if environ.get(name)}
+    if settings.image.num_gpus < settings.llm.num_gpus:
+        raise SettingsError(
+            f"WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g} is more than WORKSHOP_IMAGE_GPUS="
+            f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.6 GPU in the "
+            "lessons). Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
+        )
+    problem = _misfit(settings, nodes)
+    if problem is None:
+        return
+    for name, stages, field in sorted(POOL_SETTINGS, key=lambda knob: knob[0] not in chosen):
+        now = getattr(getattr(settings, stages[0]), field)
+        fits = next((value for value in _candidates(field, now, nodes)
+                     if _misfit(_with(settings, stages, field, value), nodes) is None), None)
+        if fits is None:
+            continue
+        if name in chosen:
+            raise SettingsError(f"{name}={chosen[name]} cannot fit this cluster: {problem}. "
+                                f"Use {name}={fits:g} or {'fewer' if field == 'actors' else 'less'}.")
+        raise SettingsError(f"The lessons' actor pools cannot fit this cluster: {problem}. Set {name}={fits:g}.")
+    raise SettingsError(
+        f"The lessons' actor pools cannot fit this cluster: {problem}. Give it more GPUs (WORKSHOP_NUM_GPUS on this "
+        "machine, read when the workshop's Ray starts) or set WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0 to run "
+        "the models without GPUs."
+    )
