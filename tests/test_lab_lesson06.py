@@ -92,12 +92,52 @@ class IgnoresModel(GoodEnhancer):
         self.prompt_column = prompt_column  # and always loads the same model, whatever it is given
 
 
-def seasonal(ds, cls, model, image_stage=True, **kwargs):
+class WithSeasonAndBudget(GoodEnhancer):
+    """A further required argument of each kind, one of them text, before the model (the missed answer)."""
+
+    def __init__(self, season, model_name, prompt_column, max_new_tokens):
+        super().__init__(model_name, prompt_column)
+        self.season, self.max_new_tokens = season, max_new_tokens
+
+
+class WithOptionalBudget(GoodEnhancer):
+    """A further parameter with a default, which the pipeline leaves out."""
+
+    def __init__(self, model_name, prompt_column, max_new_tokens=64):
+        super().__init__(model_name, prompt_column)
+        self.max_new_tokens = max_new_tokens
+
+
+class OtherNames(GoodEnhancer):
+    """Its own names, the column first."""
+
+    def __init__(self, column, model):
+        super().__init__(model, column)
+
+
+class KeywordOptions(GoodEnhancer):
+    """Everything through ``**options``."""
+
+    def __init__(self, **options):
+        super().__init__(options["model"], options["column"])
+
+
+class WritesElsewhere(GoodEnhancer):
+    """Reads the column it is given but leaves it as it was, the new prompts in a column of its own."""
+
+    def __call__(self, batch):
+        batch["enhanced_prompt"] = np.array([f"{p}, in autumn" for p in batch[self.prompt_column]], dtype=object)
+        return batch
+
+
+def seasonal(ds, cls, model, image_stage=True, prepare=True, **kwargs):
     import ray
 
     if not kwargs:
         kwargs = {"fn_constructor_kwargs": {"model_name": model, "prompt_column": "prompt"}}
-    pipeline = ds.map_batches(expand_prompt).map_batches(
+    if prepare:
+        ds = ds.map_batches(expand_prompt)
+    pipeline = ds.map_batches(
         cls, batch_size=4, num_gpus=0.6, compute=ray.data.ActorPoolStrategy(size=2), **kwargs
     )
     if image_stage:
@@ -152,7 +192,7 @@ def test_param_pipeline_without_constructor_kwargs_is_incorrect(param_lab, joine
         def __init__(self, model_name=model_folder, prompt_column="prompt"):
             super().__init__(model_name, prompt_column)
 
-    pipeline = joined.map_batches(Defaults, batch_size=4, num_gpus=0.6)
+    pipeline = seasonal(joined, Defaults, model_folder, fn_constructor_kwargs={})
     outcome = param_lab.evaluate(enhancer_class=Defaults, pipeline=pipeline)
     assert status(outcome) == INCORRECT and "fn_constructor_kwargs" in outcome.message
 
@@ -191,6 +231,54 @@ def test_param_pipeline_without_image_stage_is_incorrect(param_lab, joined, mode
 def test_param_instance_instead_of_class_is_incorrect(param_lab, joined, model_folder):
     outcome = param_lab.evaluate(enhancer_class=GoodEnhancer(model_folder), pipeline=model_stages(joined))
     assert status(outcome) == INCORRECT and "pass the class itself" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("cls", "constructor"),
+    [
+        (WithSeasonAndBudget, lambda model: {"fn_constructor_kwargs": {
+            "season": "winter", "model_name": model, "prompt_column": "prompt", "max_new_tokens": 32}}),
+        (WithOptionalBudget, lambda model: {"fn_constructor_kwargs": {"model_name": model, "prompt_column": "prompt"}}),
+        (OtherNames, lambda model: {"fn_constructor_kwargs": {"column": "prompt", "model": model}}),
+        (OtherNames, lambda model: {"fn_constructor_args": ["prompt", model]}),
+        (KeywordOptions, lambda model: {"fn_constructor_kwargs": {"model": model, "column": "prompt"}}),
+    ],
+    ids=["further-required-arguments", "further-optional-argument", "other-names", "positional", "keyword-options"],
+)
+def test_param_other_correct_classes_are_correct(param_lab, joined, model_folder, cls, constructor):
+    """Any class that takes the model and the column, whatever else it takes, built the way Ray builds it."""
+    pipeline = seasonal(joined, cls, model_folder, **constructor(model_folder))
+    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=pipeline)
+    assert status(outcome) == CORRECT, outcome.message
+
+
+def test_param_further_required_argument_not_passed_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, WithSeasonAndBudget, model_folder)  # passes the model and the column only
+    outcome = param_lab.evaluate(enhancer_class=WithSeasonAndBudget, pipeline=pipeline)
+    assert status(outcome) == INCORRECT
+    assert "requires `season`, `max_new_tokens`, which the pipeline does not pass" in outcome.message
+
+
+def test_param_variable_names_in_quotes_are_incorrect(param_lab, joined, model_folder):
+    """``{"model_name": "enhancer_model", ...}``: the variable's name, not its value."""
+    kwargs = {"fn_constructor_kwargs": {"model_name": "enhancer_model", "prompt_column": "prompt"}}
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=seasonal(joined, GoodEnhancer, "", **kwargs))
+    assert status(outcome) == INCORRECT
+    assert "passes no model name" in outcome.message and "`enhancer_model` names no model folder" in outcome.message
+
+
+def test_param_pipeline_without_the_prompt_stage_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, GoodEnhancer, model_folder, prepare=False)
+    outcome = param_lab.evaluate(enhancer_class=GoodEnhancer, pipeline=pipeline)
+    assert status(outcome) == INCORRECT
+    assert "nothing runs before the `GoodEnhancer` stage" in outcome.message and "expand_prompt" in outcome.message
+
+
+def test_param_class_that_writes_its_prompts_elsewhere_is_incorrect(param_lab, joined, model_folder):
+    pipeline = seasonal(joined, WritesElsewhere, model_folder)
+    outcome = param_lab.evaluate(enhancer_class=WritesElsewhere, pipeline=pipeline)
+    assert status(outcome) == INCORRECT
+    assert "wrote new prompts to `enhanced_prompt`" in outcome.message and "back to the column" in outcome.message
 
 
 def test_param_solution_with_the_small_llm_is_correct(param_lab, joined):

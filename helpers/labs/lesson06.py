@@ -1,20 +1,24 @@
 """Lab of lesson 06 (parameterization): the Enhancer takes its model and its prompt column.
 
 The class and the pipeline are declared shapes; the code reads which values
-the pipeline passes to the class, then runs the class itself on a two-row
-batch with a column name the lesson never uses, and once with a model folder
-that does not exist, to see that both parameters are honoured.
+the pipeline passes to the class (the prompt column, a model, and whatever
+further arguments the learner's class takes), then builds the class itself
+with those values, as Ray would, except for two: once with a column name the
+lesson never uses, on a two-row batch of that column, and once with an empty
+model folder, to see that both parameters are honoured.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from helpers.errors import first_line
-from helpers.labs.framework import Lab, quote, register
+from helpers.labs.framework import Incorrect, Lab, learners_code, quote, register
 from helpers.labs.plans import MapStage
 from helpers.labs.shapes import ActorClass, Pipeline, Plan
 from helpers.runtime.settings import SMALL_LLM_MODEL, resolve_storage
@@ -30,10 +34,72 @@ PROBE_PROMPTS = (
 )
 
 
+#: A Hugging Face hub id: ``"Qwen/Qwen2.5-0.5B-Instruct"``.
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def _names_a_model(value: str) -> bool:
+    """A model folder (here, or absolute: it may be on the workers' storage) or a hub id."""
+    if not value.strip():
+        return False
+    path = Path(value).expanduser()
+    return path.is_dir() or path.is_absolute() or bool(HUB_ID.fullmatch(value))
+
+
 def _small_llm() -> str | None:
     """The small local LLM, cheap to load anywhere, when set-up has built it."""
     folder = resolve_storage() / "models" / SMALL_LLM_MODEL
     return str(folder) if (folder / "config.json").exists() else None
+
+
+def _texts(column) -> list | None:
+    """A column's values as a list, or None when it is not a column (one string, a number, nothing)."""
+    if isinstance(column, (str, bytes)) or not hasattr(column, "__len__") or not hasattr(column, "__iter__"):
+        return None
+    return list(column)
+
+
+def _other_texts(column, prompts: list) -> bool:
+    """True for a column of one text per prompt, not the prompts themselves: new prompts written elsewhere."""
+    texts = _texts(column)
+    return texts is not None and len(texts) == len(prompts) and all(isinstance(t, str) for t in texts) and (
+        texts != prompts
+    )
+
+
+class Construction:
+    """How a stage builds its class: the constructor's signature bound to the values the stage passes.
+
+    ``named`` lists every value by the name it is passed under, ``**kwargs``
+    entries by their keys, so that a check can swap some of them (``with_``)
+    and build the class as Ray would, with all the others unchanged.
+    """
+
+    def __init__(self, bound: inspect.BoundArguments):
+        self.bound = bound
+        self.named: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = bound.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                self.named.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                self.named.update({f"{name}[{i}]": item for i, item in enumerate(value)})
+            else:
+                self.named[name] = value
+
+    def with_(self, changes: dict[str, Any]) -> tuple[tuple, dict]:
+        """(args, kwargs) for the constructor, with ``changes`` made by name."""
+        arguments = {}
+        for name, value in self.bound.arguments.items():
+            kind = self.bound.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                arguments[name] = {key: changes.get(key, item) for key, item in value.items()}
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                arguments[name] = tuple(changes.get(f"{name}[{i}]", item) for i, item in enumerate(value))
+            else:
+                arguments[name] = changes.get(name, value)
+        changed = inspect.BoundArguments(self.bound.signature, arguments)
+        return changed.args, changed.kwargs
 
 
 @register
@@ -64,104 +130,137 @@ class ParameterizedEnhancerLab(Lab):
     pipeline = Pipeline()
 
     def check_answer(self, enhancer_class, pipeline: Plan):
-        stage, later = self._enhancer_stage(enhancer_class, pipeline)
-        model_param, column_param, model = self._passed_parameters(enhancer_class, stage)
-        if not later:
-            self.incorrect(
-                f"`pipeline` ends with the `{stage.label}` stage; add the `ImageGen` stage after it, as in lesson 05."
-            )
-        self._check_column_is_honoured(enhancer_class, model_param, column_param, model)
-        self._check_model_is_honoured(enhancer_class, model_param, column_param)
+        stage = self._enhancer_stage(enhancer_class, pipeline)
+        construction = self._construction(enhancer_class, stage)
+        model_param, column_params = self._passed_parameters(enhancer_class, construction)
+        self._check_column_is_honoured(enhancer_class, construction, model_param, column_params)
+        self._check_model_is_honoured(enhancer_class, construction, model_param, column_params)
         self.correct(
-            f"`{enhancer_class.__name__}({model_param}=..., {column_param}=...)` reads the column and loads the model "
-            f"it is given. {self.correct_message}"
+            f"`{enhancer_class.__name__}({model_param}=..., {column_params[0]}=...)` reads the column and loads the "
+            f"model it is given. {self.correct_message}"
         )
 
     # -- the plan
 
-    def _enhancer_stage(self, cls, pipeline: Plan) -> tuple[MapStage, list[MapStage]]:
+    def _enhancer_stage(self, cls, pipeline: Plan) -> MapStage:
+        """The stage that uses ``cls``, with a stateless stage before it and a model stage after it."""
         stages = pipeline.stages
-        for index, stage in enumerate(stages):
-            if stage.fn is cls:
-                return stage, [s for s in stages[index + 1 :] if s.is_class]
-        same_name = [s for s in stages if s.label == cls.__name__]
-        if same_name:
+        index = next((i for i, stage in enumerate(stages) if stage.fn is cls), None)
+        if index is None:
+            same_name = [s for s in stages if s.label == cls.__name__]
+            if same_name:
+                self.incorrect(
+                    f"`pipeline` was built with an earlier definition of `{cls.__name__}`; "
+                    "run the cell that builds the pipeline again after changing the class."
+                )
+            found = quote(s.label for s in stages) or "none"
             self.incorrect(
-                f"`pipeline` was built with an earlier definition of `{cls.__name__}`; "
-                "run the cell that builds the pipeline again after changing the class."
+                f"`pipeline` has no `map_batches` stage that uses `{cls.__name__}` (its stages: {found}); "
+                "rebuild `seasonal_images` with your class."
             )
-        found = quote(s.label for s in stages) or "none"
-        self.incorrect(
-            f"`pipeline` has no `map_batches` stage that uses `{cls.__name__}` (its stages: {found}); "
-            "rebuild `seasonal_images` with your class."
-        )
+        stage = stages[index]
+        if not any(not s.is_class for s in stages[:index]):
+            self.incorrect(
+                f"nothing runs before the `{stage.label}` stage; keep `expand_prompt` before it, as in lesson 05: "
+                "it writes the prompts the class rewrites."
+            )
+        if not any(s.is_class for s in stages[index + 1 :]):
+            self.incorrect(
+                f"`pipeline` ends with the `{stage.label}` stage; add the `ImageGen` stage after it, as in lesson 05."
+            )
+        return stage
 
-    def _passed_parameters(self, cls, stage: MapStage) -> tuple[str, str, str]:
-        """(model parameter, column parameter, model value) as the pipeline passes them."""
+    def _construction(self, cls, stage: MapStage) -> Construction:
         if not stage.constructor_args and not stage.constructor_kwargs:
             self.incorrect(
                 f"the `{cls.__name__}` stage passes nothing to the class, so every actor gets the defaults; "
                 "give `map_batches` `fn_constructor_kwargs={...}` with the model and the column."
             )
+        signature = inspect.signature(cls)
         try:
-            bound = inspect.signature(cls).bind(*stage.constructor_args, **stage.constructor_kwargs)
+            bound = signature.bind(*stage.constructor_args, **stage.constructor_kwargs)
         except TypeError as exc:
+            try:
+                partial = signature.bind_partial(*stage.constructor_args, **stage.constructor_kwargs)
+            except TypeError:
+                self.incorrect(
+                    f"the pipeline passes {quote(stage.constructor_kwargs) or 'positional arguments'} to "
+                    f"`{cls.__name__}`, which does not accept them ({exc})."
+                )
+            missing = [
+                p.name for p in signature.parameters.values()
+                if p.name not in partial.arguments and p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
             self.incorrect(
-                f"the pipeline passes {quote(stage.constructor_kwargs) or 'positional arguments'} to "
-                f"`{cls.__name__}`, which does not accept them ({exc})."
+                f"`{cls.__name__}.__init__` requires {quote(missing)}, which the pipeline does not pass; "
+                "pass it through `fn_constructor_kwargs` too, or give the parameter a default."
             )
-        passed = {name: value for name, value in bound.arguments.items() if isinstance(value, str)}
-        columns = [name for name, value in passed.items() if value == PROMPT_COLUMN]
+        return Construction(bound)
+
+    def _passed_parameters(self, cls, construction: Construction) -> tuple[str, list[str]]:
+        """(the model parameter, the column parameters), named as the pipeline passes them."""
+        texts = {name: value for name, value in construction.named.items() if isinstance(value, str)}
+        columns = [name for name, value in texts.items() if value == PROMPT_COLUMN]
         if not columns:
             self.incorrect(
-                f"none of the values passed to `{cls.__name__}` ({quote(passed.values()) or 'none'}) is the "
+                f"none of the values passed to `{cls.__name__}` ({quote(texts.values()) or 'none'}) is the "
                 f'column name `"{PROMPT_COLUMN}"`; pass `prompt_column` through `fn_constructor_kwargs`.'
             )
-        models = [name for name, value in passed.items() if value != PROMPT_COLUMN and value.strip()]
+        others = {name: value for name, value in texts.items() if name not in columns}
+        models = [name for name, value in others.items() if _names_a_model(value)]
         if not models:
+            passed = f" ({quote(others.values())} names no model folder or hub id)" if others else ""
             self.incorrect(
-                f"the pipeline passes no model name to `{cls.__name__}`; pass `enhancer_model` through "
-                "`fn_constructor_kwargs` too."
+                f"the pipeline passes no model name to `{cls.__name__}`{passed}; pass the variable "
+                "`enhancer_model` through `fn_constructor_kwargs` too."
             )
-        return models[0], columns[0], passed[models[0]]
+        models.sort(key=lambda name: "model" not in name.lower())  # a parameter named for the model first
+        return models[0], columns
 
     # -- the class at work
 
-    def _run(self, cls, kwargs: dict, batch: dict) -> dict:
-        instance = cls(**kwargs)
-        return instance(batch)
-
-    def _check_column_is_honoured(self, cls, model_param: str, column_param: str, model: str) -> None:
-        kwargs = {model_param: _small_llm() or model, column_param: PROBE_COLUMN}
+    def _check_column_is_honoured(self, cls, construction: Construction, model_param: str, columns: list[str]):
+        model = _small_llm() or construction.named[model_param]
+        args, kwargs = construction.with_({model_param: model, **dict.fromkeys(columns, PROBE_COLUMN)})
         batch = {"id": np.array([1, 2]), PROBE_COLUMN: np.array(PROBE_PROMPTS, dtype=object)}
-        call = f"`{cls.__name__}({column_param}={PROBE_COLUMN!r})` on a batch with a `{PROBE_COLUMN}` column"
+        call = f"`{cls.__name__}({columns[0]}={PROBE_COLUMN!r})` on a batch with a `{PROBE_COLUMN}` column"
         try:
-            result = self._run(cls, kwargs, batch)
-        except KeyError as exc:
-            self.incorrect(
-                f"{call} raised KeyError {exc}: the class still reads a fixed column. "
-                f"Use `self.{column_param}` wherever it reads or writes the prompts."
-            )
-        except Exception as exc:  # noqa: BLE001 - the learner's class; one line is enough to act on
-            self.incorrect(f"{call} raised {first_line(exc)}.")
+            with learners_code(call):
+                result = cls(*args, **kwargs)({name: values.copy() for name, values in batch.items()})
+        except Incorrect as signal:
+            if isinstance(signal.exception, KeyError):
+                self.incorrect(
+                    f"{call} raised KeyError {signal.exception}: the class still reads a fixed column. "
+                    f"Use `self.{columns[0]}` wherever it reads or writes the prompts."
+                )
+            raise
         if not isinstance(result, dict):
             self.incorrect(f"{call} returned a {type(result).__name__}; `__call__` must return the batch dict.")
         if PROMPT_COLUMN in result:
             self.incorrect(
                 f"{call} added a `{PROMPT_COLUMN}` column; write the new prompts back to the column it was given."
             )
-        values = result.get(PROBE_COLUMN)
+        values = _texts(result.get(PROBE_COLUMN))
         if values is None or len(values) != len(PROBE_PROMPTS):
             self.incorrect(f"{call} returned no `{PROBE_COLUMN}` column with one prompt per row.")
         if not all(isinstance(v, str) and v.strip() for v in values):
             self.incorrect(f"{call} left empty or non-text values in `{PROBE_COLUMN}`.")
+        if values == list(PROBE_PROMPTS):
+            elsewhere = [name for name, column in result.items() if name not in batch and _other_texts(column, values)]
+            if elsewhere:
+                self.incorrect(
+                    f"{call} left `{PROBE_COLUMN}` as it was and wrote new prompts to {quote(elsewhere)}; "
+                    "write them back to the column it was given, where the image stage reads them."
+                )
 
-    def _check_model_is_honoured(self, cls, model_param: str, column_param: str) -> None:
+    def _check_model_is_honoured(self, cls, construction: Construction, model_param: str, columns: list[str]):
         batch = {"id": np.array([1]), PROBE_COLUMN: np.array(PROBE_PROMPTS[:1], dtype=object)}
         with tempfile.TemporaryDirectory(prefix="no-model-") as missing:
+            args, kwargs = construction.with_({model_param: missing, **dict.fromkeys(columns, PROBE_COLUMN)})
             try:
-                self._run(cls, {model_param: missing, column_param: PROBE_COLUMN}, batch)
-            except Exception:  # noqa: BLE001 - expected: there is no model in an empty folder
+                cls(*args, **kwargs)(batch)
+            except Exception:  # noqa: BLE001 - the learner's class, expected to fail: there is no model there
                 return
         self.incorrect(
             f"`{cls.__name__}({model_param}=<an empty folder>)` still worked: the class loads a fixed model. "
