@@ -52,6 +52,28 @@ def test_a_bad_stage_is_refused_before_any_work():
     assert done.returncode == 2 and "--stages" in done.stderr
 
 
+@pytest.mark.slow
+def test_the_pipeline_benchmark_weighs_the_commands_driver():
+    """``python -m helpers.bench pipeline`` on two tiny runs: the schema of its line (figures: docs/benchmarks.md)."""
+    import os
+
+    env = {**os.environ, "WORKSHOP_PROFILE": "cpu", "WORKSHOP_IMAGE_ACTORS": "1"}
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "pipeline", "--rows", "2,4", "--image-size", "32"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [run["rows"] for run in line["runs"]] == [2, 4] and line["image_size"] == 32
+    for run in line["runs"]:
+        assert run["exit"] == 0 and run["driver_peak_mb"] > 0 and run["seconds"] > 0, run
+    assert isinstance(line["growth"], float) and len(line["load_avg"]) == 3
+
+
+def test_the_pipeline_benchmark_refuses_bad_row_counts_before_any_work():
+    done = subprocess.run([sys.executable, "-m", "helpers.bench", "pipeline", "--rows", "200,many"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "--rows takes whole numbers" in done.stderr
+
+
 def _skip_without_chromium():
     """Skipped where Chromium is missing, except in CI, where starting it fails with what to install."""
     from helpers.commands.jupyterlab_browser import chromium_missing
