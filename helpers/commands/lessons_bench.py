@@ -47,6 +47,8 @@ from helpers.runtime.settings import REPO_ROOT
 
 PROG = "python -m helpers.bench lessons"
 LESSON_TIMEOUT_S = browser_lab.RUN_ALL_S
+#: The signals that stopped the run (Ctrl-C, kill), for the lesson that was running to tell an interruption.
+_INTERRUPTED: list[int] = []
 #: The browser driver's temporary folder (JupyterLab's root and settings) starts so.
 TEMP_PREFIX = "rdw-lessons-"
 #: One lesson's figures from its path: ``open_s``, ``seconds``, ``first_output_s`` and, when a cell raised, ``error``.
@@ -74,7 +76,9 @@ def _lesson(run: Callable[[Path, dict], None]) -> RunLesson:
         found = {"open_s": None, "seconds": None, "first_output_s": None}
         try:
             run(path, found)
-        except Exception as err:  # noqa: BLE001 - reported in the lesson's line, and the run ends there
+        except Exception as err:  # reported in the lesson's line, and the run ends there
+            if _INTERRUPTED:  # Ctrl-C also reaches Playwright's driver, which closes Chromium under the lesson
+                raise KeyboardInterrupt from err
             found.setdefault("error", first_line(err))
         return found
 
@@ -159,9 +163,10 @@ def in_kernels(keep: bool) -> Iterator[RunLesson]:
                 kernel.shutdown_kernel(now=True)
 
 
-def _stop_on_sigterm():
-    """A ``kill`` ends the run through its clean-up, as Ctrl-C does."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+def _interrupt(signum, frame):
+    """Ctrl-C and ``kill`` end the run through its clean-up, reported as stopped, not as a lesson's error."""
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                if not args.only or p.name.startswith(tuple(args.only))]
     if not lessons:
         parser.error(f"no lesson in {args.set}/ starts with {' or '.join(args.only)}")
-    _stop_on_sigterm()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     memory = {"memory_before_gb": memory_in_use_gb()}
     load_before = os.getloadavg()
     results = []
@@ -197,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     except browser_lab.LabError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        signum = (_INTERRUPTED or [signal.SIGINT])[0]
+        print(f"{PROG}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     finally:
         if not args.keep:
             subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], check=False,
