@@ -136,7 +136,10 @@ def lab03_folder(session, tmp_path_factory) -> str:
         )
         .materialize()
     )
-    namespace = {"session": lesson, "animal_images": animal_images}
+    import numpy as np
+
+    # What the lesson's cells above the answer define: its first cell imports numpy as np.
+    namespace = {"session": lesson, "animal_images": animal_images, "np": np}
     answer = compile(lab_cell_source("03_image_generation.ipynb", "03_parquet"), "lesson 03 lab", "exec")
     exec(answer, namespace)  # noqa: S102 - the committed solution notebook's own cell
     parquet_path = namespace["parquet_path"]
