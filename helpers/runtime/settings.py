@@ -6,7 +6,7 @@ with defaults that work out of the box:
 
 * ``WORKSHOP_STORAGE``: the shared storage root (data, models, outputs). Every
   node of a cluster must see it, so the default is Anyscale's
-  ``/mnt/cluster_storage`` when it exists, else ``storage/`` inside the clone.
+  ``/mnt/cluster_storage`` when it exists and is writable, else ``storage/`` inside the clone.
 * ``WORKSHOP_USER``: the learner, whose outputs go to ``<storage>/outputs/<learner>``
   so that learners sharing one storage root never write into each other's
   folders; the login name when unset.
