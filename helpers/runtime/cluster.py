@@ -97,12 +97,10 @@ class Session:
             how = "started a local Ray"
         else:
             how = f"joined the cluster at {self.address}"
-        lines = [
-            (
-                f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs "
-                f"(logical on a CPU machine), {len(_alive_nodes())} node(s)"
-            ),
-        ]
+        # On the CPU profile the GPUs Ray counts are declared, not devices: say so there only.
+        logical = " (logical on a CPU machine)" if gpus and self.settings.profile == "cpu" else ""
+        nodes = len(_alive_nodes())
+        lines = [f"Ray: {how} in {self.seconds:.1f} s - {cpus:g} CPUs, {gpus:g} GPUs{logical}, {nodes} node(s)"]
         if self.shared:
             lines.append(
                 "It stays up for your next lessons and stops by itself "
