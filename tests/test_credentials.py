@@ -90,12 +90,16 @@ def _files_containing(root: Path, needles: dict[str, bytes]) -> list[str]:
 def test_aws_credentials_reach_no_job_and_no_log_of_a_shared_cluster(tmp_path):
     canaries = {name: f"canary-{secrets.token_hex(16)}" for name in AWS_NAMES}
     dashboard_port = free_port()
-    head = ["--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+    # Shaped as the lessons need (helpers.start() refuses a cluster their actor pools cannot fit):
+    # two logical GPUs and logical CPUs for four model actors and the reads, as a local Ray declares.
+    head = ["--num-cpus=8", "--num-gpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}"]  # fmt: skip
     cluster_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with local_cluster(head, env=cluster_env) as shared:
         storage = tmp_path / "storage"
-        driver_env = {**shared.env, **canaries, "WORKSHOP_STORAGE": str(storage), "WORKSHOP_PROFILE": "cpu"}
+        models = config.resolve_models_dir(config.resolve_storage())  # what setup.sh built, for the pre-flight check
+        driver_env = {**shared.env, **canaries, "WORKSHOP_STORAGE": str(storage), "WORKSHOP_MODELS": str(models),
+                      "WORKSHOP_PROFILE": "cpu"}
         driver_env.pop("WORKSHOP_CLUSTER_HAS_HELPERS", None)  # ship helpers and settings, as a learner's driver does
         driver = subprocess.run([sys.executable, "-c", DRIVER], env=driver_env, cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
