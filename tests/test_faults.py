@@ -104,6 +104,23 @@ def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s:
     )
 
 
+def first_part_written(run: subprocess.Popen, log: Path, output: Path, wait_s: float = WAIT_S) -> Path:
+    """The first Parquet part an image actor wrote into ``output``'s partial folder (polled, at most ``wait_s``).
+
+    Real progress, not a pace: with one image actor and one image per batch, the
+    first part means one of the run's rows is drawn and all the others are still to do.
+    """
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if run.poll() is not None:
+            pytest.fail(f"the run ended (exit {run.returncode}) before it wrote a part:\n{log.read_text()[-2000:]}")
+        parts = sorted(output.parent.glob(f"{output.name}.partial-*/parquet/part-*.parquet"))
+        if parts:
+            return parts[0]
+        time.sleep(0.02)
+    pytest.fail(f"no part was written into a partial folder of {output} within {wait_s} s:\n{log.read_text()[-2000:]}")
+
+
 def finished(run: subprocess.Popen, log: Path) -> subprocess.CompletedProcess:
     stdout = run.communicate(timeout=WAIT_S)[0]
     return subprocess.CompletedProcess(run.args, run.returncode, stdout, log.read_text())
@@ -187,7 +204,7 @@ def interrupted_run(killed_run, workdir, shared_ray):
     args = repo_data(previous.output, "--no-enhance", "--limit", ROWS)
     run = start_cli(*args, ray_address=shared_ray, log=log, **SLOW_IMAGES)
     try:
-        busy_image_actor(run, log, shared_ray)
+        first_part_written(run, log, previous.output)  # one image of ROWS is done: the run is half-way
         run.send_signal(signal.SIGINT)
         return finished(run, log)
     finally:
@@ -474,10 +491,16 @@ import helpers
 
 helpers.start(quiet=True)
 folder = pathlib.Path(sys.argv[1])
+go_on = folder.parent / "go-on"  # made by this driver after the interrupt
 
 
 def slow(batch):
-    time.sleep(0.3)  # a model stage's pace, so the interrupt lands half-way
+    time.sleep(0.3)  # a model stage's pace
+    # Once three files are written, the interrupted run's other tasks wait here (at most 2 min), so
+    # the interrupt lands half-way on a loaded machine too; Ray cancels them while they wait.
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("*.parquet"))) >= 3 and not go_on.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return batch
 
 
@@ -491,6 +514,7 @@ try:
 except KeyboardInterrupt:  # what Jupyter's "interrupt kernel" raises
     pass
 files_before = len(list(folder.glob("*.parquet")))
+go_on.touch()
 write()  # the learner runs the cell again
 time.sleep(3)  # a task the interrupted run still had in flight would have written by now
 ids = pq.read_table(folder).column("id").to_pylist()

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -335,6 +336,26 @@ def test_an_interrupt_during_the_fallback_publish_says_the_new_output_is_in_plac
     )
     assert json.loads((output / "summary.json").read_text())["written_by"] == out.WRITTEN_BY
     assert pq.read_table(output / "parquet").column("prompt").to_pylist() == ["new", "new"]
+
+
+def test_an_interrupt_during_the_read_back_keeps_the_previous_output(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the Ray run, while the driver reads the ids back from the written parts."""
+    without_ray(monkeypatch)
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    output = earlier_output(tmp_path / "out")
+    real_check = pipeline.check_written
+
+    def check_then_interrupt(partial, ids):
+        real_check(partial, ids)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the driver checks what the workers wrote
+        time.sleep(1)  # Python delivers the KeyboardInterrupt here, as it would inside the read
+        raise AssertionError("the interrupt was not delivered")
+
+    monkeypatch.setattr(pipeline, "check_written", check_then_interrupt)
+    assert pipeline.main([*two_row_inputs(tmp_path), "--output", str(output)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: interrupted; {output} was left as it was"
+    assert label_of(output) == "old"
+    assert names(tmp_path) == ["a.csv", "o.csv", "out"], "the partial folder is gone"
 
 
 def test_a_failed_publish_says_the_previous_output_was_left(tmp_path, monkeypatch, capsys):
