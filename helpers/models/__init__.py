@@ -1,6 +1,9 @@
 """The two model stages, ``ImageGen`` and ``Enhancer``, their loaders, and the model folders.
 
-:mod:`.stages` is what a lesson uses (and what every model actor runs);
+:mod:`.stages` is what a lesson uses (and what every model actor runs), kept
+short enough to read in a lesson; :mod:`.loading` loads a model on the
+machine's device, :mod:`.safeguards` cuts long prompts and turns an
+out-of-memory error into one that names the settings to lower;
 :mod:`.build` makes the CPU profile's models offline and checks model folders
 (``python -m helpers.models.build``). Names are imported on first use, so that
 importing the model-folder checks does not load NumPy or torch.
