@@ -118,19 +118,28 @@ def test_rerun_failing_half_way_keeps_the_earlier_output(session, tmp_path, writ
     assert siblings(folder) == []
 
 
-def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it(session, tmp_path):
+def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it(session, tmp_path, tmp_path_factory):
     """Ctrl-C in the driver (Jupyter's "interrupt kernel") once the re-run has written files, then a re-run."""
+    go_on = tmp_path_factory.mktemp("flags") / "go-on"  # made once the interrupt has landed; not beside the folder
 
     def slow(batch):
-        time.sleep(0.5)  # a model stage's pace, so the interrupt lands half-way
+        time.sleep(0.5)  # a model stage's pace
+        # Once the re-run has written a file, its other tasks wait here (at most 2 min), so the
+        # interrupt lands half-way on a loaded machine too; Ray cancels them while they wait.
+        deadline = time.monotonic() + 120
+        while not go_on.exists() and time.monotonic() < deadline and new_files():
+            time.sleep(0.05)
         return batch
 
     folder, before = written_correctly(tmp_path, "parquet")
+
+    def new_files() -> bool:  # in the folder or beside it
+        return not {p.name for p in tmp_path.glob("**/*.parquet")} <= set(before)
     driver = threading.get_ident()
 
     def interrupt_when_new_files_appear():
         deadline = time.monotonic() + 120
-        while {p.name for p in tmp_path.glob("**/*.parquet")} <= set(before):  # in the folder or beside it
+        while not new_files():
             if time.monotonic() > deadline:
                 return
             time.sleep(0.05)
@@ -146,6 +155,7 @@ def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it
         with pytest.raises(KeyboardInterrupt):
             write("parquet", answer("parquet").repartition(20).map_batches(slow), folder)
     finally:
+        go_on.touch()
         watcher.join()
         signal.signal(signal.SIGALRM, previous)
     assert_kept(folder, before, "parquet")
