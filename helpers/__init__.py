@@ -57,11 +57,12 @@ _EXPORTS = {
     "show_source": "helpers.show.images",
     "show_pipeline": "helpers.show.plan",
     "show_benchmark": "helpers.show.benchmark",
+    "show_run": "helpers.show.progress",
     "get_lab": "helpers.labs.framework",
 }
 
 __all__ = ["Enhancer", "ImageGen", "Session", "Settings", "get_lab", "load_settings", "show_benchmark",
-           "show_images", "show_pipeline", "show_source", "start", "stop",
+           "show_images", "show_pipeline", "show_run", "show_source", "start", "stop",
            "stop_workshop_ray"]
 
 

@@ -108,7 +108,7 @@ class Session:
                 "stop it now with helpers.stop_workshop_ray() or: python -m helpers.workshop_ray stop"
             )
         if self.dashboard_url:
-            lines.append(f"Dashboard: {self.dashboard_url}")
+            lines.append(f"Dashboard: {self.dashboard_url}{_dashboard_login()}")
         lines.append(self.settings.table())
         if self.decision is not None:
             lines += self.decision.lines()
@@ -119,6 +119,14 @@ class Session:
                 "model and look like noise. The pipeline is the lesson, not the art."
             )
         return "\n".join(lines)
+
+
+def _dashboard_login() -> str:
+    """What the dashboard asks for first: with token authentication (the shared Ray's), the token this kernel sends."""
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        return ""
+    where = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return f" (it asks for a token: paste the contents of {where})" if where else " (it asks for Ray's token)"
 
 
 _session: Session | None = None

@@ -1,4 +1,4 @@
-"""Ray Data progress a learner can read: one updating line per execution in a notebook.
+"""Ray Data progress a learner can read: a live view per execution, one row per operator.
 
 What Ray 2.60 does on its own: a Jupyter kernel's stdout is not a terminal, so
 Ray Data picks its *logging* progress manager, which logs a block of
@@ -6,79 +6,212 @@ Ray Data picks its *logging* progress manager, which logs a block of
 INFO lines per execution (start with the log folder, the plan, the finish).
 In a cell they all land in the red stderr area, pages of them in a long run.
 
-Here, inside an IPython kernel, those INFO records are caught by a logging
-filter on Ray Data's own loggers: each execution gets one line, updated in
-place (an IPython display handle), that says which operators run, how many rows
-are done and, at the end, how long it took. The records are marked ``hide``,
-which Ray Data's console handler honours, so they still reach Ray's log file
-(``ray-data.log``) and nothing else on screen. Warnings and errors are left
-alone. Outside a notebook (the pipeline command, tests) progress logging is
-only quietened, as before.
+Here, inside an IPython kernel, those INFO records are marked ``hide`` by a
+logging filter on Ray Data's own loggers (its console handler honours the mark,
+its log file ``ray-data.log`` keeps them; warnings and errors are left alone),
+and an execution callback, :class:`LiveProgress`, shows each execution instead:
+one row per operator with its state, its tasks or actors (running, pending,
+restarting), rows in and out and the blocks queued in front of it, updated in
+place (:mod:`helpers.show.progress`) every :data:`REFRESH_S` at most. Streaming
+shows as several operators *running* at once, backpressure as an operator that
+Ray holds back. When the run ends, each operator's row becomes its summary
+(time, rows, rows per second), and :func:`last_run` keeps the run for
+``helpers.show_run()``. Outside a notebook (the pipeline command, tests)
+progress logging is only quietened, as before, and the runs are recorded
+without a display.
+
+The callback reads the operators every :data:`SAMPLE_S` through
+:func:`helpers.runtime.ray_internals.operator_progress`: Ray has no public API
+for a running execution's operators.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 
+from helpers.runtime import ray_internals
 from helpers.runtime.ray_internals import (
     EXECUTOR_LOGGER,
     LOGGING_PROGRESS_LOGGER,
     PROGRESS_LOGGER,
-    ProgressEvent,
+    OperatorProgress,
     hide_from_console,
-    progress_event,
-    set_progress_log_interval,
-    short_plan,
 )
 from helpers.show.ipython import in_notebook
 
-#: Seconds between progress updates in the notebook (Ray's default is 10).
-REFRESH_S = 2
+log = logging.getLogger(__name__)
+
+#: Seconds between two updates of the view at most: calm on a projector, and no flicker.
+REFRESH_S = 2.0
+#: Seconds between two readings of the operators: the resolution of each operator's start and end.
+SAMPLE_S = 0.25
 
 
-class NotebookProgress(logging.Filter):
-    """Turns Ray Data's INFO progress records into one updating line per execution."""
+# ---------------------------------------------------------------- what ran, in plain values
+
+
+@dataclass
+class OperatorRun:
+    """One operator over one execution: its latest state and when it worked.
+
+    ``asked`` is when its actors were first seen pending (actor pools only),
+    ``started`` when its first task ran or its first rows arrived (an actor
+    pool's first call comes after ``__init__`` loaded the model), ``ended`` when
+    it completed (or when the execution ended, for an operator a limit such as
+    ``take_batch`` stopped). Seconds since the execution began. ``pool_size``
+    is the most actors it had, started or not.
+    """
+
+    latest: OperatorProgress
+    asked: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    pool_size: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.latest.name
+
+    @property
+    def seconds(self) -> float | None:
+        """Time from its first task or rows to its end; None when neither was seen."""
+        if self.started is None or self.ended is None:
+            return None
+        return max(self.ended - self.started, 0.0)
+
+    @property
+    def rows_per_second(self) -> float | None:
+        seconds = self.seconds
+        return self.latest.rows_out / seconds if seconds and self.latest.rows_out else None
+
+
+@dataclass
+class Run:
+    """One execution, as the live view saw it: its operators in order, sources first."""
+
+    operators: list[OperatorRun] = field(default_factory=list)
+    elapsed: float = 0.0  # seconds since it began, at the latest reading
+    outcome: str = "running"  # "running", "done" or "failed"
+
+    def observe(self, elapsed: float, states: list[OperatorProgress]) -> None:
+        """Take one reading of the operators, ``elapsed`` seconds after the execution began."""
+        self.elapsed = elapsed
+        if len(self.operators) != len(states):
+            self.operators = [OperatorRun(state) for state in states]
+        for run, state in zip(self.operators, states):
+            run.latest = state
+            actors = state.actors_running + state.actors_pending + state.actors_restarting
+            run.pool_size = max(run.pool_size, actors)
+            if state.is_actor_pool and run.asked is None and actors:
+                run.asked = elapsed
+            if run.started is None and (state.tasks or state.tasks_finished or state.rows_in):
+                run.started = elapsed
+            if run.ended is None and state.done:
+                run.ended = elapsed
+
+    def finish(self, elapsed: float, ok: bool) -> None:
+        """The execution ended: operators still open end now."""
+        self.elapsed = elapsed
+        self.outcome = "done" if ok else "failed"
+        for run in self.operators:
+            if run.started is not None and run.ended is None:
+                run.ended = elapsed
+
+    @property
+    def rows(self) -> int:
+        """Rows out of the last operator: what the execution delivered."""
+        return self.operators[-1].latest.rows_out if self.operators else 0
+
+
+_last_run: Run | None = None
+
+
+def last_run() -> Run | None:
+    """The latest execution the live view followed in this kernel, or None."""
+    return _last_run
+
+
+# ---------------------------------------------------------------- the live view
+
+
+class LiveProgress(ray_internals.execution_callback_base()):
+    """Ray Data execution callback that keeps a :class:`Run` and shows it in the cell that runs it.
+
+    Ray creates one per execution. Its hooks never raise: a display problem
+    turns the view off for that execution and leaves the pipeline alone.
+    """
 
     def __init__(self):
         super().__init__()
-        self.handle = None
-        self.plan = ""
-        self.rows = ""
+        self.run = Run()
+        self.recording = False
+        self.view = None  # in a notebook only; elsewhere the run is recorded for helpers.show_run()
+        self.began = self.last_sample = 0.0
 
-    def _show(self, text: str, new: bool = False) -> None:
-        from IPython.display import display
+    def before_execution_starts(self, executor) -> None:
+        self._guarded(self._start, executor)
 
-        if new or self.handle is None:
-            self.handle = display({"text/plain": text}, raw=True, display_id=True)
-        else:
-            self.handle.update({"text/plain": text}, raw=True)
+    def on_execution_step(self, executor) -> None:
+        if self.recording and time.monotonic() - self.last_sample >= SAMPLE_S:
+            self._guarded(self._step, executor)
+
+    def after_execution_succeeds(self, executor) -> None:
+        self._guarded(self._end, executor, True)
+
+    def after_execution_fails(self, executor, error: Exception) -> None:
+        self._guarded(self._end, executor, False)
+
+    def _guarded(self, hook, *args) -> None:
+        try:
+            hook(*args)
+        except Exception as err:  # the view must never break a learner's pipeline
+            log.debug("the live progress view stopped: %s", err, exc_info=True)
+            self.recording, self.view = False, None
+
+    def _sample(self, executor) -> None:
+        self.last_sample = time.monotonic()
+        self.run.observe(self.last_sample - self.began, ray_internals.operator_progress(executor))
+
+    def _start(self, executor) -> None:
+        from helpers.show.progress import ProgressView
+
+        global _last_run
+        self.began = time.monotonic()
+        self._sample(executor)
+        _last_run, self.recording = self.run, True
+        if _show_live:
+            self.view = ProgressView(REFRESH_S)
+            self.view.update(self.run, force=True)
+
+    def _step(self, executor) -> None:
+        self._sample(executor)
+        if self.view is not None:
+            self.view.update(self.run)
+
+    def _end(self, executor, ok: bool) -> None:
+        if not self.recording:
+            return
+        self._sample(executor)
+        self.run.finish(self.last_sample - self.began, ok)
+        self.recording = False
+        if self.view is not None:
+            self.view.update(self.run, force=True)
+
+
+class HideProgressRecords(logging.Filter):
+    """Marks Ray Data's INFO progress records so that its console handler drops them; the log file keeps them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO:
-            return True
-        event = progress_event(record.getMessage())
-        if event is not None:
-            self._update(event)
-        hide_from_console(record)  # Ray Data's console handler drops it; its log file keeps it
+        if record.levelno == logging.INFO:
+            hide_from_console(record)
         return True
 
-    def _update(self, event: ProgressEvent) -> None:
-        if event.kind == "start":
-            self.plan, self.rows = "", ""
-            self._show("Ray Data: starting ...", new=True)
-        elif event.kind == "plan":
-            self.plan = short_plan(event.plan)
-            self._show(f"Ray Data: {self.plan}: running")
-        elif event.kind == "total":
-            self.rows = f"{event.done}/{event.total} rows" if event.total != "?" else f"{event.done} rows"
-            self._show(f"Ray Data: {self.plan}: {self.rows}")
-        elif event.kind == "finished":
-            self._show(f"Ray Data: {self.plan}: done in {event.seconds:.1f} s")
-        else:
-            self._show(f"Ray Data: {self.plan}: failed (the error follows)")
 
-
-_notebook_progress: NotebookProgress | None = None
+_hide_progress_records = HideProgressRecords()
+#: Whether executions show the live view (in a notebook kernel), set by configure_progress().
+_show_live = False
 
 
 #: Lines Ray prints for what the lessons do on purpose, with nothing for a learner to act on.
@@ -115,22 +248,25 @@ def hide_known_noise(stream) -> None:
 
 
 def configure_progress() -> None:
-    """Show Ray Data's progress as one updating line per execution in a notebook; quiet elsewhere.
+    """Show a live view of each Ray Data execution in a notebook; elsewhere keep quiet and only record the runs.
 
     Called by ``helpers.start()`` (via ``configure_data_context``); calling it again changes nothing.
     """
-    global _notebook_progress
+    import ray
+
+    global _show_live
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.WARNING)  # e.g. "Progress will be logged because ..."
+    callbacks = ray.data.DataContext.get_current().custom_execution_callback_classes
+    if LiveProgress not in callbacks:
+        callbacks.append(LiveProgress)
     if not in_notebook():
         return
     import sys
 
+    _show_live = True
     hide_known_noise(sys.stderr)
-    set_progress_log_interval(REFRESH_S)
-    if _notebook_progress is None:
-        _notebook_progress = NotebookProgress()
     for name in (EXECUTOR_LOGGER, LOGGING_PROGRESS_LOGGER):
         logger = logging.getLogger(name)
-        if _notebook_progress not in logger.filters:
-            logger.addFilter(_notebook_progress)
+        if _hide_progress_records not in logger.filters:
+            logger.addFilter(_hide_progress_records)
         logger.setLevel(logging.INFO)

@@ -2,8 +2,8 @@
 
 Ray has no public API for a few things the workshop needs: the operators of an
 execution before it starts (the resource check), the logical plan of a lazy
-Dataset (the pipeline drawing and the lab checks), Ray Data's progress log
-lines (the notebook's progress line), the file writers' base class (overwrites
+Dataset (the pipeline drawing and the lab checks), the operators of a running
+execution and Ray Data's progress loggers (the notebook's live progress view), the file writers' base class (overwrites
 that keep the earlier output) and the actor table without the dashboard (the
 pipeline command's restart count). Everything else uses the public API:
 ``ray.data.ActorPoolStrategy``, ``ray.data.SaveMode``, ``ray.data.DataContext``,
@@ -55,19 +55,17 @@ PROGRESS_LOGGER            the logger ray.data._internal.progress          quiet
 LOGGING_PROGRESS_LOGGER    the logger ray.data._internal.progress          it logs 'Total Progress'; the progress filter
                            .logging_progress                               sits on it
 
-progress_event             Ray Data's log text: 'Starting execution of     the records become one updating line in a
-                           Dataset <id>.', 'Execution plan of Dataset      notebook
-                           <id>: <plan>', 'Total Progress: <n>/<m>',
-                           'Dataset <id> execution finished in <s>
-                           seconds', '... execution failed'
-
-short_plan                 the <plan> in that text: 'Class[Name] ->        the line names the operators, not Ray's
-                           Class[Name] ...'                                classes
-
-set_progress_log_interval  LoggingExecutionProgressManager                 an update every 2 s instead of 10 s; Ray logs
-                           .LOG_REPORT_INTERVAL_SEC                        progress with this manager when stdout is not
-                           (ray.data._internal.progress                    a terminal (a notebook kernel's)
-                           .logging_progress)
+operator_progress          StreamingExecutor._topology: each OpState's     the notebook's live view: one row per
+                           op and total_enqueued_input_blocks();           operator with its state, tasks or actors,
+                           PhysicalOperator.input_dependencies, .name,     rows in and out and the blocks queued in
+                           num_active_tasks(), get_actor_info() (its       front of it, read by an execution callback
+                           running, pending, restarting),                  as the run goes; no public API reports
+                           has_completed(),                                operators while they run
+                           get_autoscaling_actor_pools(), metrics
+                           (num_row_inputs_received, row_outputs_taken,
+                           num_tasks_finished),
+                           _in_task_submission_backpressure,
+                           _in_task_output_backpressure
 
 hide_from_console          a log record's 'hide' attribute, which          progress records stay in ray-data.log and off
                            ray.data._internal.logging.HiddenRecordFilter   the screen
@@ -105,7 +103,6 @@ that start without Ray.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -129,9 +126,10 @@ PRIVATE_NAMES = {
     "EXECUTOR_LOGGER": "logger ray.data._internal.execution.streaming_executor",
     "PROGRESS_LOGGER": "logger ray.data._internal.progress",
     "LOGGING_PROGRESS_LOGGER": "logger ray.data._internal.progress.logging_progress",
-    "progress_event": "Ray Data's log text (Starting execution / Execution plan / Total Progress / execution finished)",
-    "short_plan": "Ray Data's plan text (Class[Name] -> ...)",
-    "set_progress_log_interval": "LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC",
+    "operator_progress": (
+        "StreamingExecutor._topology, OpState.total_enqueued_input_blocks, PhysicalOperator.num_active_tasks / "
+        "get_actor_info / has_completed / metrics / _in_task_*_backpressure"
+    ),
     "hide_from_console": "the 'hide' record attribute (ray.data._internal.logging.HiddenRecordFilter)",
     "file_datasink_class": "ray.data.datasource.file_datasink._FileDatasink and its path, filesystem, mode",
     "write_started": "_FileDatasink._write_started",
@@ -279,59 +277,61 @@ PROGRESS_LOGGER = "ray.data._internal.progress"
 #: ... and the one that logs ``Total Progress`` when stdout is not a terminal.
 LOGGING_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
 
-_START = re.compile(r"^Starting execution of Dataset (?P<id>\S+?)\.")
-_PLAN = re.compile(r"^Execution plan of Dataset (?P<id>\S+): (?P<plan>.*)$")
-_TOTAL = re.compile(r"^Total Progress: (?P<done>\d+)/(?P<total>\S+)")
-_FINISHED = re.compile(r"Dataset (?P<id>\S+) execution (?P<how>finished in (?P<s>[\d.]+) seconds|failed)")
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """What one of Ray Data's progress log lines says.
-
-    ``kind`` is ``start``, ``plan``, ``total``, ``finished`` or ``failed``.
-    """
-
-    kind: str
-    plan: str = ""  # plan: Ray's operator chain, e.g. "InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV]"
-    done: str = ""  # total: rows done
-    total: str = ""  # total: rows expected, "?" while unknown
-    seconds: float | None = None  # finished: the execution's duration
-
-
-def progress_event(message: str) -> ProgressEvent | None:
-    """Read one of Ray Data's INFO log messages; None when it is not about progress."""
-    if _START.match(message):
-        return ProgressEvent("start")
-    if match := _PLAN.match(message):
-        return ProgressEvent("plan", plan=match["plan"])
-    if match := _TOTAL.match(message):
-        return ProgressEvent("total", done=match["done"], total=match["total"])
-    if match := _FINISHED.search(message):
-        if match["s"]:
-            return ProgressEvent("finished", seconds=float(match["s"]))
-        return ProgressEvent("failed")
-    return None
-
-
-def short_plan(plan: str) -> str:
-    """``InputDataBuffer[Input] -> TaskPoolMapOperator[ReadCSV->MapBatches(f)]`` -> ``ReadCSV->MapBatches(f)``."""
-    names = [re.sub(r"^\w+\[(.*)\]$", r"\1", part.strip()) for part in plan.split(" -> ")]
-    return " -> ".join(name for name in names if name != "Input") or plan
-
-
-def set_progress_log_interval(seconds: int) -> None:
-    """Seconds between the logged progress blocks when stdout is not a terminal (Ray's default: 10)."""
-    from ray.data._internal.progress.logging_progress import LoggingExecutionProgressManager
-
-    if not hasattr(LoggingExecutionProgressManager, "LOG_REPORT_INTERVAL_SEC"):
-        raise AttributeError("LoggingExecutionProgressManager has no LOG_REPORT_INTERVAL_SEC")
-    LoggingExecutionProgressManager.LOG_REPORT_INTERVAL_SEC = seconds
-
-
 def hide_from_console(record) -> None:
     """Mark a Ray Data log record so that its console handler drops it; ``ray-data.log`` keeps it."""
     record.hide = True
+
+
+# ---------------------------------------------------------------- live operator view
+
+
+@dataclass(frozen=True)
+class OperatorProgress:
+    """Where one physical operator of a running execution stands, in plain values."""
+
+    name: str  # e.g. "ReadCSV->SplitBlocks(2)", "MapBatches(ImageGen)"
+    is_actor_pool: bool
+    tasks: int  # tasks (or actor calls) in flight
+    tasks_finished: int
+    actors_running: int
+    actors_pending: int  # asked for, not started yet (an actor's __init__ still loading its model counts here)
+    actors_restarting: int
+    rows_in: int  # rows received from the operators before it (for a read: its read tasks)
+    rows_out: int  # rows it handed on (to the next operator or to the caller)
+    queued_blocks: int  # blocks waiting in front of it, not yet handed to a task
+    backpressured: bool  # Ray holds back its tasks or outputs (too much data in flight downstream)
+    done: bool
+
+
+def operator_progress(executor) -> list[OperatorProgress]:
+    """The operators of ``executor``'s running execution, sources first; Ray's input buffers left out.
+
+    Meant for an execution callback's ``on_execution_step``, which runs in the
+    executor's own thread, between two steps, so the values are consistent.
+    """
+    result = []
+    for op, state in executor._topology.items():
+        if not op.input_dependencies:  # an InputDataBuffer: the blocks or read tasks the execution starts from
+            continue
+        actors = op.get_actor_info()
+        metrics = op.metrics
+        result.append(
+            OperatorProgress(
+                name=op.name,
+                is_actor_pool=bool(op.get_autoscaling_actor_pools()),
+                tasks=int(op.num_active_tasks()),
+                tasks_finished=int(metrics.num_tasks_finished),
+                actors_running=int(actors.running),
+                actors_pending=int(actors.pending),
+                actors_restarting=int(actors.restarting),
+                rows_in=int(metrics.num_row_inputs_received),
+                rows_out=int(metrics.row_outputs_taken),
+                queued_blocks=int(state.total_enqueued_input_blocks()),
+                backpressured=bool(op._in_task_submission_backpressure or op._in_task_output_backpressure),
+                done=bool(op.has_completed()),
+            )
+        )
+    return result
 
 
 # ---------------------------------------------------------------- file writes
