@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import os
 import re
 import sys
 import time
@@ -38,15 +39,12 @@ from pathlib import Path
 import nbformat
 
 from helpers.errors import first_line
+from helpers.kernel import KERNEL_DISPLAY_NAME, KERNEL_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The kernel every notebook names in its metadata: the one setup.sh registers on .venv, so that
 #: JupyterLab and the runner start the workshop's Python, not whichever "python3" comes first.
-KERNELSPEC = {
-    "name": "ray-data-workshop",
-    "display_name": "Ray Data workshop (.venv)",
-    "language": "python",
-}
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
 SOLUTION_ONLY_TAG = "solution_only"
 TODO_COMMENT = "# TODO: your code here"
 DEFAULT_RUN_DIR = REPO_ROOT / "build" / "executed"
@@ -507,7 +505,9 @@ def run_notebooks(
         error = None
         started = time.perf_counter()
         try:
-            client.execute()
+            # As JupyterLab does, the kernel learns the notebook's name: helpers.start() then checks
+            # what this lesson needs on storage, not what every lesson needs.
+            client.execute(env={**os.environ, "JPY_SESSION_NAME": str(path.resolve())})
         except Exception as exc:  # noqa: BLE001 - the notebook's failure is the result we report
             error = _one_line_error(exc)
         seconds = time.perf_counter() - started
