@@ -129,51 +129,16 @@ class Run:
 # ---------------------------------------------------------------- Ray runs (module-scoped)
 
 
-#: Keeps one local Ray running for the module's runs to join, as a notebook would (saves a
-#: Ray start, 10-40 s on 2 busy cores, per run). Closing its stdin shuts that Ray down.
-RAY_HOLDER = """
-import sys
-import helpers
-session = helpers.start(quiet=True)
-print(session.address, flush=True)
-sys.stdin.read()
-helpers.stop()
-"""
-
-
-def start_ray_holder(log: Path) -> tuple[subprocess.Popen, str]:
-    with log.open("w") as stderr:
-        holder = subprocess.Popen(
-            [sys.executable, "-c", RAY_HOLDER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=cli_env(),
-            cwd=REPO_ROOT,
-        )
-    return holder, holder.stdout.readline().strip()
-
-
 @pytest.fixture(scope="module")
-def shared_ray(tmp_path_factory):
-    log = tmp_path_factory.mktemp("ray_holder") / "stderr.txt"
-    holder, address = start_ray_holder(log)
-    if not address and RAY_START_TIMEOUT in log.read_text():
-        holder.wait(timeout=60)
-        holder, address = start_ray_holder(log)
-    try:
-        if not address:
-            code = holder.wait(timeout=RUN_TIMEOUT_S)
-            pytest.fail(f"could not start a shared Ray (exit {code}); its stderr ends:\n{log.read_text()[-3000:]}")
-        yield address
-    finally:
-        holder.stdin.close()
-        try:
-            holder.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
+def shared_ray(session) -> str:
+    """The address of the test process's Ray (conftest's ``session``), which the module's runs join,
+    as a notebook joins the Ray the lessons share: no Ray start of its own (one was
+    10-40 s on 2 busy cores). Each run is its own Ray job with its own workers.
+
+    Set-up a user would not have: a user's command starts a Ray of its own
+    (``unmatched_run`` below takes that road).
+    """
+    return session.address
 
 
 @pytest.fixture(scope="module")
