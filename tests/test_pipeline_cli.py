@@ -427,7 +427,8 @@ def test_missing_model_folder_exits_2_before_ray(inputs, tmp_path):
     proc = run_cli(*base, timeout=60, WORKSHOP_LLM_MODEL=str(missing))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"error: model folder {missing} does not exist; build it with `python -m helpers.models.build`"
+        (f"error: model folder {missing} does not exist; `./setup.sh` builds the workshop's models "
+         "(or point WORKSHOP_LLM_MODEL at a model folder)")
     ]
     assert proc.seconds < FAST_FAIL_S
 

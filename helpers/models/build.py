@@ -160,7 +160,8 @@ def ensure_model_folder(path: Path, kind: str) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(
-            f"model folder {path} does not exist; build it with `python -m helpers.models.build`"
+            f"model folder {path} does not exist; `./setup.sh` builds the workshop's models "
+            f"(or point WORKSHOP_{kind.upper()}_MODEL at a model folder)"
         )
     missing = missing_model_files(path, kind)
     if missing:
