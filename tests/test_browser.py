@@ -8,8 +8,8 @@ committed notebooks, and JupyterLab's settings come from another temporary folde
 
 For each notebook: open it, choose Run > Run All Cells, wait until every code
 cell has its execution number, then assert what a learner would look for: no
-traceback, the lab check's outcome and, for the image lesson, the picture grid.
-Screenshots go to ``build/screenshots/``.
+traceback, the lab check's outcome and, for the image lesson, the picture grid; for lesson 05,
+the live view of the run while both actor pools work. Screenshots go to ``build/screenshots/``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from helpers.runtime.settings import REPO_ROOT
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
+#: Diffusion steps per image in lesson 05's run (the CPU profile's default is 1): see lab_with_slow_images.
+IMAGE_STEPS = 100
 STDERR_MIME = "application/vnd.jupyter.stderr"
 
 
@@ -42,7 +44,8 @@ def _chromium_or_skip():
 def workspace(tmp_path_factory) -> Path:
     """Copies of the notebooks under test, laid out as in the clone."""
     root = tmp_path_factory.mktemp("lab_root")
-    for relative in ("notebooks/01_ingest.ipynb", "solutions/03_image_generation.ipynb"):
+    for relative in ("notebooks/01_ingest.ipynb", "solutions/03_image_generation.ipynb",
+                     "solutions/05_llm_enhancement.ipynb"):
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / relative, root / relative)
     return root
@@ -55,6 +58,25 @@ def lab(workspace, tmp_path_factory, learners_ray):
     try:
         # The server took its token from JUPYTER_TOKEN (its API refuses any other), and no command line shows it.
         assert not [line for line in server.command_lines() if server.token in line]
+        server.require_kernel()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_with_slow_images(workspace, tmp_path_factory, learners_ray):
+    """A JupyterLab whose kernels draw each image in :data:`IMAGE_STEPS` steps instead of one.
+
+    On the CPU profile the image model draws lesson 05's first batch in half a second, the
+    last half second of the run: too short for a view that refreshes every 2 s to show both
+    actor pools at work. With more steps the image stage runs for seconds beside the LLM's.
+    """
+    _chromium_or_skip()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORKSHOP_IMAGE_STEPS", str(IMAGE_STEPS))
+        server = browser_lab.Lab(workspace, tmp_path_factory.mktemp("jupyter_home_slow"))
+    try:
         server.require_kernel()
         yield server
     finally:
@@ -75,13 +97,13 @@ def _tracebacks(page) -> list[str]:
     return [text for text in texts if "Traceback" in text or re.search(r"^\w+Error\b", text, re.MULTILINE)]
 
 
-def run_all(lab: browser_lab.Lab, browser, relative: str, screenshot: str) -> tuple:
+def run_all(lab: browser_lab.Lab, browser, relative: str, screenshot: str, while_running=None) -> tuple:
     """Open a notebook, Run All Cells from the menu, wait for every cell; return (page, saved notebook)."""
     page = browser_lab.new_page(browser)
     browser_lab.open_notebook(page, lab, relative)
     count = len(browser_lab.prompts(page))
     try:
-        done = browser_lab.run_all(page)
+        done = browser_lab.run_all(page, while_running=while_running)
     except browser_lab.LabError as err:
         page.screenshot(path=str(SCREENSHOTS / f"timeout-{screenshot}"), full_page=False)
         pytest.fail(f"{relative}: {err}\n{lab.log()}")
@@ -143,6 +165,46 @@ def test_image_generation_solution_runs_in_jupyterlab(lab, browser):
         assert grid.first.evaluate("img => img.naturalWidth > 400 && img.complete")
         _scroll_to_outputs_of(page, "helpers.show_images(")
         page.screenshot(path=str(SCREENSHOTS / "03_image_generation.png"))
+    finally:
+        page.close()
+        lab.shutdown_sessions()
+
+
+#: The live view of a run (helpers.show.progress) whose rows for both model stages say they are running.
+_BOTH_POOLS_RUNNING = """notebook => {
+    const running = (table, name) => [...table.rows].some(row => row.cells.length > 2
+        && row.cells[0].textContent === name && row.cells[1].textContent.startsWith('running'));
+    const table = [...notebook.querySelectorAll('table.rdw-progress')].find(
+        t => running(t, 'MapBatches(Enhancer)') && running(t, 'MapBatches(ImageGen)'));
+    if (!table) return false;
+    table.scrollIntoView({block: 'center'});
+    return true;
+}"""
+
+
+def test_llm_lesson_shows_both_actor_pools_running_at_once(lab_with_slow_images, browser):
+    """Lesson 05 streams: the live view shows the LLM's and the image model's actor pools running together."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target = SCREENSHOTS / "05_llm_enhancement.png"
+    target.unlink(missing_ok=True)
+
+    def both_pools_running(page) -> bool:
+        if not page.query_selector(NOTEBOOK).evaluate(_BOTH_POOLS_RUNNING):
+            return False
+        page.screenshot(path=str(target))
+        return True
+
+    lab = lab_with_slow_images
+    page, notebook = run_all(lab, browser, "solutions/05_llm_enhancement.ipynb", "05_llm_enhancement.png",
+                             while_running=both_pools_running)
+    try:
+        assert _tracebacks(page) == []
+        assert browser_lab.cell_errors(notebook) == []
+        outcomes = _lab_outcome_texts(page)
+        assert outcomes and all("Correct" in text and "Incorrect" not in text for text in outcomes), outcomes
+        assert target.exists(), "the live view never showed MapBatches(Enhancer) and MapBatches(ImageGen) running"
+        timeline = page.locator(f"{NOTEBOOK} .jp-CodeCell:has-text('helpers.show_run') table.rdw-progress")
+        assert "MapBatches(Enhancer)" in timeline.first.text_content(), "helpers.show_run() drew no timeline"
     finally:
         page.close()
         lab.shutdown_sessions()

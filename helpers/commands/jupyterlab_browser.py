@@ -295,11 +295,13 @@ class RunAll:
         return bool(self.prompts) and all(_EXECUTED.fullmatch(p) for p in self.prompts)
 
 
-def run_all(page, timeout_s: float = RUN_ALL_S) -> RunAll:
+def run_all(page, timeout_s: float = RUN_ALL_S, while_running=None) -> RunAll:
     """Run > Run All Cells from the menu on the notebook on screen; wait until no cell is left to run.
 
     Times are read on the page's clock: from the click to the first output shown, and to the
-    moment the page showed every cell done and the kernel idle.
+    moment the page showed every cell done and the kernel idle. ``while_running(page)``, when
+    given, is called at each look until it returns True: what to do while the cells run (a
+    screenshot of a live output).
     """
     notebook = page.query_selector(NOTEBOOK)
     existing = notebook.query_selector(".jp-OutputArea-output")
@@ -312,6 +314,8 @@ def run_all(page, timeout_s: float = RUN_ALL_S) -> RunAll:
         found = state["prompts"]
         if found and _EXECUTED.fullmatch(found[0]) and "[*]:" not in found and state["idle"]:
             break
+        if while_running is not None and while_running(page):
+            while_running = None
         if time.monotonic() > deadline:
             raise LabError(f"cells still not done after {timeout_s:.0f} s: {found}")
         time.sleep(POLL_S)
