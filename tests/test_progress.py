@@ -99,6 +99,16 @@ def test_after_the_run_each_operator_becomes_its_summary_row():
     assert "rows/s" in html and "running" not in html
 
 
+def test_a_failed_run_says_so_above_its_rows_and_on_its_one_line():
+    run = recorded_run(until=4.0)
+    run.finish(4.5, ok=False)
+    text, _ = render(run, table=True)
+    assert text.splitlines()[0] == "Ray Data: failed after 4.5 s (the error follows)"
+    assert [line.split()[0] for line in text.splitlines()[2:]] == [READ, EXPAND, LLM, IMAGES]
+    line, _ = render(run, table=False)
+    assert line.endswith(f"{IMAGES}: failed after 4.5 s (the error follows)"), line
+
+
 def test_an_operator_without_tasks_is_timed_from_its_first_rows():
     """A limit (``take_batch``) or an all-to-all operator runs no task Ray counts: its rows tell when it worked."""
     run = Run()
