@@ -151,6 +151,7 @@ def test_the_lessons_settings_fit_their_clusters(empty_storage):
 
 def test_an_llm_share_above_the_image_stages_is_refused(empty_storage, monkeypatch):
     monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "0.5")
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "0.6")
     with pytest.raises(SettingsError, match=r"^WORKSHOP_LLM_GPUS=0.6 is more than WORKSHOP_IMAGE_GPUS=0.5"):
         check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
 

@@ -176,7 +176,7 @@ def test_every_lesson_with_an_actor_pool_is_found():
     assert {"03_image_generation", "04_join", "05_llm_enhancement", "06_parameterization"} <= lessons
     stages = {(s["name"], s["num_gpus"], s["actors"]) for _, chain in PIPELINES for s in chain}
     assert ("helpers.ImageGen", 1.0, 2) in stages  # lessons 03 and 04 as taught
-    assert ("Enhancer", 0.6, 2) in stages and ("helpers.ImageGen", 0.4, 2) in stages  # lesson 05
+    assert ("Enhancer", 0.5, 2) in stages and ("helpers.ImageGen", 0.5, 2) in stages  # lesson 05
 
 
 @pytest.mark.slow

@@ -26,9 +26,9 @@ def test_cpu_profile_uses_local_small_models(monkeypatch, tmp_path):
     assert settings.image.model == str(tmp_path / "models" / config.TINY_IMAGE_MODEL)
     assert settings.llm.model == str(tmp_path / "models" / config.SMALL_LLM_MODEL)
     assert settings.uses_small_models
-    # The lessons' requests: two actors per stage, 1 GPU for images, 0.6 for the LLM.
+    # The lessons' requests: two actors per stage, 1 GPU for images, 0.5 for the LLM.
     assert (settings.image.actors, settings.image.num_gpus, settings.image.batch_size) == (2, 1.0, 8)
-    assert (settings.llm.actors, settings.llm.num_gpus, settings.llm.batch_size) == (2, 0.6, 4)
+    assert (settings.llm.actors, settings.llm.num_gpus, settings.llm.batch_size) == (2, 0.5, 4)
 
 
 def test_gpu_profile_prefers_staged_models_then_hub(monkeypatch, tmp_path):
@@ -55,7 +55,7 @@ def test_one_gpu_cluster_halves_per_actor_requests(monkeypatch):
     monkeypatch.setenv("WORKSHOP_PROFILE", "gpu")
     settings = config.load_settings(cluster_gpus=1)
     assert settings.image.num_gpus == 0.5
-    assert settings.llm.num_gpus == 0.3
+    assert settings.llm.num_gpus == 0.25
     assert config.load_settings(cluster_gpus=8).image.num_gpus == 1.0
 
 

@@ -25,8 +25,8 @@ class OneGpuLab(Lab):
             "An actor pool reserves `actors x num_gpus` GPUs, and the two model stages together must fit in 1."
         ),
         (
-            "On two GPUs the stages ask for 2 x 0.6 + 2 x 0.4 = 2.0. Scale both shares so the total is 1.0 "
-            "(the LLM keeps the larger share)."
+            "On two GPUs the lesson's stages ask for 2 x 0.5 + 2 x 0.5 = 2.0. On one GPU the four shares must add "
+            "up to 1.0 at most (the LLM keeps the larger share)."
         ),
         "`num_gpus=0.3` for the Enhancer stage and `num_gpus=0.2` for the ImageGen stage: 2 x 0.3 + 2 x 0.2 = 1.0.",
     )

@@ -67,8 +67,8 @@ def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Setti
     """Settings for the LLM and image actors running at the same time.
 
     Each stage's default asks for what it needs alone (image: a whole GPU).
-    Together, an image actor takes 0.4 GPU next to an LLM actor's 0.6, as in
-    the lessons, scaled to the cluster. An explicit ``WORKSHOP_IMAGE_GPUS`` wins.
+    Together, an image actor takes 0.4 GPU next to an LLM actor's 0.5, scaled
+    to the cluster: four such actors fit two GPUs in any placement. An explicit ``WORKSHOP_IMAGE_GPUS`` wins.
     """
     if os.environ.get("WORKSHOP_IMAGE_GPUS"):
         return settings

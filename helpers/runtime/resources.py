@@ -15,7 +15,8 @@ stay exactly as Ray's documentation writes them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from ray.exceptions import UserCodeException
 
@@ -87,13 +88,122 @@ def _fix_hint(stage: StageRequest) -> str:
     )
 
 
-def _pack_gpus(requests: list[StageRequest], nodes: list[NodeCapacity]) -> StageRequest | None:
-    """First-fit-decreasing packing of GPU actors onto GPUs, as Ray places them.
+#: Ray counts resources in ten-thousandths (its FixedPoint); so does the packing search.
+_UNIT = 10_000
+#: Placements the packing search looks at before it settles for first-fit (far above any workshop's pools).
+_SEARCH_LIMIT = 20_000
 
-    Fractional requests share one physical GPU (0.6 + 0.4 fit, 0.6 + 0.6 do
-    not); whole-GPU requests take whole GPUs. Returns the first stage that does
-    not fit, or None.
+
+@dataclass(frozen=True)
+class Stranding:
+    """A placement Ray may choose in which one more actor of ``stage`` finds no GPU with room."""
+
+    stage: StageRequest
+    gpus: tuple[tuple[str, tuple[StageRequest, ...]], ...]  # (GPU label, the actors on it) for each GPU in use
+
+    def describe(self) -> str:
+        """``GPU 1: 1 x A (0.6 used), GPU 2: 2 x B (0.8 used), and then the next A actor (0.6 GPU) finds ...``."""
+        if not self.gpus:
+            return f"even packed as tightly as possible, a {self.stage.name} actor finds no GPU with room"
+
+        def on_gpu(actors: tuple[StageRequest, ...]) -> str:
+            counts = {stage: actors.count(stage) for stage in dict.fromkeys(actors)}
+            used = min(1.0, sum(stage.gpus for stage in actors))
+            return " + ".join(f"{n} x {stage.name}" for stage, n in counts.items()) + f" ({used:g} used)"
+
+        placed = ", ".join(f"{label}: {on_gpu(actors)}" for label, actors in self.gpus)
+        return (f"Ray may place {placed}, and then the next {self.stage.name} actor ({self.stage.gpus:g} GPU) "
+                "finds no GPU with room")
+
+
+def _gpu_labels(nodes: list[NodeCapacity]) -> list[tuple[int, str]]:
+    """(node index, label) for every GPU, e.g. ``GPU 1`` on one node, ``node 2 GPU 1`` on several."""
+    gpu_nodes = [i for i, node in enumerate(nodes) if int(node.gpus + _EPS)]
+    labels = []
+    for i in gpu_nodes:
+        for k in range(int(nodes[i].gpus + _EPS)):
+            labels.append((i, f"GPU {k + 1}" if len(gpu_nodes) == 1 else f"node {i + 1} GPU {k + 1}"))
+    return labels
+
+
+def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stranding | None:
+    """Whether some placement of the GPU actor pools leaves an actor waiting forever.
+
+    Ray 2.60's raylet puts a fractional actor on the GPU of its node where it
+    leaves the least room (best fit), and a whole-GPU actor on free GPUs, in
+    the order the actors' requests arrive. Ray Data asks for the upstream
+    pool's actors first, yet that order is not promised (requests race, an
+    actor restarts, an earlier run's actors are still releasing), and across
+    nodes Ray picks the node. So the search tries every placement, in any order,
+    on any GPU with room: an actor that finds no room in one of them could wait
+    forever. Two pools of 2 x 0.6 and 2 x 0.4 on two GPUs fail it (both 0.4 on
+    one GPU leave 0.2 and 1.0, room for one 0.6 only), although Ray places them
+    well when the 0.6 actors come first; 4 x 0.5 pass in every order.
+
+    GPUs on different nodes never pool: an actor's share is on one GPU, and a
+    whole-GPU actor's GPUs are on one node. Returns the first stranding found
+    with the fewest actors placed, or None when every placement fits.
     """
+    actors = [stage for stage in pools if stage.gpus > 0]
+    demand = [round(stage.gpus * _UNIT) for stage in actors]
+    labels = _gpu_labels(nodes)
+    node_of = [node for node, _ in labels]
+
+    def whole(i: int) -> int:
+        return -(-demand[i] // _UNIT)
+
+    def load(gpu: tuple[int, ...]) -> int:
+        return sum(demand[i] for i in gpu)
+
+    def canonical(gpus: list[tuple[int, ...]]) -> tuple:
+        # GPUs of one node are interchangeable, and so are nodes with the same GPUs in use.
+        per_node = {}
+        for node, gpu in zip(node_of, gpus):
+            per_node.setdefault(node, []).append(gpu)
+        return tuple(sorted(tuple(sorted(node_gpus)) for node_gpus in per_node.values()))
+
+    def placements(gpus: list[tuple[int, ...]], i: int):
+        if demand[i] >= _UNIT:  # whole GPUs, all on one node
+            for node in dict.fromkeys(node_of):
+                free = [k for k, gpu in enumerate(gpus) if node_of[k] == node and not gpu]
+                if len(free) >= whole(i):
+                    taken = free[: whole(i)]
+                    yield [(i,) if k in taken else gpu for k, gpu in enumerate(gpus)]
+            return
+        for k, gpu in enumerate(gpus):
+            if load(gpu) + demand[i] <= _UNIT:
+                yield [tuple(sorted((*gpu, i))) if j == k else other for j, other in enumerate(gpus)]
+
+    def placed(gpus: list[tuple[int, ...]], i: int) -> int:
+        on_gpus = sum(gpu.count(i) for gpu in gpus)
+        return on_gpus // whole(i) if demand[i] >= _UNIT else on_gpus
+
+    start = [()] * len(labels)
+    frontier, seen = [start], {canonical(start)}
+    while frontier:  # breadth first: the stranding with the fewest actors placed reads best
+        following = []
+        for gpus in frontier:
+            waiting = [i for i, stage in enumerate(actors) if placed(gpus, i) < stage.units]
+            for i in waiting:
+                options = list(placements(gpus, i))
+                if not options:
+                    used = tuple((label, tuple(actors[j] for j in gpu)) for (_, label), gpu in zip(labels, gpus) if gpu)
+                    return Stranding(actors[i], used)
+                for option in options:
+                    key = canonical(option)
+                    if key not in seen:
+                        seen.add(key)
+                        following.append(option)
+            if len(seen) > _SEARCH_LIMIT:
+                log.debug("packing search stopped after %d placements; first-fit decides", len(seen))
+                blocked = _first_fit(actors, nodes)
+                return None if blocked is None else Stranding(blocked, ())
+        frontier = following
+    return None
+
+
+def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> StageRequest | None:
+    """First-fit-decreasing packing, the tightest placement: the stage it cannot place, or None."""
     gpus = [1.0] * sum(int(node.gpus + _EPS) for node in nodes)
     units = sorted(
         ((stage.gpus, stage) for stage in requests if stage.gpus > 0 for _ in range(stage.units)),
@@ -116,6 +226,22 @@ def _pack_gpus(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
         else:
             return stage
     return None
+
+
+def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding: Stranding) -> str:
+    """Equal shares that divide a GPU evenly, when they fit in every placement; else the stage's own fix."""
+    shared = [stage for stage in pools if 0 < stage.gpus < 1]
+    free_gpus = sum(int(node.gpus + _EPS) for node in nodes) - sum(
+        stage.units * math.ceil(stage.gpus) for stage in pools if stage.gpus >= 1)
+    if shared and free_gpus > 0:
+        per_gpu = math.ceil(sum(stage.units for stage in shared) / free_gpus)
+        share = math.floor(_UNIT / per_gpu) / _UNIT
+        even = [replace(stage, gpus=share) if stage in shared else stage for stage in pools]
+        if find_stranding(even, nodes) is None:
+            names = " and ".join(stage.name for stage in shared)
+            return (f"num_gpus={share:g} for {names}: {per_gpu} equal shares fill a GPU, so they fit whatever GPU "
+                    "Ray picks (or fewer actors)")
+    return _fix_hint(stranding.stage)
 
 
 def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
@@ -148,12 +274,18 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
 
     pools = [stage for stage in requests if stage.is_actor_pool]
     wanted_gpus = sum(stage.units * stage.gpus for stage in pools)
-    blocked = _pack_gpus(pools, nodes)
+    detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
+    blocked = _first_fit(pools, nodes)
     if blocked is not None:
-        detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
         raise ResourceMismatchError(
             f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}, "
             f"so {blocked.name} would wait forever. Fix: {_fix_hint(blocked)}."
+        )
+    stranding = find_stranding(pools, nodes)
+    if stranding is not None:
+        raise ResourceMismatchError(
+            f"The actor pools' GPU shares ({detail}) fit only with a lucky placement: "
+            f"{stranding.describe()} and waits forever. Fix: {_packing_fix(pools, nodes, stranding)}."
         )
 
     pool_memory = sum(stage.units * stage.memory for stage in pools)
@@ -221,7 +353,9 @@ def lesson_pools(settings) -> dict[str, list[StageRequest]]:
 
     Lessons 03-04 run the image stage alone; lessons 05-06 run the LLM's next
     to the image stage's, whose actors get what one had alone minus an LLM
-    actor's share (1 - 0.6 = 0.4 GPU on the lessons' two GPUs).
+    actor's share (1 - 0.5 = 0.5 GPU on the lessons' two GPUs: four equal shares, which fit
+    two GPUs in any placement, where 0.6 and 0.4 could strand an LLM actor, see
+    :func:`find_stranding`).
     """
     read = StageRequest("read tasks", 1, CPUS_FOR_TASKS, 0.0, False)
     image_share = round(settings.image.num_gpus - settings.llm.num_gpus, 3)
@@ -239,9 +373,13 @@ def _misfit(settings, nodes: list[NodeCapacity]) -> str | None:
         except ResourceMismatchError:
             pools = " and ".join(f"{s.units} {s.name} actor(s) of {s.gpus:g} GPU and {s.cpus:g} CPU each"
                                  for s in requests if s.is_actor_pool)
+            actors = [s for s in requests if s.is_actor_pool]
+            stranding = None if _first_fit(actors, nodes) else find_stranding(actors, nodes)
+            lucky = "" if stranding is None else f"; {stranding.describe()}"
             return (
                 f"{lessons} run {pools} at once, and this cluster has {sum(n.gpus for n in nodes):g} GPUs and "
                 f"{sum(n.cpus for n in nodes):g} CPUs over {len(nodes)} node(s) (one CPU stays for the read tasks)"
+                f"{lucky}"
             )
     return None
 
@@ -279,7 +417,7 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
     if settings.image.num_gpus < settings.llm.num_gpus:
         raise SettingsError(
             f"WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g} is more than WORKSHOP_IMAGE_GPUS="
-            f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.6 GPU in the "
+            f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.5 GPU in the "
             "lessons). Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
         )
     problem = _misfit(settings, nodes)
