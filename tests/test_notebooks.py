@@ -50,7 +50,7 @@ def _execute(path: Path):
 def test_the_curriculum_is_complete():
     names = [p.stem for p in SOLUTIONS]
     for expected in ("00_welcome", "01_ingest", "02_transform", "03_image_generation", "04_join",
-                     "05_llm_enhancement", "06_parameterization"):
+                     "05_llm_enhancement", "06_parameterization", "07_under_the_hood"):
         assert expected in names
     assert [p.name for p in STUDENT] == [p.name for p in SOLUTIONS]
 

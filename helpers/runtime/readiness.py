@@ -44,6 +44,7 @@ LESSON_NEEDS: dict[str, tuple[str, ...]] = {
     "04": (ANIMALS, OUTFITS, IMAGE_MODEL),
     "05": EVERYTHING,
     "06": EVERYTHING,
+    "07": (ANIMALS,),
 }
 
 #: The model folders ``./setup.sh`` builds (no option) or downloads (``--download``).
