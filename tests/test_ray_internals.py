@@ -331,6 +331,16 @@ class Checks:
             assert ri.gcs_refuses_token(address, None, 10) is True, "no token, yet no UNAUTHENTICATED"
             assert ri.gcs_refuses_token(address, "not-the-token", 10) is True, "a wrong token, yet no UNAUTHENTICATED"
 
+    # ---------------------------------------------------------------- shuffles
+
+    def share_shuffle_workers(self):
+        import ray
+
+        ri.share_shuffle_workers()  # helpers.start() called it already: a second call must fit too
+        joined = ray.data.range(6).join(ray.data.range(6), join_type="inner", num_partitions=2, on=("id",))
+        assert sorted(row["id"] for row in joined.take_all()) == list(range(6))
+        # Whether the join starts workers of its own: tests/test_join_workers.py
+
 
 def test_every_private_ray_name_still_works(session, tmp_path, monkeypatch):
     """After a Ray upgrade: the accessors of helpers/runtime/ray_internals.py that broke, and what they read."""

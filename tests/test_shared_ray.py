@@ -31,6 +31,7 @@ LESSON = """
 import sys, helpers, ray
 session = helpers.start()
 print("SHARED", session.shared, session.address, flush=True)
+print("POLARS", ray.get(ray.remote(lambda: __import__("os").environ.get("POLARS_MAX_THREADS")).remote()), flush=True)
 print("ANSWER", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=300), flush=True)
 sys.stdin.readline()
 """
@@ -66,7 +67,7 @@ def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
         assert line, "the lesson ended early:\n" + "".join(lines[-30:])
         lines.append(line)
         word, _, rest = line.partition(" ")
-        if word in ("SHARED", "ANSWER"):
+        if word in ("SHARED", "POLARS", "ANSWER"):
             seen[word] = rest.strip()
     return seen
 
@@ -97,6 +98,7 @@ def test_lessons_share_one_ray_which_survives_nothing_it_should_not_and_stops_wh
             assert hows == ["joined", "started"], answers
             assert len({a["SHARED"].split()[1] for a in answers}) == 1, f"two Rays: {answers}"
             assert all(a["ANSWER"] == "42" for a in answers)
+            assert all(a["POLARS"] == "1" for a in answers), "its workers do not have one polars thread each"
             status = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "status"], env=env,
                                     capture_output=True, text=True, timeout=60, check=True).stdout
             assert str(first.pid) in status and str(second.pid) in status, status

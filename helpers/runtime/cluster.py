@@ -16,6 +16,8 @@
   up, that the ``WORKSHOP_*`` pool sizes fit the cluster, so that each mistake
   is one line naming what to run or which variable to change;
 * installs the fail-fast resource check (:mod:`helpers.runtime.resources`);
+* lets a join's shuffle tasks run in the job's workers instead of starting
+  about ten of their own (``ray_internals.share_shuffle_workers``);
 * forwards the workshop's environment to workers, and ships this package to
   them when joining a cluster whose other nodes may not have it.
 
@@ -24,6 +26,7 @@ Calling it again in the same kernel returns the same session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -245,6 +248,18 @@ def _local_init_kwargs(settings: Settings) -> dict:
     return kwargs
 
 
+@contextlib.contextmanager
+def _worker_environment():
+    """While Ray starts here, its processes inherit ``shared_ray.WORKER_ENV``; this process's stays as it was."""
+    added = {name: value for name, value in shared_ray.WORKER_ENV.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _init_local(**kwargs):
     """Start a local Ray, trying once more if its processes were too slow to come up.
 
@@ -254,14 +269,15 @@ def _init_local(**kwargs):
     """
     import ray
 
-    try:
-        return ray.init(**kwargs)
-    except Exception as err:
-        if "timed out during startup" not in str(err) and "Failed to connect" not in str(err):
-            raise
-        ray.shutdown()
-        print("Ray was slow to start on this busy machine; trying once more ...")
-        return ray.init(**kwargs)
+    with _worker_environment():
+        try:
+            return ray.init(**kwargs)
+        except Exception as err:
+            if "timed out during startup" not in str(err) and "Failed to connect" not in str(err):
+                raise
+            ray.shutdown()
+            print("Ray was slow to start on this busy machine; trying once more ...")
+            return ray.init(**kwargs)
 
 
 def join_runtime_env() -> dict | None:
@@ -302,6 +318,8 @@ def configure_data_context() -> None:
     # that this is expected it warns about it once per worker process, in lessons 03 to 06.
     # Lesson 03 explains the pickles, which its lab is about; the warning would repeat it as noise.
     ctx.enable_fallback_to_arrow_object_ext_type = True
+    # A join's shuffle tasks take the job's workers instead of starting about ten of their own.
+    ray_internals.share_shuffle_workers()
     # Ray's mode="overwrite" empties the folder before the guard runs: keep the
     # earlier output until the new one is complete.
     replace_only_when_complete()

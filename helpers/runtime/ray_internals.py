@@ -95,6 +95,16 @@ gcs_refuses_token          the GCS's gRPC method                           a clu
                            /ray.rpc.NodeInfoGcsService/GetClusterId and    driver without its token: Ray retries for
                            its 'authorization: Bearer <token>' header      20 s and says only 'Failed to connect'; one
                                                                            call answers UNAUTHENTICATED at once
+
+share_shuffle_workers      the runtime_envs Ray Data gives a shuffle's     a join's tasks run in the job's workers
+                           tasks: ray.data._internal.execution.operators   instead of about ten new ones per driver
+                           .hash_shuffle_v2._SHUFFLE_MAP_RUNTIME_ENV       (a driver's first join 7-10 s instead of 19
+                           (RAY_DATA_SHUFFLE_MAP_WORKER), .shuffle_        s, a later one 1 s instead of 7 s, on 2
+                           operators.shuffle_reduce_operator._SHUFFLE_     cores); the polars cap travels in the
+                           REDUCE_RUNTIME_ENV                              environment of the Rays the workshop starts
+                           (RAY_DATA_SHUFFLE_REDUCE_WORKER),
+                           ray.data._internal.planner.planner
+                           ._with_polars_thread_cap (POLARS_MAX_THREADS)
 =========================  ==============================================  =============================================
 
 Imports Ray lazily: the runtime package is imported on workers and by tools
@@ -137,6 +147,10 @@ PRIVATE_NAMES = {
     "use_token_auth": "ray._raylet.Config.initialize, ray._raylet.AuthenticationTokenLoader.reset_cache",
     "auth_token": "ray._raylet.AuthenticationTokenLoader.has_token / get_raw_token",
     "gcs_refuses_token": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
+    "share_shuffle_workers": (
+        "hash_shuffle_v2._SHUFFLE_MAP_RUNTIME_ENV, shuffle_reduce_operator._SHUFFLE_REDUCE_RUNTIME_ENV, "
+        "planner._with_polars_thread_cap"
+    ),
 }
 
 
@@ -409,3 +423,37 @@ def gcs_refuses_token(address: str, token: str | None, timeout: float) -> bool:
         except grpc.RpcError as err:
             return err.code() == grpc.StatusCode.UNAUTHENTICATED
     return False
+
+
+# ---------------------------------------------------------------- shuffles
+
+def _without_thread_cap(ray_remote_args: dict | None) -> dict:
+    return dict(ray_remote_args or {})
+
+
+def share_shuffle_workers() -> None:
+    """Let a shuffle's tasks (a join's, a sort's, ...) run in the job's worker processes. Driver only.
+
+    Ray Data 2.60 gives a shuffle's map and reduce tasks runtime_envs of their
+    own (``RAY_DATA_SHUFFLE_MAP_WORKER=1``, ``RAY_DATA_SHUFFLE_REDUCE_WORKER=1``,
+    and ``POLARS_MAX_THREADS=1`` on a join's reduce). Nothing reads the first
+    two: they only keep those tasks in worker pools of their own, so that a big
+    shuffle's memory-mapped pages do not stay in the workers of other tasks.
+    A worker serves one job, so every lesson's kernel started about ten workers
+    for its first join. The lessons' joins are a few hundred rows: here they
+    take the job's workers. The polars cap is set instead in the environment of
+    the Rays the workshop starts, which every worker inherits (a runtime_env on
+    the job would cost each of its workers another Python start).
+    """
+    from ray.data._internal.execution.operators.hash_shuffle_v2 import _SHUFFLE_MAP_RUNTIME_ENV
+    from ray.data._internal.execution.operators.shuffle_operators.shuffle_reduce_operator import (
+        _SHUFFLE_REDUCE_RUNTIME_ENV,
+    )
+    from ray.data._internal.planner import planner
+
+    if not hasattr(planner, "_with_polars_thread_cap"):  # else the join would keep its own workers
+        raise AttributeError("ray.data._internal.planner.planner has no _with_polars_thread_cap")
+    # Emptied in place: every planner module holds these same dicts. {"env_vars": {}} is an empty runtime_env.
+    _SHUFFLE_MAP_RUNTIME_ENV["env_vars"].clear()
+    _SHUFFLE_REDUCE_RUNTIME_ENV["env_vars"].clear()
+    planner._with_polars_thread_cap = _without_thread_cap

@@ -55,6 +55,10 @@ STOP_TIMEOUT_S = 30
 #: How often the supervisor looks for kernels that still use the Ray.
 POLL_S = 5.0
 DEFAULT_IDLE_MINUTES = 15.0
+#: What every worker of a Ray the workshop starts inherits, unless the environment already says otherwise:
+#: one polars thread per task, as Ray Data asks for its join tasks in a runtime_env of their own
+#: (``ray_internals.share_shuffle_workers`` runs them in the job's workers instead).
+WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
 
 
 def state_dir() -> Path:
@@ -206,7 +210,7 @@ def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) ->
         log = folder / "supervisor.log"
         command = [sys.executable, "-m", "helpers.runtime.shared_ray", "serve", "--idle-minutes",
                    f"{idle_minutes:g}", "--env", json.dumps(env), "--", *args]
-        child_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        child_env = {**WORKER_ENV, **os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         child_env.pop("RAY_ADDRESS", None)
         with open(log, "wb") as out:
             supervisor = subprocess.Popen(command, env=child_env, stdout=out, stderr=subprocess.STDOUT,
