@@ -7,7 +7,7 @@
   (:mod:`helpers.runtime.shared_ray`), so open lessons do not each keep a Ray;
   else (a script, the pipeline command) starts a Ray that ends with the process;
 * on a CPU-only machine declares two *logical* GPUs, so the lessons'
-  ``num_gpus=1`` and ``num_gpus=0.6 / 0.4`` requests schedule exactly as on
+  ``num_gpus=1`` and ``num_gpus=0.5`` requests schedule exactly as on
   the two-GPU cluster the lessons describe, while the models run on CPU;
 * declares enough logical CPUs that GPU actors never starve the read and map
   tasks (on 2 cores, default sizing hangs forever);
