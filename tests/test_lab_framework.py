@@ -358,7 +358,7 @@ def test_get_lab_imports_the_lesson_module_named_by_the_prefix(monkeypatch):
 def test_every_lesson_module_holds_only_labs_named_after_it():
     """``get_lab`` finds a lab through its name's prefix: ``"04_png"`` must live in ``lesson04``."""
     modules = lesson_modules()
-    assert modules == [f"helpers.labs.lesson{n:02d}" for n in range(1, 7)]
+    assert modules == [f"helpers.labs.lesson{n:02d}" for n in range(1, 8)]
     for module_name in modules:
         module = importlib.import_module(module_name)
         lesson = module_name.removeprefix("helpers.labs.lesson")
