@@ -204,7 +204,7 @@ def interrupted_run(killed_run, workdir, shared_ray):
     args = repo_data(previous.output, "--no-enhance", "--limit", ROWS)
     run = start_cli(*args, ray_address=shared_ray, log=log, **SLOW_IMAGES)
     try:
-        first_part_written(run, log, previous.output)  # one image of ROWS is done: the run is half-way
+        first_part_written(run, log, previous.output)  # one of ROWS images is done, the others still to draw
         run.send_signal(signal.SIGINT)
         return finished(run, log)
     finally:
