@@ -31,12 +31,16 @@ EXECUTED = REPO_ROOT / "build" / "executed"
 
 
 def _texts(cell) -> str:
-    """Everything a cell showed: streams, plain text, markdown and HTML."""
+    """Everything a cell showed: streams, plain text, markdown and HTML.
+
+    A saved notebook stores multi-line text as a list of lines (a cell that
+    also printed Ray's log lines, say), so each value is joined first.
+    """
     parts = []
     for output in cell.get("outputs", []):
-        parts.append(output.get("text", ""))
-        for key in ("text/plain", "text/markdown", "text/html"):
-            parts.append(str(output.get("data", {}).get(key, "")))
+        values = [output.get("text", "")]
+        values += [output.get("data", {}).get(key, "") for key in ("text/plain", "text/markdown", "text/html")]
+        parts += ["".join(value) if isinstance(value, list) else str(value) for value in values]
     return "\n".join(parts)
 
 
@@ -100,3 +104,13 @@ def test_student_notebook_runs_and_labs_are_not_attempted(path, learners_ray):
     for cell in checks:
         text = _texts(cell)
         assert "Not attempted" in text, f"a lab in {path.name} did not say 'Not attempted': {text[:300]}"
+
+
+def test_a_check_cell_that_also_printed_log_lines_is_read_whole():
+    """Saved notebooks keep multi-line streams as lists of lines; the verdict is still found."""
+    cell = {"outputs": [
+        {"output_type": "stream", "name": "stderr", "text": ["(raylet) disk is over 95% full\n", "again\n"]},
+        {"output_type": "display_data", "data": {"text/plain": ["✔ Correct: well done"]}},
+    ]}
+    text = _texts(cell)
+    assert "Correct" in text and "disk is over 95% full\nagain" in text
