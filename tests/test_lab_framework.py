@@ -207,6 +207,14 @@ def test_check_prints_and_returns_the_outcome_outside_ipython(lab, capsys):
     assert str(outcome).startswith("\u2718 Incorrect: ")
 
 
+def test_the_lab_keeps_what_its_last_check_showed(lab, capsys):
+    assert lab.last_outcome is None
+    shown = lab.check(total_of=wrong)
+    assert lab.last_outcome is shown and not lab.last_outcome
+    assert BrokenLab().check(numbers=[1, 2, 0]).status == CHECK_ERROR  # another lab's verdict is its own
+    assert lab.last_outcome is shown
+
+
 def test_wrong_argument_name_is_incorrect_with_usage(lab):
     outcome = lab.evaluate(total=solution)
     assert outcome.status == INCORRECT

@@ -238,6 +238,9 @@ class Lab:
     correct_message: ClassVar[str] = "Well done."
     # Any argument still holding a placeholder means the starter code is untouched.
     placeholders_mean_not_attempted: ClassVar[bool] = True
+    #: What the last ``check`` showed (None before the first). A solution notebook's
+    #: test cell asserts on it where judging again would be slow (lab 06 loads a model).
+    last_outcome: Outcome | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -287,6 +290,7 @@ class Lab:
                 "This is a bug in the lab, not in your answer: please report it to the instructors.",
                 exception=bug.exception,
             )
+        self.last_outcome = outcome
         if ipython_shell() is None:
             print(outcome)
         else:
