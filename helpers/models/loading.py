@@ -8,6 +8,7 @@ model folder is complete, and the device and dtype of the machine.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -23,26 +24,27 @@ def torch_device_and_dtype():
     return "cpu", torch.float32
 
 
-def quiet_libraries() -> None:
-    """Keep worker logs to what a learner needs: no per-step progress bars or notices."""
-    import diffusers
-    import transformers
+def quiet_library(name: str) -> None:
+    """Keep worker logs to what a learner needs: no per-step progress bars or notices from ``name``.
 
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    Only the library being loaded is imported: an LLM actor that also imported
+    diffusers to quiet it paid about 0.5 s of CPU for nothing (2 shared cores).
+    """
+    library = importlib.import_module(name)
+    library.utils.logging.set_verbosity_error()
+    library.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def prepare_process(settings: Settings) -> None:
-    """On CPU, use the settings' torch threads (actors share the cores); then quiet the libraries."""
+def prepare_process(settings: Settings, *libraries: str) -> None:
+    """On CPU, use the settings' torch threads (actors share the cores); then quiet ``libraries``."""
     import torch
 
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.torch_threads)
-    quiet_libraries()
+    for name in libraries:
+        quiet_library(name)
 
 
 def check_local_model(source: str, kind: str) -> None:
@@ -78,7 +80,7 @@ def load_image_pipeline(source: str, settings: Settings | None = None):
     from diffusers import DiffusionPipeline
 
     settings = settings or load_settings()
-    prepare_process(settings)
+    prepare_process(settings, "diffusers", "transformers")  # the text encoders are transformers models
     check_local_model(source, "image")
     device, dtype = torch_device_and_dtype()
     pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device))
@@ -91,7 +93,7 @@ def load_text_generator(source: str, settings: Settings | None = None):
     from transformers import pipeline
 
     settings = settings or load_settings()
-    prepare_process(settings)
+    prepare_process(settings, "transformers")
     check_local_model(source, "llm")
     device, dtype = torch_device_and_dtype()
     generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
