@@ -31,7 +31,9 @@ LESSON = """
 import sys, helpers, ray
 session = helpers.start()
 print("SHARED", session.shared, session.address, flush=True)
-print("POLARS", ray.get(ray.remote(lambda: __import__("os").environ.get("POLARS_MAX_THREADS")).remote()), flush=True)
+env = ray.get(ray.remote(lambda: dict(__import__("os").environ)).remote())
+print("POLARS", env.get("POLARS_MAX_THREADS"), flush=True)
+print("PRESTART", env.get("RAY_prestart_worker_first_driver"), flush=True)
 print("ANSWER", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=300), flush=True)
 sys.stdin.readline()
 """
@@ -57,7 +59,7 @@ def open_lesson(env: dict) -> subprocess.Popen:
 
 
 def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
-    """The lesson's SHARED and ANSWER lines (and everything it printed, for the failure message).
+    """The lesson's SHARED, POLARS, PRESTART and ANSWER lines (and everything it printed, for the failure message).
 
     Plain blocking reads: the caller's ``deadline`` ends a lesson that hangs.
     """
@@ -67,7 +69,7 @@ def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
         assert line, "the lesson ended early:\n" + "".join(lines[-30:])
         lines.append(line)
         word, _, rest = line.partition(" ")
-        if word in ("SHARED", "POLARS", "ANSWER"):
+        if word in ("SHARED", "POLARS", "PRESTART", "ANSWER"):
             seen[word] = rest.strip()
     return seen
 
@@ -99,6 +101,8 @@ def test_lessons_share_one_ray_which_survives_nothing_it_should_not_and_stops_wh
             assert len({a["SHARED"].split()[1] for a in answers}) == 1, f"two Rays: {answers}"
             assert all(a["ANSWER"] == "42" for a in answers)
             assert all(a["POLARS"] == "1" for a in answers), "its workers do not have one polars thread each"
+            # Its raylet (whose environment workers inherit) starts no workers ahead for the first kernel.
+            assert all(a["PRESTART"] == "0" for a in answers), answers
             status = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "status"], env=env,
                                     capture_output=True, text=True, timeout=60, check=True).stdout
             assert str(first.pid) in status and str(second.pid) in status, status

@@ -37,13 +37,14 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers.runtime.ports import answers, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -59,6 +60,11 @@ DEFAULT_IDLE_MINUTES = 15.0
 #: one polars thread per task, as Ray Data asks for its join tasks in a runtime_env of their own
 #: (``ray_internals.share_shuffle_workers`` runs them in the job's workers instead).
 WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
+#: What the shared Ray alone runs with, unless the environment already says otherwise. A worker
+#: serves one job, and Ray starts one per logical CPU for the first driver that connects: here the
+#: first lesson's kernel, which needs two or three, while eight starting workers fill two cores.
+#: Lesson 00 took 19.0 s twice without them against 22.6 and 25.9 s with them (2 shared cores).
+SHARED_RAY_ENV = {**WORKER_ENV, "RAY_prestart_worker_first_driver": "0"}
 
 
 def state_dir() -> Path:
@@ -116,15 +122,6 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def _answers(address: str, timeout: float = 1.0) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
 def running(folder: Path | None = None) -> SharedRay | None:
     """The shared Ray of this user and clone, when its processes live and its address answers."""
     folder = folder or state_dir()
@@ -133,7 +130,7 @@ def running(folder: Path | None = None) -> SharedRay | None:
         shared = SharedRay(**{name: raw[name] for name in SharedRay.__dataclass_fields__ if name in raw})
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if group_alive(shared.pgid) and _answers(shared.address):
+    if group_alive(shared.pgid) and answers(shared.address):
         return shared
     return None
 
@@ -180,19 +177,13 @@ def _private_folder() -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_args(num_cpus: float, num_gpus: float | None, dashboard: bool, node_ip: str) -> list[str]:
     """``ray start`` arguments for the lessons' shape (the same sizing as a local ``ray.init``)."""
     args = [f"--num-cpus={num_cpus:g}", f"--node-ip-address={node_ip}"]
     if num_gpus is not None:
         args.append(f"--num-gpus={num_gpus:g}")
     if dashboard:
-        args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}"]
+        args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}"]
     else:
         args.append("--include-dashboard=false")
     return args
@@ -216,7 +207,7 @@ def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) ->
         log = folder / "supervisor.log"
         command = [sys.executable, "-m", "helpers.runtime.shared_ray", "serve", "--idle-minutes",
                    f"{idle_minutes:g}", "--env", json.dumps(env), "--", *args]
-        child_env = {**WORKER_ENV, **os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        child_env = {**SHARED_RAY_ENV, **os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         child_env.pop("RAY_ADDRESS", None)
         with open(log, "wb") as out:
             supervisor = subprocess.Popen(command, env=child_env, stdout=out, stderr=subprocess.STDOUT,
@@ -299,7 +290,7 @@ def _start_head(folder: Path, args: list[str]) -> tuple[subprocess.Popen, str] |
 
     Its output is copied into this supervisor's log, then and for as long as it runs.
     """
-    port = _free_port()
+    port = free_port()
     node_ip = next((a.split("=", 1)[1] for a in args if a.startswith("--node-ip-address=")), "127.0.0.1")
     ray_start = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--disable-usage-stats", f"--port={port}",
