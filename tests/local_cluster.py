@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.runtime.ports import free_port
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -37,12 +39,6 @@ def node_ip() -> str:
     from ray.util import get_node_ip_address
 
     return get_node_ip_address()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_node(args: list[str], env: dict) -> subprocess.Popen:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.pipeline.output import WRITTEN_BY
+from helpers.runtime.ports import free_port
 from helpers.runtime.settings import REPO_ROOT
 from helpers.runtime.storage import SUCCESS_MARKER, StorageURI, filesystem
 
@@ -35,18 +35,12 @@ FAKE_AWS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto S3 server on loopback with a bucket holding the workshop's two CSV files."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {**os.environ, **FAKE_AWS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}

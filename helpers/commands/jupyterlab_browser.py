@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import psutil
 
 from helpers.commands.notebooks import KERNELSPEC
+from helpers.runtime.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = "apt-get install -y --no-install-recommends chromium"
@@ -77,12 +77,6 @@ class LabError(RuntimeError):
     """JupyterLab, Chromium or a notebook in them did not do what a learner would see; the message says what."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def api(base: str, token: str, path: str, method: str = "GET"):
     """One call to the server's REST API, as JSON."""
     request = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {token}"})
@@ -96,7 +90,7 @@ class Lab:
 
     def __init__(self, root: Path, home: Path):
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.token = secrets.token_hex(24)
         self.base = f"http://127.0.0.1:{self.port}"
         settings = home / "lab-settings"

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.errors import ActionableError, SettingsError
 from helpers.runtime import ray_internals, shared_ray
+from helpers.runtime.ports import answers, connection_error
 from helpers.runtime.preflight import check_nodes, check_token
 from helpers.runtime.probe import ProfileDecision, decide
 from helpers.runtime.readiness import LessonCheck, Need, needs
@@ -151,11 +151,9 @@ def _running_local_cluster() -> str | None:
     """
     try:
         address = RAY_CURRENT_CLUSTER.read_text().strip()
-        host, port = address.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=1):
-            return address
-    except (OSError, ValueError):
+    except OSError:
         return None
+    return address if answers(address) else None
 
 
 def _idle_minutes() -> float:
@@ -224,10 +222,8 @@ def check_cluster_answers(address: str) -> None:
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_PROBE_S):
-            return
-    except OSError as err:
+    err = connection_error(address, ADDRESS_PROBE_S)
+    if err is not None:
         raise SettingsError(
             f"RAY_ADDRESS={address}: no Ray cluster answers there ({err.strerror or err}); start the cluster "
             "(ray start --head) or fix the address, or unset RAY_ADDRESS to start a local Ray in this process"
