@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.commands.notebooks import kernel_env
 from helpers.errors import NotReadyError, SettingsError
 from helpers.kernel import KERNEL_NAME
 from helpers.runtime import shared_ray
@@ -85,7 +86,7 @@ def _kernel_error(lesson: str, ray_dir: Path) -> tuple[dict, bool]:
     from jupyter_client.manager import start_new_kernel
 
     first_cell = next(cell for cell in _code_cells(STUDENT[lesson]) if "helpers.start()" in cell)
-    env = {**os.environ, "JPY_SESSION_NAME": f"notebooks/{STUDENT[lesson].name}", "WORKSHOP_RAY_DIR": str(ray_dir)}
+    env = {**kernel_env(STUDENT[lesson]), "WORKSHOP_RAY_DIR": str(ray_dir)}
     manager, client = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env,
                                        cwd=str(STUDENT[lesson].parent))
     try:

@@ -476,6 +476,15 @@ def _one_line_error(exc: BaseException) -> str:
     return first_line(Exception(value) if value is not None else exc, getattr(exc, "ename", None) or type(exc).__name__)
 
 
+def kernel_env(notebook: Path) -> dict[str, str]:
+    """The environment JupyterLab gives a notebook's kernel: this one, plus the notebook's name.
+
+    ``helpers.start()`` reads the name (``JPY_SESSION_NAME``) to check what
+    this lesson needs on storage, not what every lesson needs.
+    """
+    return {**os.environ, "JPY_SESSION_NAME": str(Path(notebook).resolve())}
+
+
 def run_notebooks(
     paths,
     outdir: Path,
@@ -505,9 +514,7 @@ def run_notebooks(
         error = None
         started = time.perf_counter()
         try:
-            # As JupyterLab does, the kernel learns the notebook's name: helpers.start() then checks
-            # what this lesson needs on storage, not what every lesson needs.
-            client.execute(env={**os.environ, "JPY_SESSION_NAME": str(path.resolve())})
+            client.execute(env=kernel_env(path))
         except Exception as exc:  # noqa: BLE001 - the notebook's failure is the result we report
             error = _one_line_error(exc)
         seconds = time.perf_counter() - started
