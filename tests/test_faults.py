@@ -77,31 +77,40 @@ def raylets(gcs_address: str) -> list[psutil.Process]:
     return found
 
 
+def wait_for_run(run: subprocess.Popen, log: Path, find, what: str, wait_s: float, every: float = 0.05):
+    """What ``find()`` returns once it is not None, polled while the ``run`` is alive, at most ``wait_s``.
+
+    The test fails, with the run's last log lines, when the run ends first or nothing is found in time.
+    """
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if run.poll() is not None:
+            pytest.fail(f"the run ended (exit {run.returncode}) before {what}:\n{log.read_text()[-2000:]}")
+        found = find()
+        if found is not None:
+            return found
+        time.sleep(every)
+    pytest.fail(f"not within {wait_s} s: {what}:\n{log.read_text()[-2000:]}")
+
+
 def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s: float = WAIT_S) -> psutil.Process:
     """The ImageGen actor's process once it is executing a batch (polled, at most ``wait_s``).
 
     Searched only among the processes that the raylets of the Ray at ``gcs_address`` started.
     """
     nodes: list[psutil.Process] = []
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if run.poll() is not None:
-            pytest.fail(
-                f"the run ended (exit {run.returncode}) before an ImageGen batch was seen:\n{log.read_text()[-2000:]}"
-            )
-        nodes = nodes or raylets(gcs_address)
+
+    def find():
+        nodes[:] = nodes or raylets(gcs_address)
         for raylet in nodes:
             with contextlib.suppress(psutil.Error):  # a process that exits while we look
                 for proc in raylet.children(recursive=True):
                     title = " ".join(proc.cmdline())
                     if "MapBatches(ImageGen)" in title and ".submit" in title:
                         return proc
-        time.sleep(0.05)
-    found = f"raylets {[proc.pid for proc in nodes]}" if nodes else "no raylet"
-    pytest.fail(
-        f"no ImageGen actor of the Ray at {gcs_address} ({found}) got busy within {wait_s} s:\n"
-        f"{log.read_text()[-2000:]}"
-    )
+        return None
+
+    return wait_for_run(run, log, find, f"an ImageGen actor of the Ray at {gcs_address} got busy", wait_s)
 
 
 def first_part_written(run: subprocess.Popen, log: Path, output: Path, wait_s: float = WAIT_S) -> Path:
@@ -110,15 +119,11 @@ def first_part_written(run: subprocess.Popen, log: Path, output: Path, wait_s: f
     Real progress, not a pace: with one image actor and one image per batch, the
     first part means one of the run's rows is drawn and all the others are still to do.
     """
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if run.poll() is not None:
-            pytest.fail(f"the run ended (exit {run.returncode}) before it wrote a part:\n{log.read_text()[-2000:]}")
+    def find():
         parts = sorted(output.parent.glob(f"{output.name}.partial-*/parquet/part-*.parquet"))
-        if parts:
-            return parts[0]
-        time.sleep(0.02)
-    pytest.fail(f"no part was written into a partial folder of {output} within {wait_s} s:\n{log.read_text()[-2000:]}")
+        return parts[0] if parts else None
+
+    return wait_for_run(run, log, find, f"a part was written into a partial folder of {output}", wait_s, every=0.02)
 
 
 def finished(run: subprocess.Popen, log: Path) -> subprocess.CompletedProcess:
@@ -170,7 +175,7 @@ def test_only_a_worker_of_the_test_ray_can_be_killed(shared_ray, tmp_path):
     log = tmp_path / "decoy.log"
     log.write_text("")
     try:
-        with pytest.raises(pytest.fail.Exception, match="no ImageGen actor of the Ray at"):
+        with pytest.raises(pytest.fail.Exception, match="not within 3 s: an ImageGen actor of the Ray at"):
             busy_image_actor(decoy, log, shared_ray, wait_s=3)
         assert decoy.poll() is None
     finally:
