@@ -350,10 +350,14 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
     _state_file(folder).unlink(missing_ok=True)
     if ray_start.poll() is None:
         ray_start.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started
-        try:
-            ray_start.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(os.getpgrp(), signal.SIGKILL)
+        # As stop() does: once the raylet and the workers have ended their work, what is left (the
+        # GCS server, ray start itself) would take 30 s to leave; the group goes at once, this
+        # supervisor with it, which has nothing left to do.
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _still_working(os.getpgrp()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print("the workshop's Ray stopped", flush=True)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
     return 0
 
 
