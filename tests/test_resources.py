@@ -88,11 +88,9 @@ def test_whole_gpu_pools():
     text = message([READ, pool("MapBatches(ImageGen)", 3, 1.0)], ONE_NODE_TWO_GPUS)
     assert "MapBatches(ImageGen)" in text and "3 GPUs" in text and "2 GPUs" in text
     assert "ActorPoolStrategy(size=3)" in text
-    # One whole GPU next to two halves: the halves fit on one GPU, or one on each, and then the whole
-    # GPU actor waits.
-    text = message([READ, pool("Trainer", 1, 1.0), pool("Enhancer", 2, 0.5)], ONE_NODE_TWO_GPUS)
-    assert "GPU 1: 1 x Enhancer (0.5 used), GPU 2: 1 x Enhancer (0.5 used)" in text
-    assert "the next Trainer actor (1 GPU) finds no GPU with room" in text
+    # One whole GPU next to two halves fits in every order: Ray puts the second half beside the first
+    # (the GPU it fills most), never one half on each GPU, which would leave the whole-GPU actor none.
+    check_fits([READ, pool("Trainer", 1, 1.0), pool("Enhancer", 2, 0.5)], ONE_NODE_TWO_GPUS)
     check_fits([READ, pool("Trainer", 1, 1.0), pool("Enhancer", 2, 0.5)], [NodeCapacity(cpus=8, gpus=3)])
 
 
@@ -152,5 +150,6 @@ def test_an_llm_share_that_can_strand_an_actor_names_the_variable_and_a_share_th
         check_settings_fit(lesson_settings(2), ONE_NODE_TWO_GPUS)
     text = str(err.value)
     assert text.startswith("WORKSHOP_LLM_GPUS=0.6 cannot fit this cluster: lessons 05-06 run 2 LLM actor(s) of 0.6 GPU")
-    assert "GPU 2: 2 x image (0.8 used), and then the next LLM actor (0.6 GPU) finds no GPU with room" in text
+    assert ("GPU 1: 2 x image (0.8 used), GPU 2: 1 x LLM (0.6 used), and then the next LLM actor (0.6 GPU) "
+            "finds no GPU with room") in text
     assert text.endswith("Use WORKSHOP_LLM_GPUS=0.5 or less.")

@@ -134,11 +134,13 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
     the order the actors' requests arrive. Ray Data asks for the upstream
     pool's actors first, yet that order is not promised (requests race, an
     actor restarts, an earlier run's actors are still releasing), and across
-    nodes Ray picks the node. So the search tries every placement, in any order,
-    on any GPU with room: an actor that finds no room in one of them could wait
-    forever. Two pools of 2 x 0.6 and 2 x 0.4 on two GPUs fail it (both 0.4 on
-    one GPU leave 0.2 and 1.0, room for one 0.6 only), although Ray places them
-    well when the 0.6 actors come first; 4 x 0.5 pass in every order.
+    nodes Ray picks the node. So the search tries every order of the requests
+    and every node with room, and on a node the GPU Ray picks: an actor that
+    finds no room in one of them could wait forever. Two pools of 2 x 0.6 and
+    2 x 0.4 on two GPUs fail it (both 0.4 on one GPU leave 0.2 and 1.0, room
+    for one 0.6 only), although Ray places them well when the 0.6 actors come
+    first; 4 x 0.5 pass in every order, and so do 1 x 1.0 and 2 x 0.5 (the
+    second half joins the first on its GPU).
 
     GPUs on different nodes never pool: an actor's share is on one GPU, and a
     whole-GPU actor's GPUs are on one node. Returns the first stranding found
@@ -170,9 +172,11 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
                     taken = free[: whole(i)]
                     yield [(i,) if k in taken else gpu for k, gpu in enumerate(gpus)]
             return
-        for k, gpu in enumerate(gpus):
-            if load(gpu) + demand[i] <= _UNIT:
-                yield [tuple(sorted((*gpu, i))) if j == k else other for j, other in enumerate(gpus)]
+        for node in dict.fromkeys(node_of):  # any node, and there the GPU Ray picks: the fullest with room
+            room = [k for k, gpu in enumerate(gpus) if node_of[k] == node and load(gpu) + demand[i] <= _UNIT]
+            if room:
+                k = max(room, key=lambda k: load(gpus[k]))
+                yield [tuple(sorted((*gpus[k], i))) if j == k else other for j, other in enumerate(gpus)]
 
     def placed(gpus: list[tuple[int, ...]], i: int) -> int:
         on_gpus = sum(gpu.count(i) for gpu in gpus)
