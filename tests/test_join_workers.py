@@ -100,3 +100,32 @@ def test_a_join_runs_in_the_jobs_workers(session):
     apart = join(aggregator_ray_remote_args={"runtime_env": {"env_vars": {"WORKSHOP_TEST_POOL": "apart"}}})
     started = new_workers_while(lambda: counts.append(apart.count()), raylet)
     assert counts[-1] == 60 and started, "a runtime_env of its own started no worker: the count cannot tell"
+
+
+SHUFFLE_ENVS = """
+import json, sys
+from ray.data._internal.execution.operators.hash_shuffle_v2 import _SHUFFLE_MAP_RUNTIME_ENV
+from ray.data._internal.execution.operators.shuffle_operators.shuffle_reduce_operator import (
+    _SHUFFLE_REDUCE_RUNTIME_ENV,
+)
+from helpers.runtime.cluster import configure_data_context
+
+configure_data_context(workshop_ray=sys.argv[1] == "workshop")
+print(json.dumps([_SHUFFLE_MAP_RUNTIME_ENV["env_vars"], _SHUFFLE_REDUCE_RUNTIME_ENV["env_vars"]]))
+"""
+
+
+@pytest.mark.parametrize("ray_kind", ["workshop", "cluster"])
+def test_only_a_ray_the_workshop_started_shares_the_shuffle_workers(ray_kind):
+    """On a cluster the workshop did not start, the workers lack the polars cap: Ray Data's own pools stay."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SHUFFLE_ENVS, ray_kind], capture_output=True, text=True,
+                          timeout=120, check=True)
+    map_env, reduce_env = json.loads(done.stdout.strip().splitlines()[-1])
+    if ray_kind == "workshop":
+        assert map_env == {} and reduce_env == {}
+    else:
+        assert map_env and reduce_env, (map_env, reduce_env)

@@ -78,6 +78,11 @@ class Session:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def joined_a_cluster(self) -> bool:
+        """True for a cluster the workshop did not start (``RAY_ADDRESS``, or a ``ray start`` head here)."""
+        return self.shared is None and not self.started_here
+
+    @property
     def image(self):
         return self.settings.image
 
@@ -296,8 +301,13 @@ def join_runtime_env() -> dict | None:
     return {"env_vars": {**roots, **forwarded_env()}, "py_modules": [str(PACKAGE_DIR)]}
 
 
-def configure_data_context() -> None:
-    """Ray Data settings for lessons: fail fast, and show progress without noise."""
+def configure_data_context(workshop_ray: bool = True) -> None:
+    """Ray Data settings for lessons: fail fast, and show progress without noise.
+
+    ``workshop_ray`` says that the workshop started this Ray (the shared one, or
+    one in this process), whose workers all have the one polars thread that a
+    join's tasks ask for; on another cluster Ray Data's own arrangement stays.
+    """
     import ray
 
     from helpers.runtime.overwrite import replace_only_when_complete
@@ -314,8 +324,9 @@ def configure_data_context() -> None:
     # that this is expected it warns about it once per worker process, in lessons 03 to 06.
     # Lesson 03 explains the pickles, which its lab is about; the warning would repeat it as noise.
     ctx.enable_fallback_to_arrow_object_ext_type = True
-    # A join's shuffle tasks take the job's workers instead of starting about ten of their own.
-    ray_internals.share_shuffle_workers()
+    if workshop_ray:
+        # A join's shuffle tasks take the job's workers instead of starting about ten of their own.
+        ray_internals.share_shuffle_workers()
     # Ray's mode="overwrite" empties the folder before the guard runs: keep the
     # earlier output until the new one is complete.
     replace_only_when_complete()
@@ -355,7 +366,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     from helpers.runtime.resources import check_settings_fit, cluster_nodes
 
     if _session is not None and ray.is_initialized():
-        configure_data_context()
+        configure_data_context(workshop_ray=not _session.joined_a_cluster)
         if not quiet:
             print(_session.describe())
         return _session
@@ -401,7 +412,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         if connected_here:
             ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
         raise
-    configure_data_context()
+    configure_data_context(workshop_ray=not address)
     context = ray.get_runtime_context()
     if started_here and ray_context is None:
         # Ray was started in this process before start(): ask it again, it returns the same context.

@@ -443,7 +443,8 @@ def share_shuffle_workers() -> None:
     for its first join. The lessons' joins are a few hundred rows: here they
     take the job's workers. The polars cap is set instead in the environment of
     the Rays the workshop starts, which every worker inherits (a runtime_env on
-    the job would cost each of its workers another Python start).
+    the job would cost each of its workers another Python start), so
+    ``helpers.start()`` calls this on those Rays only.
     """
     from ray.data._internal.execution.operators.hash_shuffle_v2 import _SHUFFLE_MAP_RUNTIME_ENV
     from ray.data._internal.execution.operators.shuffle_operators.shuffle_reduce_operator import (
