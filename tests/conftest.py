@@ -13,6 +13,19 @@ import pytest
 os.environ.setdefault("WORKSHOP_TEST_MARKER", "forwarded")
 
 
+def pytest_configure(config):
+    """Ctrl-C does in this run and in the processes it starts what it does in a terminal.
+
+    A shell that starts the suite in the background (``pytest ... &``, some CI
+    runners) leaves SIGINT ignored; every process started from here would
+    inherit that, and the tests that press Ctrl-C on a pipeline run or a
+    lesson's driver would see nothing happen. A handler, unlike an ignored
+    signal, is not inherited: the children start with SIGINT's default.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def deadline(seconds: int, what: str):
     """Fail (instead of hanging CI) when the body runs longer than ``seconds``."""
