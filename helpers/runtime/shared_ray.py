@@ -238,6 +238,15 @@ def _still_working(pgid: int) -> bool:
     return any(name == "raylet" or name.startswith("ray::") for name in _group_names(pgid))
 
 
+def _kill_once_idle(pgid: int) -> None:
+    """After a SIGTERM: wait (at most ``STOP_TIMEOUT_S``) for the raylet and workers of ``pgid``, then kill the rest."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _still_working(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def stop(folder: Path | None = None) -> bool:
     """Stop the shared Ray of this user and clone. Returns False when none was running."""
     folder = folder or state_dir()
@@ -250,15 +259,10 @@ def stop(folder: Path | None = None) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _still_working(pgid) and time.monotonic() < deadline:
+    _kill_once_idle(pgid)
+    deadline = time.monotonic() + 10
+    while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
     _state_file(folder).unlink(missing_ok=True)
     return True
 
@@ -350,14 +354,9 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
     _state_file(folder).unlink(missing_ok=True)
     if ray_start.poll() is None:
         ray_start.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started
-        # As stop() does: once the raylet and the workers have ended their work, what is left (the
-        # GCS server, ray start itself) would take 30 s to leave; the group goes at once, this
-        # supervisor with it, which has nothing left to do.
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _still_working(os.getpgrp()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        print("the workshop's Ray stopped", flush=True)
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        # As stop() does; the group's kill ends this supervisor too, which has nothing left to do.
+        print("the workshop's Ray is stopping", flush=True)
+        _kill_once_idle(os.getpgrp())
     return 0
 
 
