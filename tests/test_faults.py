@@ -77,20 +77,25 @@ def raylets(gcs_address: str) -> list[psutil.Process]:
     return found
 
 
-def wait_for_run(run: subprocess.Popen, log: Path, find, what: str, wait_s: float, every: float = 0.05):
+def wait_for_run(run: subprocess.Popen, log: Path, find, what, wait_s: float, every: float = 0.05):
     """What ``find()`` returns once it is not None, polled while the ``run`` is alive, at most ``wait_s``.
 
-    The test fails, with the run's last log lines, when the run ends first or nothing is found in time.
+    The test fails, with ``what`` it waited for (a text, or a function that says it at that moment)
+    and the run's last log lines, when the run ends first or nothing is found in time.
     """
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if run.poll() is not None:
-            pytest.fail(f"the run ended (exit {run.returncode}) before {what}:\n{log.read_text()[-2000:]}")
+            pytest.fail(f"the run ended (exit {run.returncode}) before {_said(what)}:\n{log.read_text()[-2000:]}")
         found = find()
         if found is not None:
             return found
         time.sleep(every)
-    pytest.fail(f"not within {wait_s} s: {what}:\n{log.read_text()[-2000:]}")
+    pytest.fail(f"not within {wait_s} s: {_said(what)}:\n{log.read_text()[-2000:]}")
+
+
+def _said(what) -> str:
+    return what() if callable(what) else what
 
 
 def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s: float = WAIT_S) -> psutil.Process:
@@ -110,7 +115,11 @@ def busy_image_actor(run: subprocess.Popen, log: Path, gcs_address: str, wait_s:
                         return proc
         return None
 
-    return wait_for_run(run, log, find, f"an ImageGen actor of the Ray at {gcs_address} got busy", wait_s)
+    def what() -> str:
+        found = f"raylets {[proc.pid for proc in nodes]}" if nodes else "no raylet"
+        return f"an ImageGen actor of the Ray at {gcs_address} ({found}) got busy"
+
+    return wait_for_run(run, log, find, what, wait_s)
 
 
 def first_part_written(run: subprocess.Popen, log: Path, output: Path, wait_s: float = WAIT_S) -> Path:
