@@ -34,7 +34,7 @@ from pathlib import Path
 
 from helpers.errors import ActionableError, SettingsError
 from helpers.runtime import ray_internals, shared_ray
-from helpers.runtime.ports import answers, connection_error
+from helpers.runtime.ports import answers, connection_error, is_host_port
 from helpers.runtime.preflight import check_nodes, check_token
 from helpers.runtime.probe import ProfileDecision, decide
 from helpers.runtime.readiness import LessonCheck, Need, needs
@@ -224,8 +224,7 @@ def check_cluster_answers(address: str) -> None:
     that was stopped, a typo, an address from yesterday's session). Addresses
     Ray resolves itself (``auto``, ``local``, ``ray://`` clients) are left to Ray.
     """
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
+    if not is_host_port(address):
         return
     err = connection_error(address, ADDRESS_PROBE_S)
     if err is not None:

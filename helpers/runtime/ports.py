@@ -17,15 +17,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def is_host_port(address: str) -> bool:
+    """True for a plain ``host:port`` (``[::1]:6379`` too); False for ``auto``, ``ray://...`` and the like."""
+    host, _, port = address.rpartition(":")
+    return "://" not in address and bool(host) and port.isdigit()
+
+
 def connection_error(address: str, timeout: float = 1.0) -> OSError | None:
     """None when ``host:port`` accepts a TCP connection within ``timeout`` seconds; else why not.
 
-    An address without a numeric port gets an error that says so; ``[::1]:6379``
-    style IPv6 addresses are accepted.
+    An address that is not ``host:port`` (:func:`is_host_port`) gets an error
+    that says so.
     """
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if not is_host_port(address):
         return OSError(f"{address!r} is not host:port")
+    host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return None
