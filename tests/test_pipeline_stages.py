@@ -35,9 +35,13 @@ def test_a_restart_limited_stage_keeps_its_name_and_works_outside_ray():
         def __call__(self, batch):
             return {"x": batch["x"] * self.factor}
 
+    import ray
+
+    ray_before = ray.is_initialized()
     limited = stages.restart_limited(Doubler)
     assert limited.__name__ == "Doubler" and limited.__doc__ == Doubler.__doc__
     assert limited(factor=3)({"x": np.array([1, 2])})["x"].tolist() == [3, 6]
+    assert ray.is_initialized() == ray_before  # building it outside Ray starts no Ray
 
 
 @pytest.mark.slow

@@ -87,6 +87,8 @@ def count_restart(stage: str, limit: int = MAX_ACTOR_RESTARTS) -> None:
     """
     import ray
 
+    if not ray.is_initialized():  # outside Ray: asking for the runtime context would start a local Ray
+        return
     context = ray.get_runtime_context()
     actor_id = context.get_actor_id()
     if actor_id is None or not context.was_current_actor_reconstructed:
