@@ -157,6 +157,14 @@ def test_an_llm_share_above_the_image_stages_is_refused(empty_storage, monkeypat
         check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
 
 
+def test_an_llm_share_equal_to_the_image_stages_is_refused_as_it_leaves_the_images_no_gpu(empty_storage, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "0.5")
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "0.5")
+    expected = r"^WORKSHOP_LLM_GPUS=0.5 equals WORKSHOP_IMAGE_GPUS=0.5: .* leave it no GPU"
+    with pytest.raises(SettingsError, match=expected):
+        check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
+
+
 def test_no_gpus_at_all_says_how_to_get_some(empty_storage):
     with pytest.raises(SettingsError, match="Give it more GPUs"):
         check_settings_fit(load_settings(cluster_gpus=0), [NodeCapacity(cpus=8, gpus=0)])

@@ -339,7 +339,11 @@ def test_the_pipeline_uses_no_deprecated_ray_api(workdir, shared_ray):
 @pytest.mark.slow
 @needs_models
 def test_failed_run_exits_1_and_keeps_the_previous_output(unmatched_run, shared_ray):
-    """Image actors asking for whole GPUs next to the LLM's: the resource check stops the run."""
+    """LLM actors as large as the image stage's share would leave the images no GPU: the settings check stops the run.
+
+    The run fails after it claimed the output folder (the check runs when Ray starts), so what is checked is the
+    failure path: the previous output stays as it was and the partial folder goes.
+    """
     before = (unmatched_run.output / "summary.json").read_text()
     proc = run_cli(
         "--animals", unmatched_run.output.parent / "animals_1_10.csv",
@@ -347,11 +351,13 @@ def test_failed_run_exits_1_and_keeps_the_previous_output(unmatched_run, shared_
         "--output", unmatched_run.output,
         ray_address=shared_ray,
         WORKSHOP_IMAGE_GPUS="1",
+        WORKSHOP_LLM_GPUS="1",
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ResourceMismatchError: ") and "--debug" in last
+    assert last.startswith("error: SettingsError: WORKSHOP_LLM_GPUS=1 equals WORKSHOP_IMAGE_GPUS=1")
+    assert "--debug" in last
     assert "Traceback" not in proc.stderr and "open an issue" not in proc.stderr
     assert (unmatched_run.output / "summary.json").read_text() == before
     assert pq.read_table(unmatched_run.output / "parquet").num_rows == 6

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.errors import SettingsError
+from helpers.pipeline.stages import shared_gpu_settings
 from helpers.runtime.resources import (
     NodeCapacity,
     ResourceMismatchError,
@@ -55,6 +56,17 @@ def test_the_lessons_defaults_fit_every_placement(lesson_settings):
         for requests in pools.values():
             check_fits(requests, cluster)
             assert find_stranding([s for s in requests if s.is_actor_pool], cluster) is None
+
+
+def test_the_pipeline_command_gives_the_image_actors_lesson_05s_share(lesson_settings, monkeypatch):
+    """What the check admits is what runs: the command and the bench size the image actors as lesson 05 does."""
+    for gpus, share in ((2, 0.5), (1, 0.25)):
+        settings = lesson_settings(gpus)
+        checked = [s.gpus for s in lesson_pools(settings)["lessons 05-06"] if s.name == "image"]
+        assert checked == [shared_gpu_settings(settings).image.num_gpus] == [share]
+    monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "0.3")
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "0.1")
+    assert shared_gpu_settings(lesson_settings(1)).image.num_gpus == 0.2  # a learner's own shares: the same rule
 
 
 def test_shares_that_fit_only_when_the_llm_actors_come_first_are_refused():

@@ -217,7 +217,7 @@ def ray_run(animals: pa.Table, outfits: pa.Table, stages: tuple[str, ...], folde
     enhance, generate = "enhance" in stages, "generate" in stages
     settings = session.settings
     if enhance and generate:
-        settings = shared_gpu_settings(settings, session.resources.get("GPU"))
+        settings = shared_gpu_settings(settings)
     if rows_per_block is None:
         rows_per_block = settings.llm.batch_size if enhance else settings.image.batch_size
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,

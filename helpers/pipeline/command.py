@@ -187,7 +187,7 @@ def run(animals: pa.Table, outfits: pa.Table, partial: Path | StorageURI, enhanc
     import helpers
 
     session = helpers.start(quiet=True)
-    settings = shared_gpu_settings(session.settings, session.resources.get("GPU")) if enhance else session.settings
+    settings = shared_gpu_settings(session.settings) if enhance else session.settings
     ds = build_pipeline(ray.data.from_arrow(animals), ray.data.from_arrow(outfits), settings, enhance=enhance,
                         write_to=partial)
     parts = collect_parts(ds.iter_batches(batch_format="pyarrow", batch_size=None))

@@ -13,17 +13,14 @@ torch until a pipeline is built, so the command checks its inputs without them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from helpers.errors import StageRestartLimitError
 from helpers.pipeline.inputs import KEY
-from helpers.runtime.settings import Settings, gpu_scale, with_stage
+from helpers.runtime.settings import Settings, image_gpus_beside_llm, with_stage
 
-#: GPU per image actor when it shares the GPUs with the LLM (lesson value for two GPUs).
-SHARED_IMAGE_GPUS = 0.4
 JOIN_PARTITIONS = 2
 #: Restarts of a model actor whose process died (killed, or the out-of-memory killer).
 #: Ray Data 2.60 restarts such an actor, and retries the batch it was working on,
@@ -63,17 +60,14 @@ def encode_png(batch: dict) -> dict:
     return batch
 
 
-def shared_gpu_settings(settings: Settings, cluster_gpus: float | None) -> Settings:
-    """Settings for the LLM and image actors running at the same time.
+def shared_gpu_settings(settings: Settings) -> Settings:
+    """Settings for the LLM and image actors running at the same time, as lesson 05 sizes them.
 
-    Each stage's default asks for what it needs alone (image: a whole GPU).
-    Together, an image actor takes 0.4 GPU next to an LLM actor's 0.5, scaled
-    to the cluster: four such actors fit two GPUs in any placement. An explicit ``WORKSHOP_IMAGE_GPUS`` wins.
+    Each stage's default asks for what it needs alone (image: a whole GPU on
+    the lessons' two GPUs); beside the LLM an image actor gets that minus an LLM
+    actor's share (:func:`helpers.runtime.settings.image_gpus_beside_llm`).
     """
-    if os.environ.get("WORKSHOP_IMAGE_GPUS"):
-        return settings
-    shared = round(SHARED_IMAGE_GPUS * gpu_scale(cluster_gpus), 3)
-    return with_stage(settings, "image", num_gpus=min(settings.image.num_gpus, shared))
+    return with_stage(settings, "image", num_gpus=image_gpus_beside_llm(settings))
 
 
 def count_restart(stage: str, limit: int = MAX_ACTOR_RESTARTS) -> None:

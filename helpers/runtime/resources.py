@@ -361,8 +361,10 @@ def lesson_pools(settings) -> dict[str, list[StageRequest]]:
     two GPUs in any placement, where 0.6 and 0.4 could strand an LLM actor, see
     :func:`find_stranding`).
     """
+    from helpers.runtime.settings import image_gpus_beside_llm
+
     read = StageRequest("read tasks", 1, CPUS_FOR_TASKS, 0.0, False)
-    image_share = round(settings.image.num_gpus - settings.llm.num_gpus, 3)
+    image_share = image_gpus_beside_llm(settings)
     return {
         "lessons 03-04": [_pool("image", settings.image), read],
         "lessons 05-06": [_pool("LLM", settings.llm), _pool("image", settings.image, max(image_share, 0.0)), read],
@@ -415,14 +417,17 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
     import os
 
     from helpers.errors import SettingsError
+    from helpers.runtime.settings import image_gpus_beside_llm
 
     environ = os.environ if environ is None else environ
     chosen = {name: environ[name] for name, _, _ in POOL_SETTINGS if environ.get(name)}
-    if settings.image.num_gpus < settings.llm.num_gpus:
+    share = image_gpus_beside_llm(settings)
+    if share < 0 or (share == 0 and settings.image.num_gpus > 0):
+        relation = "is more than" if settings.llm.num_gpus > settings.image.num_gpus else "equals"
         raise SettingsError(
-            f"WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g} is more than WORKSHOP_IMAGE_GPUS="
+            f"WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g} {relation} WORKSHOP_IMAGE_GPUS="
             f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.5 GPU in the "
-            "lessons). Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
+            "lessons), which would leave it no GPU. Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
         )
     problem = _misfit(settings, nodes)
     if problem is None:

@@ -378,6 +378,16 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
     )
 
 
+def image_gpus_beside_llm(settings: Settings) -> float:
+    """GPU per image actor while the LLM actors run beside it: what it had alone minus an LLM actor's share.
+
+    On the lessons' two GPUs that is 1 - 0.5 = 0.5: four equal shares, which fit
+    two GPUs whatever GPU Ray picks for each actor. Lesson 05 teaches this rule;
+    the resource check, the pipeline command and the benchmark use it too.
+    """
+    return round(settings.image.num_gpus - settings.llm.num_gpus, 3)
+
+
 def with_stage(settings: Settings, stage: str, **changes) -> Settings:
     """A copy of ``settings`` with one stage's fields changed (for tests and labs)."""
     return dataclasses.replace(settings, **{stage: dataclasses.replace(getattr(settings, stage), **changes)})
