@@ -411,7 +411,6 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         if connected_here:
             ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
         raise
-    configure_data_context(workshop_ray=not address)
     context = ray.get_runtime_context()
     if started_here and ray_context is None:
         # Ray was started in this process before start(): ask it again, it returns the same context.
@@ -431,6 +430,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         decision=decision,
         notes=notes,
     )
+    configure_data_context(workshop_ray=not _session.joined_a_cluster)
     if not quiet:
         print(_session.describe())
     return _session
