@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.runtime.ports import free_port
+from helpers.runtime.shared_ray import kill_once_idle
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -54,16 +55,17 @@ def _start_node(args: list[str], env: dict) -> subprocess.Popen:
 
 
 def _stop(nodes: list[subprocess.Popen]) -> None:
+    """Stop each node as ``python -m helpers.workshop_ray stop`` stops the workshop's Ray.
+
+    SIGTERM, then a wait for the node's raylet and workers only: the head's GCS
+    server takes 30 s to leave after SIGTERM and holds nothing a test needs.
+    """
     for node in reversed(nodes):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, signal.SIGTERM)
-    for node in nodes:
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            node.wait(timeout=10)
+    for node in reversed(nodes):
+        kill_once_idle(node.pid)  # the node's process group: started with start_new_session
+        node.wait(timeout=10)
 
 
 def wait_for_nodes(env: dict, count: int, timeout: int = 120) -> None:

@@ -238,7 +238,7 @@ def _still_working(pgid: int) -> bool:
     return any(name == "raylet" or name.startswith("ray::") for name in _group_names(pgid))
 
 
-def _kill_once_idle(pgid: int) -> None:
+def kill_once_idle(pgid: int) -> None:
     """After a SIGTERM: wait (at most ``STOP_TIMEOUT_S``) for the raylet and workers of ``pgid``, then kill the rest."""
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while _still_working(pgid) and time.monotonic() < deadline:
@@ -259,7 +259,7 @@ def stop(folder: Path | None = None) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    _kill_once_idle(pgid)
+    kill_once_idle(pgid)
     deadline = time.monotonic() + 10
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -356,7 +356,7 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
         ray_start.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started
         # As stop() does; the group's kill ends this supervisor too, which has nothing left to do.
         print("the workshop's Ray is stopping", flush=True)
-        _kill_once_idle(os.getpgrp())
+        kill_once_idle(os.getpgrp())
     return 0
 
 
