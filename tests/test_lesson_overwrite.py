@@ -245,3 +245,28 @@ def test_a_local_replace_that_fails_half_way_puts_the_earlier_folder_back(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", finished.name]
     assert [p.name for p in target.iterdir()] == ["old.parquet"]
     assert [p.name for p in finished.iterdir()] == ["new.parquet"]
+
+
+def test_a_failed_write_removes_its_folder_also_when_a_cancelled_task_writes_a_file_after_that(tmp_path):
+    """When one write task fails, Ray cancels the others; one that was mid-file can still finish it afterwards.
+
+    A thread plays that task: it writes into the sibling folder 0.3 s after the driver first deleted it.
+    """
+    from pyarrow import fs
+
+    from helpers.runtime.overwrite import delete_once_settled
+
+    sibling = tmp_path / f"a{WRITING}0123abcd"
+    sibling.mkdir()
+    (sibling / "0.parquet").write_bytes(b"")
+
+    def late_write():
+        time.sleep(0.3)
+        sibling.mkdir(exist_ok=True)
+        (sibling / "1.parquet").write_bytes(b"")
+
+    task = threading.Thread(target=late_write)
+    task.start()
+    delete_once_settled(fs.LocalFileSystem(), str(sibling), quiet_s=0.6, limit_s=5)
+    task.join()
+    assert not sibling.exists()

@@ -12,9 +12,10 @@ learner's earlier, checked output deleted and the lab saying *incorrect*.
 cells exactly as Ray's documentation writes them: when an overwrite finds an
 earlier output, the write goes into a sibling ``<folder>.writing-<id>`` and
 replaces the folder once every write task has finished (``on_write_complete``).
-A failed write removes its sibling (``on_write_failed``) and leaves the folder
-as it was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no
-``Exception``), so the next overwrite of the folder removes what it left. A
+A failed write removes its sibling (``on_write_failed``, also when a write task
+that Ray was cancelling finishes a file after that) and leaves the folder as it
+was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no ``Exception``), so
+the next overwrite of the folder removes what it left. A
 write into a missing or empty folder, and every other mode, is Ray's own.
 
 Replacing the folder: on a local or mounted file system, two renames (an
@@ -39,6 +40,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import time
 
 from helpers.runtime.ray_internals import file_datasink_class, write_started
 
@@ -51,6 +53,9 @@ SET_ASIDE = "-old"
 #: Where a staged write goes once complete (an attribute of the datasink, None when not staged).
 _TARGET = "_workshop_overwrite_target"
 _INSTALLED = "_workshop_replaces_only_when_complete"
+#: After a failed write, how long its sibling must stay gone (and the most the driver watches it).
+SETTLE_S = 1.0
+SETTLE_LIMIT_S = 10.0
 
 
 def replace_only_when_complete() -> None:
@@ -83,7 +88,7 @@ def replace_only_when_complete() -> None:
     def on_write_failed(self, error):
         target = getattr(self, _TARGET, None)
         if target is not None:
-            _delete_dir(self.filesystem, self.path)
+            delete_once_settled(self.filesystem, self.path)
             setattr(self, _TARGET, None)
             self.path = target
         return failed(self, error)
@@ -144,6 +149,24 @@ def _replace(filesystem, finished: str, target: str) -> None:
     if filesystem.get_file_info(finished).type != fs.FileType.NotFound:
         fs.copy_files(finished, target, source_filesystem=filesystem, destination_filesystem=filesystem)
         _delete_dir(filesystem, finished)
+
+
+def delete_once_settled(filesystem, path: str, quiet_s: float = SETTLE_S, limit_s: float = SETTLE_LIMIT_S) -> None:
+    """Delete ``path``, then again each time it comes back, until it stays gone for ``quiet_s`` seconds.
+
+    When one write task fails, Ray cancels the others, but one that was
+    writing a file may finish it after the driver's first delete and so
+    recreate the folder. Watching for ``limit_s`` seconds at most.
+    """
+    from pyarrow.fs import FileType
+
+    _delete_dir(filesystem, path)
+    began = quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s and time.monotonic() - began < limit_s:
+        time.sleep(0.1)
+        if filesystem.get_file_info(path).type != FileType.NotFound:
+            _delete_dir(filesystem, path)
+            quiet_since = time.monotonic()
 
 
 def _delete_dir(filesystem, path: str) -> None:
