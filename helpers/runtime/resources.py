@@ -22,6 +22,7 @@ from ray.exceptions import UserCodeException
 
 from helpers.errors import ActionableError
 from helpers.runtime import ray_internals
+from helpers.runtime.settings import image_gpus_beside_llm, with_stage
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
@@ -361,8 +362,6 @@ def lesson_pools(settings) -> dict[str, list[StageRequest]]:
     two GPUs in any placement, where 0.6 and 0.4 could strand an LLM actor, see
     :func:`find_stranding`).
     """
-    from helpers.runtime.settings import image_gpus_beside_llm
-
     read = StageRequest("read tasks", 1, CPUS_FOR_TASKS, 0.0, False)
     image_share = image_gpus_beside_llm(settings)
     return {
@@ -400,8 +399,6 @@ def _candidates(field: str, now: float, nodes: list[NodeCapacity]) -> list[float
 
 
 def _with(settings, stages: tuple[str, ...], field: str, value):
-    from helpers.runtime.settings import with_stage
-
     for stage in stages:
         settings = with_stage(settings, stage, **{field: value})
     return settings
@@ -417,7 +414,6 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
     import os
 
     from helpers.errors import SettingsError
-    from helpers.runtime.settings import image_gpus_beside_llm
 
     environ = os.environ if environ is None else environ
     chosen = {name: environ[name] for name, _, _ in POOL_SETTINGS if environ.get(name)}
