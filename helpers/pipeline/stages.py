@@ -73,9 +73,12 @@ def shared_gpu_settings(settings: Settings) -> Settings:
 def count_restart(stage: str, limit: int = MAX_ACTOR_RESTARTS) -> None:
     """In a model actor's constructor: count a restart of this actor, and refuse one past ``limit``.
 
-    Ray runs the constructor again in a new process when it restarts the actor.
-    The count is kept in a file named after the actor in Ray's temporary folder
-    of the node (an actor restarted on another node counts from zero there).
+    Ray runs the constructor again, in a new process and under the same actor id,
+    when it restarts the actor. The first run writes 0 to a file named after the
+    actor in Ray's temporary folder of the node, and each later run adds one (an
+    actor restarted on another node counts from zero there). Ray 2.60's
+    ``was_current_actor_reconstructed`` would also tell a restart, but it reads
+    Ray's own deprecated ``actor_id`` and logs a deprecation warning in every actor.
     Raising here fails the actor's creation, which Ray does not retry, and Ray
     Data then fails the run with this error.
     """
@@ -85,11 +88,11 @@ def count_restart(stage: str, limit: int = MAX_ACTOR_RESTARTS) -> None:
         return
     context = ray.get_runtime_context()
     actor_id = context.get_actor_id()
-    if actor_id is None or not context.was_current_actor_reconstructed:
+    if actor_id is None:
         return
     counter = Path(context.get_temp_dir()) / "workshop-actor-restarts" / actor_id
     counter.parent.mkdir(parents=True, exist_ok=True)
-    restarts = (int(counter.read_text()) if counter.is_file() else 0) + 1
+    restarts = int(counter.read_text()) + 1 if counter.is_file() else 0
     counter.write_text(str(restarts))
     if restarts > limit:
         raise StageRestartLimitError(
