@@ -177,6 +177,18 @@ def test_successful_rerun_replaces_the_output_and_leaves_nothing_beside_it(sessi
     assert siblings(folder) == []
 
 
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_rerun_into_the_folder_named_with_a_trailing_slash_replaces_it(session, tmp_path, writer):
+    """``write_parquet("out/", mode="overwrite")``: Ray keeps the slash, and the new files must still
+    be staged beside the folder, not inside the folder they replace."""
+    folder, before = written_correctly(tmp_path, writer)
+    WRITERS[writer][2](answer(writer).repartition(1), f"{folder}/")
+    after = snapshot(folder)
+    assert after and not set(after) & set(before), "every earlier file was replaced"
+    assert lab_says(writer, folder).status == CORRECT
+    assert siblings(folder) == []
+
+
 # ---------------------------------------------------------------- replacing, without Ray
 
 
@@ -206,6 +218,25 @@ def test_on_an_object_store_the_finished_files_replace_the_earlier_ones():
     memory = mock_filesystem({"out/a/old.parquet": b"old", f"out/a{WRITING}0123abcd/new.parquet": b"new"})
     _replace(memory, f"out/a{WRITING}0123abcd", "out/a")
     assert listing(memory, "out") == ["out/a", "out/a/new.parquet"]
+
+
+def test_on_an_object_store_an_overwrite_of_a_prefix_with_a_trailing_slash_keeps_the_new_files():
+    """The datasink's own hooks, as Ray's write calls them, on a file system without rename."""
+    from ray.data import SaveMode
+
+    from helpers.runtime.overwrite import replace_only_when_complete
+    from helpers.runtime.ray_internals import file_datasink_class
+
+    replace_only_when_complete()
+    memory = mock_filesystem({"bucket/out/old.parquet": b"old"})
+    sink = file_datasink_class()("bucket/out/", filesystem=memory, mode=SaveMode.OVERWRITE)
+    sink.on_write_start()
+    assert sink.path.startswith(f"bucket/out{WRITING}"), sink.path
+    memory.create_dir(sink.path)
+    with memory.open_output_stream(f"{sink.path}/new.parquet") as out:
+        out.write(b"new")
+    sink.on_write_complete(None)
+    assert listing(memory, "bucket") == ["bucket/out", "bucket/out/new.parquet"]
 
 
 def test_only_the_leftovers_of_the_same_folder_are_removed():

@@ -70,9 +70,12 @@ def replace_only_when_complete() -> None:
     @functools.wraps(start)
     def on_write_start(self, schema=None):
         if not write_started(self) and _has_earlier_output(self):
-            _remove_leftovers(self.filesystem, self.path)
-            setattr(self, _TARGET, self.path)
-            self.path = f"{self.path}{WRITING}{secrets.token_hex(4)}"
+            # Ray keeps a trailing slash ("out/"): without it the sibling is "out.writing-...", not "out/.writing-..."
+            # inside the folder it is to replace (a rename into itself; on an object store, deleted with the rest).
+            target = self.path.rstrip("/") or self.path
+            _remove_leftovers(self.filesystem, target)
+            setattr(self, _TARGET, target)
+            self.path = f"{target}{WRITING}{secrets.token_hex(4)}"
         return start(self, schema)
 
     @functools.wraps(complete)
