@@ -336,6 +336,7 @@ def test_an_interrupt_during_the_fallback_publish_says_the_new_output_is_in_plac
     )
     assert json.loads((output / "summary.json").read_text())["written_by"] == out.WRITTEN_BY
     assert pq.read_table(output / "parquet").column("prompt").to_pylist() == ["new", "new"]
+    assert names(tmp_path) == ["a.csv", "o.csv", "out"], "the previous output, set aside, is removed too"
 
 
 def test_an_interrupt_during_the_read_back_keeps_the_previous_output(tmp_path, monkeypatch, capsys):

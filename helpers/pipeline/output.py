@@ -343,15 +343,19 @@ def publish(partial: Path, output: Path) -> None:
     here (delivered after the renames) also means the new output is in place.
     """
     old = None
-    with signals_deferred():
-        (partial / PARTIAL_MARKER).unlink()
-        if not output.exists():
-            partial.rename(output)
-        elif exchange(partial, output):
-            old = partial  # now holds the previous output
-        else:
-            old = partial.with_name(partial.name + "-old")
-            output.rename(old)
-            partial.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swapped = False
+    try:
+        with signals_deferred():  # an interrupt held here is raised as the block ends: the finally still runs
+            (partial / PARTIAL_MARKER).unlink()
+            if not output.exists():
+                partial.rename(output)
+            elif exchange(partial, output):
+                old = partial  # now holds the previous output
+            else:
+                old = partial.with_name(partial.name + "-old")
+                output.rename(old)
+                partial.rename(output)
+            swapped = True
+    finally:
+        if swapped and old is not None:  # a rename that failed half-way keeps the previous output in ``old``
+            shutil.rmtree(old, ignore_errors=True)
