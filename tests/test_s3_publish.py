@@ -25,6 +25,7 @@ from helpers.runtime.storage import (
     discard_upload,
     publish_dir,
     publish_upload,
+    remove_uploads,
     start_upload,
 )
 from tests import test_s3_storage
@@ -230,7 +231,36 @@ def test_the_workers_upload_is_published_and_then_removed(aws):
     assert sorted(published) == sorted([f"parquet/{part}", "images/1.png", "images/3.png", "summary.json",
                                         SUCCESS_MARKER])
     assert published["images/3.png"] == b"png 3"
+    assert len(partial_prefixes(aws, prefix)) == 1, "the upload stays until remove_uploads"
+    remove_uploads(upload, uri)
     assert partial_prefixes(aws, prefix) == []
+
+
+def test_an_interrupt_while_the_command_tidies_up_says_the_new_output_is_complete(aws, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the publish, while the pipeline command removes its upload (step 5): the output is the new one,
+    and the command says so instead of "left as it was". The command runs in this process, its Ray part stubbed."""
+    from helpers.pipeline import command as pipeline
+    from tests.test_pipeline_output import two_row_inputs, without_ray
+
+    without_ray(monkeypatch)
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    prefix, uri = "tidy/out", f"s3://{BUCKET}/tidy/out"
+    put(aws, prefix, OLD)
+    interrupted = []
+
+    def first_upload_removal(path) -> bool:  # one Ctrl-C, at the first delete of an upload prefix
+        if ".partial-" in str(path) and not interrupted:
+            interrupted.append(path)
+            return True
+        return False
+
+    inject(monkeypatch, "delete_dir", first_upload_removal, KeyboardInterrupt())
+    assert pipeline.main([*two_row_inputs(tmp_path), "--output", uri]) == 130
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"error: interrupted; the new output was already complete in {uri}"
+    assert interrupted, "the interrupt came while the upload was removed"
+    published = objects(aws, prefix)
+    assert SUCCESS_MARKER in published and json.loads(published["summary.json"])["parquet_rows"] == 2
 
 
 def test_a_discarded_upload_leaves_nothing_even_for_a_writer_still_at_work(aws):

@@ -73,6 +73,7 @@ from helpers.runtime.storage import (
     fetch,
     is_uri,
     publish_upload,
+    remove_uploads,
     start_upload,
 )
 
@@ -318,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             publish(partial, output)
         published = True
+        if remote:  # after publishing: an interrupt while tidying up must not read as a failed publish
+            remove_uploads(partial, output)
         if summary["actor_restarts"]:
             print(
                 f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "

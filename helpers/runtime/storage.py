@@ -28,12 +28,14 @@ in an order that never loses the only complete copy:
    pipeline's own (:func:`start_upload`; the pipeline's workers write there,
    :func:`publish_dir` uploads a local folder); a failure here removes the
    upload (:func:`discard_upload`) and leaves the previous output whole;
-2. (:func:`publish_upload` does steps 2-5) *delete* ``<output>/_SUCCESS``,
+2. (:func:`publish_upload` does steps 2-4) *delete* ``<output>/_SUCCESS``,
    then the old objects the new output does not overwrite (``summary.json``,
    which marks the prefix as ours, stays);
 3. *copy* the new objects in, ``summary.json`` last;
 4. write the *marker* ``<output>/_SUCCESS``;
-5. remove the upload and the uploads that earlier failed publishes left.
+5. remove the upload and the uploads that earlier failed publishes left
+   (:func:`remove_uploads`, called once the new output counts as published,
+   so that an interrupt here is not taken for a failed publish).
 
 A failure or an interrupt during steps 2-4 keeps the upload and says where
 it is (:class:`PublishError`): ``<output>`` then has no ``_SUCCESS``, and a
@@ -230,10 +232,15 @@ def publish_dir(local: Path, uri: str) -> None:
             discard_upload(partial)
         raise PublishError(f"uploading the new output failed ({_reason(err)}); {uri} was left as it was") from err
     publish_upload(partial, uri)
+    remove_uploads(partial, uri)
 
 
 def publish_upload(partial: str, uri: str) -> None:
-    """Replace the prefix ``uri`` with the complete upload ``partial`` (steps 2-5 of the module docstring)."""
+    """Replace the prefix ``uri`` with the complete upload ``partial`` (steps 2-4 of the module docstring).
+
+    When this returns, ``uri`` is the new output, marked complete; the upload is
+    left for :func:`remove_uploads`.
+    """
     target_fs, target = filesystem(uri)
     scheme, partial = str(partial).split("://", 1)
     try:  # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
@@ -262,5 +269,9 @@ def publish_upload(partial: str, uri: str) -> None:
             f"or copy that prefix to {uri}"
         ) from err
 
-    for leftover in [partial, *_leftover_uploads(target_fs, target)]:  # 5. tidy up
+
+def remove_uploads(partial: str, uri: str) -> None:
+    """Step 5: delete the published upload ``partial`` and the uploads that earlier failed publishes of ``uri`` left."""
+    target_fs, target = filesystem(uri)
+    for leftover in [str(partial).split("://", 1)[1], *_leftover_uploads(target_fs, target)]:
         _delete_prefix(target_fs, leftover)
