@@ -135,6 +135,29 @@ def test_stop_says_so_when_no_shared_ray_runs(ray_dir):
     assert done.stdout.strip() == "The workshop's Ray was not running."
 
 
+def test_a_stop_keeps_the_record_of_a_ray_started_while_it_waited(ray_dir, monkeypatch):
+    """``stop`` waits for the old group to end; a lesson may start a new workshop Ray meanwhile.
+
+    The old "Ray" here is a ``sleep`` in a session of its own; the new one's record is written
+    while ``stop`` waits (its wait replaced, a set-up no learner has), so only timing is simulated.
+    """
+    import json
+
+    old = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    state = ray_dir / "state.json"
+    state.write_text(json.dumps({"pgid": old.pid}))
+    newer = {"pgid": old.pid + 100000, "address": "127.0.0.1:1"}
+
+    def while_waiting(pgid):
+        os.killpg(pgid, signal.SIGKILL)
+        old.wait()
+        state.write_text(json.dumps(newer))  # a lesson's helpers.start() recorded its new Ray
+
+    monkeypatch.setattr(shared_ray, "kill_once_idle", while_waiting)
+    assert shared_ray.stop(ray_dir) is True
+    assert json.loads(state.read_text()) == newer, "the new Ray's record was deleted with the old one's"
+
+
 def test_a_lesson_with_other_settings_sends_only_the_difference():
     from helpers.runtime.settings import forwarded_env
 

@@ -97,6 +97,20 @@ def _state_file(folder: Path) -> Path:
     return folder / "state.json"
 
 
+def _forget(folder: Path, pgid: int) -> None:
+    """Remove the state file if it still records the Ray of group ``pgid``.
+
+    A stop waits up to a minute; meanwhile a lesson's ``helpers.start()`` may have
+    started a new workshop Ray, whose record must survive the old one's stop.
+    """
+    try:
+        recorded = json.loads(_state_file(folder).read_text()).get("pgid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded == pgid:
+        _state_file(folder).unlink(missing_ok=True)
+
+
 def _group_names(pgid: int) -> list[str]:
     """The names of group ``pgid``'s running processes, read from /proc (zombies do not count)."""
     names = []
@@ -255,7 +269,7 @@ def stop(folder: Path | None = None) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     if not group_alive(pgid):
-        _state_file(folder).unlink(missing_ok=True)
+        _forget(folder, pgid)
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
@@ -263,7 +277,7 @@ def stop(folder: Path | None = None) -> bool:
     deadline = time.monotonic() + 10
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    _state_file(folder).unlink(missing_ok=True)
+    _forget(folder, pgid)
     return True
 
 
@@ -351,7 +365,7 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
         elif time.monotonic() - idle_since > idle_minutes * 60:
             print(f"no kernel has used the workshop's Ray for {idle_minutes:g} min: stopping it", flush=True)
             break
-    _state_file(folder).unlink(missing_ok=True)
+    _forget(folder, os.getpgrp())
     if ray_start.poll() is None:
         ray_start.send_signal(signal.SIGTERM)  # ray start --block stops the processes it started
         # As stop() does; the group's kill ends this supervisor too, which has nothing left to do.
