@@ -124,6 +124,16 @@ def test_gpus_on_different_nodes_do_not_pool():
     assert "node 1 GPU 1: 1 x Enhancer (0.5 used), node 2 GPU 1: 1 x Enhancer (0.5 used)" in text
 
 
+def test_an_actor_needs_its_cpus_and_gpus_on_one_node():
+    """A CPU-only head with many CPUs beside GPU workers with few: each resource exists somewhere,
+    but no node has both, and Ray would wait for one forever."""
+    head_and_small_workers = [NodeCapacity(cpus=32, gpus=0), NodeCapacity(cpus=4, gpus=1), NodeCapacity(cpus=4, gpus=1)]
+    check_fits([READ, pool("ImageGen", 2, 1.0, cpus=4)], head_and_small_workers)
+    text = message([READ, pool("ImageGen", 1, 1.0, cpus=8)], head_and_small_workers)
+    assert "ImageGen asks for 8 CPUs and 1 GPU(s) per actor on one node, but no node has both" in text
+    assert "32 CPUs and 0 GPUs, 4 CPUs and 1 GPUs" in text
+
+
 def test_no_gpus_at_all():
     with pytest.raises(ResourceMismatchError, match="GPU"):
         check_fits([READ, pool("ImageGen", 2, 1.0)], [NodeCapacity(cpus=2, gpus=0)])

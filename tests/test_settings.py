@@ -79,6 +79,9 @@ def test_environment_overrides_each_stage(monkeypatch):
         ("WORKSHOP_IMAGE_BATCH_SIZE", "eight", "not a whole number"),
         ("WORKSHOP_IMAGE_ACTORS", "0", "below 1"),
         ("WORKSHOP_LLM_GPUS", "-1", "below 0"),
+        ("WORKSHOP_IMAGE_GPUS", "inf", "not a finite number"),
+        ("WORKSHOP_ACTOR_CPUS", "1e400", "not a finite number"),
+        ("WORKSHOP_NUM_GPUS", "1.5", "not a whole number"),  # Ray declares whole GPUs only
         ("WORKSHOP_STORAGE", "gs://bucket/x", "S3 location"),
     ],
 )

@@ -249,6 +249,11 @@ def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding
     return _fix_hint(stranding.stage)
 
 
+def _holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
+    """Whether ``node`` alone has the CPUs, GPUs and memory of one unit of ``stage``."""
+    return node.cpus + _EPS >= stage.cpus and node.gpus + _EPS >= stage.gpus and node.memory >= stage.memory
+
+
 def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     """Raise :class:`ResourceMismatchError` when the stages cannot all start."""
     total_cpus = sum(node.cpus for node in nodes)
@@ -275,6 +280,13 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
                 f"{'actor' if stage.is_actor_pool else 'task'}, but the largest node offers Ray "
                 f"{largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
                 "or run on a node with more memory."
+            )
+        if not any(_holds_one(node, stage) for node in nodes):  # each fits somewhere, but not together
+            unit = "actor" if stage.is_actor_pool else "task"
+            shapes = ", ".join(f"{node.cpus:g} CPUs and {node.gpus:g} GPUs" for node in nodes)
+            raise ResourceMismatchError(
+                f"{stage.name} asks for {stage.cpus:g} CPUs and {stage.gpus:g} GPU(s) per {unit} on one node, "
+                f"but no node has both (the nodes have {shapes}). Fix: {_fix_hint(stage)}."
             )
 
     pools = [stage for stage in requests if stage.is_actor_pool]

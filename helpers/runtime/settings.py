@@ -161,6 +161,8 @@ def _env_number(name: str, default, kind: type = int, minimum: float = 1):
         raise SettingsError(f"{name}={raw!r} is not {what}; unset it or use e.g. {example}") from None
     if not value >= minimum:  # NaN included
         raise SettingsError(f"{name}={raw.strip()} is below {minimum:g}; use e.g. {example}")
+    if value == float("inf"):  # "inf" and "1e400" parse as floats; no count or share is infinite
+        raise SettingsError(f"{name}={raw.strip()} is not a finite number; use e.g. {example}")
     return value
 
 
@@ -374,7 +376,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
         # threads each fight over the cores and both slow down.
         torch_threads=_env_number("WORKSHOP_TORCH_THREADS", 1),
         num_cpus=_env_number("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
-        num_gpus=_env_number("WORKSHOP_NUM_GPUS", None, float, minimum=0),
+        num_gpus=_env_number("WORKSHOP_NUM_GPUS", None, int, minimum=0),  # Ray declares whole GPUs only
     )
 
 
