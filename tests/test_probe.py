@@ -8,6 +8,8 @@ on this machine, by the function the probe task runs.
 
 from __future__ import annotations
 
+import sys
+
 from helpers.runtime import settings as config
 from helpers.runtime.probe import ModelFolder, NodeReport, ProfileDecision, decide_profile, report_node
 
@@ -66,6 +68,13 @@ def test_models_ready_on_every_gpu_node_decide_staged_or_hub(monkeypatch, tmp_pa
     # Not staged on this machine: the GPU nodes' answers decide, not this machine's folders.
     assert config.load_settings("gpu", ready_model_folders=both.ready_model_folders()).llm.model == staged
     assert config.load_settings("gpu", ready_model_folders=one.ready_model_folders()).llm.model == config.HUB_LLM_MODEL
+
+
+def test_a_gpu_node_without_torch_has_no_usable_cuda(tmp_path, monkeypatch):
+    """Instead of a ModuleNotFoundError in the probe: the node's package versions then say torch is missing."""
+    (tmp_path / "nvidia0").touch()
+    monkeypatch.setitem(sys.modules, "torch", None)  # ``import torch`` raises ImportError
+    assert config.cuda_usable(tmp_path) is False
 
 
 def test_a_node_reports_its_versions_storage_and_model_folders(tmp_path, session):

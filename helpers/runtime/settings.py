@@ -262,16 +262,19 @@ def resolve_models_dir(storage) -> Path:
     return storage / "models" if isinstance(storage, Path) else REPO_ROOT / "storage" / "models"
 
 
-def cuda_usable() -> bool:
+def cuda_usable(devices: Path = Path("/dev")) -> bool:
     """Whether torch can use a CUDA GPU in this process.
 
     Checks for the NVIDIA device files first so that CPU-only machines answer
-    without importing torch (which takes seconds).
+    without importing torch (which takes seconds). A GPU node without torch
+    answers False: the pre-flight check's package versions then say what is missing.
     """
-    if not any(Path("/dev").glob("nvidia[0-9]*")):
+    if not any(devices.glob("nvidia[0-9]*")):
         return False
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return False
     return torch.cuda.is_available()
 
 
