@@ -386,6 +386,7 @@ def inputs(tmp_path_factory) -> Path:
     write_csv(folder / "dup_id.csv", "id,animal", ["1,fox", "1,owl"])
     write_csv(folder / "empty_prompt.csv", "id,outfit", ["1,hat", "2,  "])
     write_csv(folder / "other_ids.csv", "id,outfit", ["8,hat", "9,scarf"])
+    write_csv(folder / "later_ids.csv", "id,outfit", ["2,scarf"])
     (folder / "a_file").write_text("not a folder")
     (folder / "someones_folder").mkdir()
     (folder / "someones_folder" / "thesis.tex").write_text("precious")
@@ -453,6 +454,26 @@ def test_bad_arguments_exit_2_with_one_line(inputs, args):
     proc = run_cli(*(base if args != [] else []), *args, timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_a_limit_that_leaves_nothing_to_join_says_so(inputs):
+    """Only id 2 has an outfit; ``--limit 1`` keeps id 1 alone, while without it the join has a row."""
+    base = ["--animals", inputs / "animals.csv", "--outfits", inputs / "later_ids.csv", "--output", inputs / "out"]
+    proc = run_cli(*base, "--limit", "1", timeout=60)
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert "no id of the first 1 ids (--limit)" in line and "use a larger --limit, or none" in line
+
+
+def test_a_limit_beyond_the_rows_keeps_every_row(inputs):
+    """Any whole number is a valid ``--limit``, also one beyond what a table can slice."""
+    import argparse
+
+    from helpers.pipeline.command import load_inputs
+
+    args = argparse.Namespace(animals=inputs / "animals.csv", outfits=inputs / "outfits.csv", limit=2**63)
+    animals, _, report = load_inputs(args)
+    assert animals.num_rows == 2 and report["joined"] == 2
 
 
 def test_bad_input_never_imports_ray_or_torch(inputs):

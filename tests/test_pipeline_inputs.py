@@ -192,6 +192,21 @@ def test_not_utf8(tmp_path):
     assert "not UTF-8" in error_of(path)
 
 
+def test_a_space_after_the_comma_is_not_part_of_the_field(tmp_path):
+    """A hand-written CSV: ``id, animal`` and ``1, "fox, red"`` (a quoted field after a space)."""
+    table = read_animals(write(tmp_path, 'id, animal\n1, "fox, red"\n2, owl\n'))
+    assert table.column("animal").to_pylist() == ["fox, red", "owl"]
+    assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_a_local_copy_is_named_as_the_user_gave_it(tmp_path):
+    """An ``s3://`` input is checked in a local copy; the message names the input, not the copy."""
+    with pytest.raises(InputError) as caught:
+        read_table(write(tmp_path, "id,animal\n1,fox\n1,owl\n"), ANIMALS_COLUMNS, "animals",
+                   shown_as="s3://bucket/in/animals.csv")
+    assert str(caught.value).startswith("s3://bucket/in/animals.csv") and str(tmp_path) not in str(caught.value)
+
+
 # ---------------------------------------------------------------- hard ids
 
 

@@ -156,14 +156,19 @@ def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
     """Both inputs, checked, with ``--limit`` applied, and how they join."""
     with tempfile.TemporaryDirectory(prefix="workshop-inputs-") as scratch:
         # Inputs on S3 are fetched first: the checks (and their messages) read local files.
-        animals = read_table(_local(args.animals, Path(scratch, "animals")), ANIMALS_COLUMNS, "animals")
-        outfits = read_table(_local(args.outfits, Path(scratch, "outfits")), OUTFITS_COLUMNS, "outfits")
+        animals = read_table(_local(args.animals, Path(scratch, "animals")), ANIMALS_COLUMNS, "animals",
+                             shown_as=str(args.animals))
+        outfits = read_table(_local(args.outfits, Path(scratch, "outfits")), OUTFITS_COLUMNS, "outfits",
+                             shown_as=str(args.outfits))
     if args.limit is not None:
-        animals = animals.sort_by(KEY).slice(0, args.limit)
+        animals = animals.sort_by(KEY).slice(0, min(args.limit, animals.num_rows))
     report = match_report(animals, outfits)
     if report["joined"] == 0:
+        which = f"the first {args.limit} ids (--limit) of {args.animals}" if args.limit is not None else (
+            f"{args.animals}")
         raise InputError(
-            f"no id of {args.animals} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
+            f"no id of {which} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
+            + ("; use a larger --limit, or none" if args.limit is not None else "")
         )
     # The pipeline uses only the required columns; extra ones would collide in the join.
     return animals.select(list(ANIMALS_COLUMNS)), outfits.select(list(OUTFITS_COLUMNS)), report

@@ -132,7 +132,7 @@ def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]
     previous_limit = csv.field_size_limit(FIELD_LIMIT)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
+            reader = csv.reader(handle, strict=True, skipinitialspace=True)  # `1, "fox, red"` is two fields
             for fields in reader:
                 if start == 1:
                     header = fields
@@ -233,16 +233,17 @@ def _text(values: list[str], lines: list[int], column: str, name: str) -> pa.Arr
     return pa.array(stripped, type=pa.string())
 
 
-def read_table(path, required_columns: tuple[str, ...], kind: str) -> pa.Table:
+def read_table(path, required_columns: tuple[str, ...], kind: str, shown_as: str | None = None) -> pa.Table:
     """Read one input CSV and check it; raise :class:`InputError` with the fix if it is unusable.
 
     ``required_columns`` must all be in the header; ``id`` among them is the
     join key and becomes int64, the others are prompt text (stripped, never
     empty). Extra columns are kept as text, unchanged. ``kind`` names the file
-    in messages (``"animals"``, ``"outfits"``).
+    in messages (``"animals"``, ``"outfits"``); ``shown_as`` is the name the user
+    gave, when ``path`` is a local copy of it (an ``s3://`` input).
     """
     path = Path(path)
-    name = str(path)
+    name = shown_as or str(path)
     example = f"data/{kind}.csv"
     _check_path(path, name, kind, example)
     header, rows, lines = _read(path, name)
