@@ -97,6 +97,12 @@ def test_parquet_single_file_is_fine(parquet_lab, tmp_path):
     assert status(parquet_lab.evaluate(parquet_path=str(single))) == CORRECT
 
 
+def test_parquet_single_file_of_another_kind_is_incorrect_and_says_so(parquet_lab, tmp_path):
+    (tmp_path / "images.csv").write_text("prompt,image\nfox,1\n")
+    outcome = parquet_lab.evaluate(parquet_path=str(tmp_path / "images.csv"))
+    assert status(outcome) == INCORRECT and "is not one of the .parquet files `write_parquet` writes" in outcome.message
+
+
 def test_parquet_ray_tensor_pixels_are_correct(parquet_lab, tmp_path):
     pixels = [np.asarray(tiny_image(i)).ravel().tolist() for i in range(len(PROMPTS))]
     storage = pa.array(pixels, type=pa.large_list(pa.uint8()))

@@ -206,8 +206,10 @@ class WrittenFiles(Expect):
         if not path.exists():
             raise Incorrect(f"{path} does not exist: nothing has been written there yet.")
         if path.is_file():
-            if self.a_file_will_do:
+            if self.a_file_will_do and path.suffix.lower() == self.suffix:
                 return Written(path, [path])
+            if self.a_file_will_do:
+                raise Incorrect(f"{path} is not one of the {self.files} {self.writer} writes; pass its folder.")
             raise Incorrect(f"{path} is a file; {self.writer} writes a folder of files, pass the folder.")
         visible = _visible_files(path, self.nested)
         files = [file for file in visible if file.suffix.lower() == self.suffix]
