@@ -165,6 +165,15 @@ def test_an_llm_share_equal_to_the_image_stages_is_refused_as_it_leaves_the_imag
         check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
 
 
+def test_image_actors_without_a_gpu_ask_for_llm_actors_without_one_too(empty_storage, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "0")
+    monkeypatch.delenv("WORKSHOP_LLM_GPUS", raising=False)
+    with pytest.raises(SettingsError, match=r"^WORKSHOP_IMAGE_GPUS=0 .* set WORKSHOP_LLM_GPUS=0 as well"):
+        check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "0")
+    check_settings_fit(load_settings(cluster_gpus=2), TWO_GPUS)
+
+
 def test_no_gpus_at_all_says_how_to_get_some(empty_storage):
     with pytest.raises(SettingsError, match="Give it more GPUs"):
         check_settings_fit(load_settings(cluster_gpus=0), [NodeCapacity(cpus=8, gpus=0)])

@@ -430,6 +430,11 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
     environ = os.environ if environ is None else environ
     chosen = {name: environ[name] for name, _, _ in POOL_SETTINGS if environ.get(name)}
     share = image_gpus_beside_llm(settings)
+    if share < 0 and settings.image.num_gpus == 0:
+        raise SettingsError(
+            f"WORKSHOP_IMAGE_GPUS=0 runs the image actors without a GPU, and lessons 05-06 give each the difference "
+            f"to WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g}, below 0: set WORKSHOP_LLM_GPUS=0 as well, or unset both."
+        )
     if share < 0 or (share == 0 and settings.image.num_gpus > 0):
         relation = "is more than" if settings.llm.num_gpus > settings.image.num_gpus else "equals"
         raise SettingsError(
