@@ -37,6 +37,26 @@ def test_helpers_start_with_a_dead_address_fails_in_one_line():
     assert "unset RAY_ADDRESS" in done.stdout
 
 
+def test_helpers_start_with_a_web_servers_port_fails_in_one_line():
+    """The Ray dashboard's port (8265) copied from its URL: something answers, but no GCS; it waited minutes."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "RAY_ADDRESS": address, "WORKSHOP_PROFILE": "cpu"}
+    code = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=90, check=False)  # a hang fails here instead of waiting for Ray
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.stdout.startswith(f"SettingsError RAY_ADDRESS={address}: something answers at that port"), done.stderr
+    assert "host:6379" in done.stdout
+
+
 @pytest.mark.parametrize("address", ["auto", "local", "ray://head:10001", "not-an-address"])
 def test_addresses_that_ray_resolves_itself_are_not_probed(address):
     check_cluster_answers(address)  # returns without a connection attempt

@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from helpers.errors import ClusterMismatchError
+from helpers.errors import ClusterMismatchError, SettingsError
 from helpers.runtime import preflight
 from helpers.runtime.probe import ModelFolder, NodeReport, ProfileDecision
 from helpers.runtime.settings import HUB_IMAGE_MODEL, HUB_LLM_MODEL, load_settings, with_stage
@@ -94,6 +94,22 @@ def test_a_gpu_too_small_for_the_lessons_packing(settings):
     message = problems(gpu, small, gpus=1)
     assert ("worker 10.0.0.3 (node 3f2a1b)'s GPU (a 12 GiB GPU) has 12.0 GiB, the weights of 2 image actor(s) and "
             "2 LLM actor(s) per GPU need 14.9 GiB: use GPUs with more memory, or fewer actors") in message
+
+
+def test_a_web_servers_port_is_refused_at_once():
+    """The dashboard's port (8265) copied from its URL into RAY_ADDRESS: ``ray.init`` retried for minutes there."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(SettingsError, match=rf"^RAY_ADDRESS={address}: something answers .* not a Ray cluster"):
+            preflight.check_token(address)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_token_check_leaves_addresses_it_cannot_ask_alone():

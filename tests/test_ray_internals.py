@@ -321,15 +321,16 @@ class Checks:
         token = ri.auth_token()
         assert token is None or (isinstance(token, str) and token), f"not a token: {token!r}"
 
-    def gcs_refuses_token(self):
+    def gcs_answer(self):
         import ray
 
         address = ray.get_runtime_context().gcs_address
         token = ri.auth_token() if os.environ.get("RAY_AUTH_MODE") == "token" else None
-        assert ri.gcs_refuses_token(address, token, 10) is False, "the GCS refused the token this process joined with"
+        assert ri.gcs_answer(address, token, 10) == "ok", "the GCS refused the token this process joined with"
         if token:  # this session's Ray uses token authentication (a local Ray 2.60 does by default)
-            assert ri.gcs_refuses_token(address, None, 10) is True, "no token, yet no UNAUTHENTICATED"
-            assert ri.gcs_refuses_token(address, "not-the-token", 10) is True, "a wrong token, yet no UNAUTHENTICATED"
+            assert ri.gcs_answer(address, None, 10) == "unauthenticated", "no token, yet no UNAUTHENTICATED"
+            wrong = ri.gcs_answer(address, "not-the-token", 10)
+            assert wrong == "unauthenticated", "a wrong token, yet no UNAUTHENTICATED"
 
     # ---------------------------------------------------------------- shuffles
 

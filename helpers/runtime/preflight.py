@@ -10,7 +10,8 @@ difference, each naming the node and the fix (:class:`ClusterMismatchError`).
 Joining itself fails in one line too: a cluster with token authentication
 refuses a driver without its token, and Ray says so only as ``ConnectionError:
 Failed to connect to Ray cluster`` after retrying for 20 s
-(:func:`check_token` asks the cluster in milliseconds instead).
+(:func:`check_token` asks the cluster in milliseconds instead; it also
+refuses a web server's port, such as the dashboard's, at once).
 """
 
 from __future__ import annotations
@@ -36,17 +37,26 @@ TOKEN_PROBE_S = 3.0
 
 
 def check_token(address: str) -> None:
-    """Fail in one line when the cluster at ``host:port`` wants a token that this process does not send.
+    """Fail in one line when ``host:port`` is no Ray cluster's GCS, or wants a token that this process does not send.
 
     Ray sends a token only when ``RAY_AUTH_MODE=token`` (an explicit address
-    never turns it on by itself) and it finds one in :data:`TOKEN_PLACES`.
+    never turns it on by itself) and it finds one in :data:`TOKEN_PLACES`. A web
+    server's port (the dashboard's 8265, copied from its URL) would keep
+    ``ray.init`` retrying for minutes.
     """
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return
     token_mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
     token = ray_internals.auth_token() if token_mode else None
-    if not ray_internals.gcs_refuses_token(address, token, TOKEN_PROBE_S):
+    answer = ray_internals.gcs_answer(address, token, TOKEN_PROBE_S)
+    if answer == "not-grpc":
+        raise SettingsError(
+            f"RAY_ADDRESS={address}: something answers at that port, but it is not a Ray cluster (it does not speak "
+            "gRPC: a web server, such as the Ray dashboard at 8265); use the head's GCS address, host:6379 unless the "
+            "cluster chose another port (`ray status` on the head runs against it)"
+        )
+    if answer != "unauthenticated":
         return
     if token:
         problem = "refused the token this process sends"

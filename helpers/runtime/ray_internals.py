@@ -91,10 +91,11 @@ auth_token                 ray._raylet.AuthenticationTokenLoader           the t
                            .has_token / get_raw_token                      Ray looks: RAY_AUTH_TOKEN, the file
                                                                            RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token
 
-gcs_refuses_token          the GCS's gRPC method                           a cluster with token authentication and a
+gcs_answer                 the GCS's gRPC method                           a cluster with token authentication and a
                            /ray.rpc.NodeInfoGcsService/GetClusterId and    driver without its token: Ray retries for
                            its 'authorization: Bearer <token>' header      20 s and says only 'Failed to connect'; one
-                                                                           call answers UNAUTHENTICATED at once
+                                                                           call answers UNAUTHENTICATED at once (and
+                                                                           a web server's port, no gRPC, at once too)
 
 share_shuffle_workers      the runtime_envs Ray Data gives a shuffle's     a join's tasks run in the job's workers
                            tasks: ray.data._internal.execution.operators   instead of about ten new ones per driver
@@ -146,7 +147,7 @@ PRIVATE_NAMES = {
     "job_actor_restarts": "ray._private.state.actors() and its JobID, NumRestarts fields",
     "use_token_auth": "ray._raylet.Config.initialize, ray._raylet.AuthenticationTokenLoader.reset_cache",
     "auth_token": "ray._raylet.AuthenticationTokenLoader.has_token / get_raw_token",
-    "gcs_refuses_token": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
+    "gcs_answer": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
     "share_shuffle_workers": (
         "hash_shuffle_v2._SHUFFLE_MAP_RUNTIME_ENV, shuffle_reduce_operator._SHUFFLE_REDUCE_RUNTIME_ENV, "
         "planner._with_polars_thread_cap"
@@ -407,11 +408,13 @@ def auth_token() -> str | None:
     return loader.get_raw_token(ignore_auth_mode=True)
 
 
-def gcs_refuses_token(address: str, token: str | None, timeout: float) -> bool:
-    """Whether the GCS at ``host:port`` refuses a request that carries ``token`` (None: no token).
+def gcs_answer(address: str, token: str | None, timeout: float) -> str:
+    """What the GCS at ``host:port`` answers to one request that carries ``token`` (None: no token).
 
-    Any other answer (success, no answer, another error) is False: ``ray.init``
-    then says what it says.
+    ``"ok"``; ``"unauthenticated"`` (it wants another token, or one); ``"not-grpc"``
+    (something answers at that port but does not speak gRPC: a web server such
+    as the Ray dashboard's port 8265, where ``ray.init`` would wait minutes); or
+    ``"other"`` (no answer in time, another error), left to ``ray.init``.
     """
     import grpc
 
@@ -421,8 +424,12 @@ def gcs_refuses_token(address: str, token: str | None, timeout: float) -> bool:
         try:
             call(b"", timeout=timeout, metadata=metadata)
         except grpc.RpcError as err:
-            return err.code() == grpc.StatusCode.UNAUTHENTICATED
-    return False
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return "unauthenticated"
+            if err.code() == grpc.StatusCode.UNAVAILABLE and "HTTP/2" in (err.details() or ""):
+                return "not-grpc"  # grpc's "Failed parsing HTTP/2": an HTTP/1 server (or another protocol) answered
+            return "other"
+    return "ok"
 
 
 # ---------------------------------------------------------------- shuffles
