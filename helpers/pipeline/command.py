@@ -163,12 +163,14 @@ def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
     if args.limit is not None:
         animals = animals.sort_by(KEY).slice(0, min(args.limit, animals.num_rows))
     report = match_report(animals, outfits)
-    if report["joined"] == 0:
-        which = f"the first {args.limit} ids (--limit) of {args.animals}" if args.limit is not None else (
-            f"{args.animals}")
+    if report["joined"] == 0 and args.limit is not None:
         raise InputError(
-            f"no id of {which} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
-            + ("; use a larger --limit, or none" if args.limit is not None else "")
+            f"no id of the first {args.limit} ids (--limit) of {args.animals} appears in {args.outfits}, so the join "
+            "is empty; rows are paired by equal ids; use a larger --limit, or none"
+        )
+    if report["joined"] == 0:
+        raise InputError(
+            f"no id of {args.animals} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
         )
     # The pipeline uses only the required columns; extra ones would collide in the join.
     return animals.select(list(ANIMALS_COLUMNS)), outfits.select(list(OUTFITS_COLUMNS)), report

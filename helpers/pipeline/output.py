@@ -342,8 +342,7 @@ def publish(partial: Path, output: Path) -> None:
     When this returns, ``output`` is the new output; an interrupt raised from
     here (delivered after the renames) also means the new output is in place.
     """
-    old = None
-    swapped = False
+    old = None  # the previous output, once the new one is in place
     try:
         with signals_deferred():  # an interrupt held here is raised as the block ends: the finally still runs
             (partial / PARTIAL_MARKER).unlink()
@@ -352,10 +351,10 @@ def publish(partial: Path, output: Path) -> None:
             elif exchange(partial, output):
                 old = partial  # now holds the previous output
             else:
-                old = partial.with_name(partial.name + "-old")
-                output.rename(old)
-                partial.rename(output)
-            swapped = True
+                aside = partial.with_name(partial.name + "-old")
+                output.rename(aside)
+                partial.rename(output)  # if this fails, the previous output stays in ``aside``
+                old = aside
     finally:
-        if swapped and old is not None:  # a rename that failed half-way keeps the previous output in ``old``
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
