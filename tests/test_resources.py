@@ -132,6 +132,11 @@ def test_an_actor_needs_its_cpus_and_gpus_on_one_node():
     text = message([READ, pool("ImageGen", 1, 1.0, cpus=8)], head_and_small_workers)
     assert "ImageGen asks for 8 CPUs and 1 GPU(s) per actor on one node, but no node has both" in text
     assert "32 CPUs and 0 GPUs, 4 CPUs and 1 GPUs" in text
+    big_head = [NodeCapacity(cpus=32, gpus=0, memory=64 * 2**30), NodeCapacity(cpus=4, gpus=1, memory=8 * 2**30)]
+    needs_memory = StageRequest("ImageGen", 1, cpus=1, gpus=1, is_actor_pool=True, memory=16 * 2**30)
+    text = message([READ, needs_memory], big_head)
+    assert "asks for 1 CPUs and 1 GPU(s) and memory=16.0 GiB per actor on one node, but no node has all of them" in text
+    assert "4 CPUs and 1 GPUs and 8.0 GiB" in text
 
 
 def test_no_gpus_at_all():

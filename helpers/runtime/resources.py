@@ -283,10 +283,15 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
             )
         if not any(_holds_one(node, stage) for node in nodes):  # each fits somewhere, but not together
             unit = "actor" if stage.is_actor_pool else "task"
-            shapes = ", ".join(f"{node.cpus:g} CPUs and {node.gpus:g} GPUs" for node in nodes)
+            memory = stage.memory > 0  # named only when asked for: the nodes' memory is otherwise beside the point
+            asks = f"{stage.cpus:g} CPUs and {stage.gpus:g} GPU(s)" + (
+                f" and memory={stage.memory / 2**30:.1f} GiB" if memory else "")
+            shapes = ", ".join(f"{node.cpus:g} CPUs and {node.gpus:g} GPUs" + (
+                f" and {node.memory / 2**30:.1f} GiB" if memory else "") for node in nodes)
             raise ResourceMismatchError(
-                f"{stage.name} asks for {stage.cpus:g} CPUs and {stage.gpus:g} GPU(s) per {unit} on one node, "
-                f"but no node has both (the nodes have {shapes}). Fix: {_fix_hint(stage)}."
+                f"{stage.name} asks for {asks} per {unit} on one node, "
+                f"but no node has {'all of them' if memory else 'both'} (the nodes have {shapes}). "
+                f"Fix: {_fix_hint(stage)}."
             )
 
     pools = [stage for stage in requests if stage.is_actor_pool]
