@@ -42,6 +42,21 @@ def deadline(seconds: int, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextlib.contextmanager
+def web_server():
+    """An HTTP/1 server on a free loopback port, as the Ray dashboard's 8265 is: yields its ``host:port``."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def learners_ray():
     """The learner's path to Ray: nothing prepared. Notebook kernels started under this fixture

@@ -19,6 +19,9 @@ from helpers.errors import SettingsError
 from helpers.runtime.cluster import check_cluster_answers
 from helpers.runtime.settings import REPO_ROOT
 
+#: A notebook's first cell, in a fresh process: ``helpers.start()``, and the error it raises in one line.
+START = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
+
 
 def closed_port() -> int:
     """A loopback port that nothing listens on (bound, then released)."""
@@ -30,8 +33,7 @@ def closed_port() -> int:
 def test_helpers_start_with_a_dead_address_fails_in_one_line():
     address = f"127.0.0.1:{closed_port()}"
     env = {**os.environ, "RAY_ADDRESS": address, "WORKSHOP_PROFILE": "cpu"}
-    code = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", START], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=90, check=False)  # a hang fails here instead of waiting for Ray
     assert done.stdout.startswith(f"SettingsError RAY_ADDRESS={address}: no Ray cluster answers there"), done.stderr
     assert "unset RAY_ADDRESS" in done.stdout
@@ -39,20 +41,12 @@ def test_helpers_start_with_a_dead_address_fails_in_one_line():
 
 def test_helpers_start_with_a_web_servers_port_fails_in_one_line():
     """The Ray dashboard's port (8265) copied from its URL: something answers, but no GCS; it waited minutes."""
-    import http.server
-    import threading
+    from tests.conftest import web_server
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"127.0.0.1:{server.server_address[1]}"
-    env = {**os.environ, "RAY_ADDRESS": address, "WORKSHOP_PROFILE": "cpu"}
-    code = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
-    try:
-        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+    with web_server() as address:
+        env = {**os.environ, "RAY_ADDRESS": address, "WORKSHOP_PROFILE": "cpu"}
+        done = subprocess.run([sys.executable, "-c", START], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=90, check=False)  # a hang fails here instead of waiting for Ray
-    finally:
-        server.shutdown()
-        server.server_close()
     assert done.stdout.startswith(f"SettingsError RAY_ADDRESS={address}: something answers at that port"), done.stderr
     assert "host:6379" in done.stdout
 

@@ -98,18 +98,11 @@ def test_a_gpu_too_small_for_the_lessons_packing(settings):
 
 def test_a_web_servers_port_is_refused_at_once():
     """The dashboard's port (8265) copied from its URL into RAY_ADDRESS: ``ray.init`` retried for minutes there."""
-    import http.server
-    import threading
+    from tests.conftest import web_server
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    address = f"127.0.0.1:{server.server_address[1]}"
-    try:
-        with pytest.raises(SettingsError, match=rf"^RAY_ADDRESS={address}: something answers .* not a Ray cluster"):
-            preflight.check_token(address)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (web_server() as address,
+          pytest.raises(SettingsError, match=rf"^RAY_ADDRESS={address}: something answers .* not a Ray cluster")):
+        preflight.check_token(address)
 
 
 def test_the_token_check_leaves_addresses_it_cannot_ask_alone():
