@@ -273,5 +273,6 @@ def publish_upload(partial: str, uri: str) -> None:
 def remove_uploads(partial: str, uri: str) -> None:
     """Step 5: delete the published upload ``partial`` and the uploads that earlier failed publishes of ``uri`` left."""
     target_fs, target = filesystem(uri)
-    for leftover in [str(partial).split("://", 1)[1], *_leftover_uploads(target_fs, target)]:
+    # The published upload still carries its marker, so the listing finds it too: each prefix is deleted once.
+    for leftover in {str(partial).split("://", 1)[1], *_leftover_uploads(target_fs, target)}:
         _delete_prefix(target_fs, leftover)
