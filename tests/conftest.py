@@ -13,6 +13,22 @@ import pytest
 os.environ.setdefault("WORKSHOP_TEST_MARKER", "forwarded")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Two workers, each test module whole on one, the notebooks last and alone (see tests/scheduling.py)."""
+    from tests.scheduling import ModulesWithNotebooksAlone
+
+    return ModulesWithNotebooksAlone(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker says it is done once its session fixtures (its Ray) are torn down."""
+    from tests.scheduling import mark_this_worker_finished
+
+    mark_this_worker_finished(session.config)
+
+
 def pytest_configure(config):
     """Ctrl-C does in this run and in the processes it starts what it does in a terminal.
 
@@ -102,32 +118,26 @@ def session():
     helpers.stop()
 
 
-#: Seconds per executed notebook, filled by test_notebooks and printed at the end.
-NOTEBOOK_SECONDS: dict[str, float] = {}
+#: The property (``record_property``) under which a test reports a notebook's name and seconds:
+#: reports, unlike module globals, reach the summary from pytest-xdist's workers.
+NOTEBOOK_TIME = "notebook_seconds"
+_notebook_seconds: dict[str, float] = {}
 
 
-def _recorded_seconds() -> dict[str, float]:
-    """The table's rows. Tests import this file as ``tests.conftest`` while pytest
-    loads it as ``conftest``: two module objects, so read both dicts."""
-    import sys
-
-    seconds = dict(NOTEBOOK_SECONDS)
-    imported = sys.modules.get("tests.conftest")
-    if imported is not None:
-        seconds.update(imported.NOTEBOOK_SECONDS)
-    return seconds
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _notebook_seconds.update(value for name, value in report.user_properties if name == NOTEBOOK_TIME)
 
 
 def pytest_terminal_summary(terminalreporter):
-    NOTEBOOK_SECONDS.update(_recorded_seconds())
-    if not NOTEBOOK_SECONDS:
+    if not _notebook_seconds:
         return
     terminalreporter.section("notebook run times (CPU profile)")
-    width = max(len(name) for name in NOTEBOOK_SECONDS)
-    for name, seconds in sorted(NOTEBOOK_SECONDS.items()):
+    width = max(len(name) for name in _notebook_seconds)
+    for name, seconds in sorted(_notebook_seconds.items()):
         terminalreporter.write_line(f"{name:<{width}}  {seconds:6.1f} s")
     for folder, label in (("solutions", "solutions 00-06 total"), ("notebooks", "student notebooks 00-06 total")):
         # The workshop's lessons, whose time budget this is; 07 is optional and listed above on its own.
-        lessons = [s for n, s in NOTEBOOK_SECONDS.items() if n.startswith(f"{folder}/") and n[len(folder) + 1:] < "07"]
+        lessons = [s for n, s in _notebook_seconds.items() if n.startswith(f"{folder}/") and n[len(folder) + 1:] < "07"]
         if lessons:
             terminalreporter.write_line(f"{label:<{width}}  {sum(lessons):6.1f} s ({len(lessons)} notebooks)")

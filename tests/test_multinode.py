@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers.runtime.settings import REPO_ROOT
-from tests.conftest import NOTEBOOK_SECONDS
+from tests.conftest import NOTEBOOK_TIME
 from tests.local_cluster import free_port, local_cluster, node_ip
 
 pytestmark = pytest.mark.cluster
@@ -94,7 +94,7 @@ def test_pipeline_command_on_a_multi_node_cluster(cluster, tmp_path):
     assert set(written_on) <= workers, f"files written on nodes {sorted(written_on)}; the workers are {sorted(workers)}"
 
 
-def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch):
+def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch, record_property):
     from helpers.commands.notebooks import run_notebooks
 
     for name, value in cluster.env.items():
@@ -103,7 +103,7 @@ def test_a_solution_notebook_joins_the_cluster_unchanged(cluster, monkeypatch):
     monkeypatch.delenv("WORKSHOP_CLUSTER_HAS_HELPERS", raising=False)
     path = REPO_ROOT / "solutions" / "03_image_generation.ipynb"
     [result] = run_notebooks([path], REPO_ROOT / "build" / "executed-cluster", html=False, timeout=300)
-    NOTEBOOK_SECONDS[f"cluster: solutions/{path.name}"] = result.seconds
+    record_property(NOTEBOOK_TIME, (f"cluster: solutions/{path.name}", result.seconds))
     assert result.ok, result.error
     executed = json.loads(result.executed.read_text())
     printed = "".join(

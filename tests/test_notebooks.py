@@ -21,13 +21,27 @@ import pytest
 
 from helpers.commands.notebooks import KERNELSPEC, run_notebooks
 from helpers.runtime.settings import REPO_ROOT
-from tests.conftest import NOTEBOOK_SECONDS
+from tests.conftest import NOTEBOOK_TIME
+from tests.scheduling import wait_for_the_other_workers
 
 pytestmark = pytest.mark.notebooks
 
 SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("*.ipynb"))
 STUDENT = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 EXECUTED = REPO_ROOT / "build" / "executed"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def alone():
+    """Nothing else runs beside the notebooks, so that their times are the learner's.
+
+    Under pytest-xdist the scheduler (``tests/scheduling.py``) gives this module
+    to a worker once every other module has been handed out, and shuts the
+    other workers down; here their last tests and their Rays' stop are awaited.
+    """
+    running = wait_for_the_other_workers(timeout_s=900)
+    assert not running, (f"test workers {running} still run beside the notebooks: run the suite with its own "
+                         "scheduling (tests/scheduling.py) or with -n 0")
 
 
 def _texts(cell) -> str:
@@ -44,9 +58,9 @@ def _texts(cell) -> str:
     return "\n".join(parts)
 
 
-def _execute(path: Path):
+def _execute(path: Path, record_property):
     [result] = run_notebooks([path], EXECUTED, html=False, timeout=300)
-    NOTEBOOK_SECONDS[f"{path.parent.name}/{path.name}"] = result.seconds
+    record_property(NOTEBOOK_TIME, (f"{path.parent.name}/{path.name}", result.seconds))
     assert result.ok, f"{path.name} failed: {result.error}"
     return json.loads(result.executed.read_text())
 
@@ -87,8 +101,8 @@ def test_the_workshop_kernel_runs_this_environment():
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
-def test_solution_runs_end_to_end(path, learners_ray):
-    nb = _execute(path)
+def test_solution_runs_end_to_end(path, learners_ray, record_property):
+    nb = _execute(path, record_property)
     checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "lab.check(" in "".join(c["source"])]
     for cell in checks:
         text = _texts(cell)
@@ -96,8 +110,8 @@ def test_solution_runs_end_to_end(path, learners_ray):
 
 
 @pytest.mark.parametrize("path", STUDENT, ids=lambda p: p.name)
-def test_student_notebook_runs_and_labs_are_not_attempted(path, learners_ray):
-    nb = _execute(path)
+def test_student_notebook_runs_and_labs_are_not_attempted(path, learners_ray, record_property):
+    nb = _execute(path, record_property)
     checks = [c for c in nb["cells"] if c["cell_type"] == "code" and "lab.check(" in "".join(c["source"])]
     if path.stem != "00_welcome":
         assert checks, f"{path.name} has no lab"
