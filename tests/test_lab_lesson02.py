@@ -52,6 +52,23 @@ def pandas_prompt_length(batch):
     return batch
 
 
+def returns_a_dataframe(batch):
+    """``map_batches`` takes a pandas DataFrame back as a batch, whatever the batch format it handed out."""
+    import pandas as pd
+
+    frame = pd.DataFrame(batch)
+    frame["prompt_length"] = frame["prompt"].str.len()
+    return frame
+
+
+def returns_a_pyarrow_table(batch):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table(batch)
+    return table.append_column("prompt_length", pc.utf8_length(table["prompt"]))
+
+
 def batch_size_prompt_length(batch):
     batch["prompt_length"] = np.full(len(batch["prompt"]), len(batch["prompt"]))
     return batch
@@ -118,6 +135,8 @@ def test_prompt_length_starter_is_not_attempted(length_lab, starter):
         new_dict_prompt_length,
         helper_with_option_prompt_length,
         pandas_prompt_length,
+        returns_a_dataframe,
+        returns_a_pyarrow_table,
     ],
 )
 def test_prompt_length_solutions_are_correct(length_lab, answer):

@@ -51,6 +51,7 @@ class PromptLengthLab(Lab):
             result = fn({name: values.copy() for name, values in batch.items()})
         if result is None:
             self.incorrect("`add_prompt_length` returned None; `map_batches` needs the batch back (`return batch`).")
+        result = _as_columns(result)
         if not isinstance(result, dict):
             self.incorrect(f"`add_prompt_length` returned a {type_name(result)}; return the batch dict.")
         missing = [name for name in batch if name not in result]
@@ -84,6 +85,18 @@ class PromptLengthLab(Lab):
             f"`prompt_length` is {lengths[wrong]:g} for {prompts[wrong]!r}; it should count the characters of each "
             "prompt, spaces included."
         )
+
+
+def _as_columns(result):
+    """A pandas DataFrame or a pyarrow Table as a dict of columns: ``map_batches`` accepts both as a batch."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(result, pd.DataFrame):
+        return {str(name): result[name].to_numpy() for name in result.columns}
+    if isinstance(result, pa.Table):
+        return {name: result.column(name).to_numpy() for name in result.column_names}
+    return result
 
 
 def _column(values) -> list[str] | None:
