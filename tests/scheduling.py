@@ -18,7 +18,6 @@ finish the suite sooner. Two rules keep what the tests measure and share:
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -49,37 +48,37 @@ class ModulesWithNotebooksAlone(LoadScopeScheduling):
         node.send_runtest_some([collection.index(nodeid) for nodeid, done in work_unit.items() if not done])
 
 
-def _finished_folder(testrunuid: str) -> Path:
-    """One folder per test run, shared by its workers: a file per worker that has finished."""
-    return Path(tempfile.gettempdir()) / f"rdw-pytest-{testrunuid}"
-
-
-def _workers(count: int) -> list[str]:
-    return [f"gw{n}" for n in range(count)]
+def _run_of(config) -> tuple[Path, str, list[str]] | None:
+    """This worker's run: the folder its workers share (a file per worker that has finished), its name, every
+    worker's name; None outside a pytest-xdist worker."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"rdw-pytest-{worker['testrunuid']}"
+    return folder, worker["workerid"], [f"gw{n}" for n in range(worker["workercount"])]
 
 
 def mark_this_worker_finished(config) -> None:
     """Called by a worker once its session's fixtures (its Ray among them) are torn down; the last one tidies up."""
-    worker = getattr(config, "workerinput", None)
-    if worker is None:
-        return  # not a pytest-xdist worker
-    folder = _finished_folder(worker["testrunuid"])
+    run = _run_of(config)
+    if run is None:
+        return
+    folder, me, workers = run
     folder.mkdir(exist_ok=True)
-    (folder / worker["workerid"]).touch()
-    if all((folder / name).exists() for name in _workers(worker["workercount"])):
+    (folder / me).touch()
+    if all((folder / name).exists() for name in workers):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def wait_for_the_other_workers(timeout_s: float) -> list[str]:
+def wait_for_the_other_workers(config, timeout_s: float) -> list[str]:
     """Wait until every other worker of this run has finished; return those that had not within ``timeout_s``."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+    run = _run_of(config)
+    if run is None:
         return []
-    folder = _finished_folder(os.environ["PYTEST_XDIST_TESTRUNUID"])
-    others = [name for name in _workers(int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-              if name != os.environ["PYTEST_XDIST_WORKER"]]
+    folder, me, workers = run
     deadline = time.monotonic() + timeout_s
     while True:
-        running = [name for name in others if not (folder / name).exists()]
+        running = [name for name in workers if name != me and not (folder / name).exists()]
         if not running or time.monotonic() > deadline:
             return running
         time.sleep(0.5)

@@ -32,14 +32,14 @@ EXECUTED = REPO_ROOT / "build" / "executed"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def alone():
+def alone(request):
     """Nothing else runs beside the notebooks, so that their times are the learner's.
 
     Under pytest-xdist the scheduler (``tests/scheduling.py``) gives this module
     to a worker once every other module has been handed out, and shuts the
     other workers down; here their last tests and their Rays' stop are awaited.
     """
-    running = wait_for_the_other_workers(timeout_s=900)
+    running = wait_for_the_other_workers(request.config, timeout_s=900)
     assert not running, (f"test workers {running} still run beside the notebooks: run the suite with its own "
                          "scheduling (tests/scheduling.py) or with -n 0")
 

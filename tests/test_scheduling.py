@@ -59,9 +59,9 @@ def test_works(n):
 NOTEBOOKS = MODULE + """
 
 @pytest.fixture(scope="module", autouse=True)
-def alone():
+def alone(request):
     import sys
-    running = sys.modules["workshop_scheduling"].wait_for_the_other_workers(timeout_s=60)
+    running = sys.modules["workshop_scheduling"].wait_for_the_other_workers(request.config, timeout_s=60)
     assert not running
 """
 
