@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers.labs.data import csv_rows
 from helpers.labs.framework import Incorrect, Lab, quote, register, type_name
-from helpers.labs.shapes import WHOLE_NUMBER, Equals, Kind, Mistake, is_dataset
+from helpers.labs.shapes import WHOLE_NUMBER, Equals, Kind, Mistake, batch_columns, is_dataset
 
 
 @register
@@ -70,10 +70,7 @@ class TakeBatchLab(Lab):
                 f"`outfits_batch` is a list of {len(batch)} {what}: that is what `take()` returns. "
                 "Look for the method that returns the rows as one batch of columns."
             )
-        if hasattr(batch, "to_pydict"):  # a pyarrow.Table (batch_format="pyarrow")
-            return batch.to_pydict()
-        if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # a pandas DataFrame
-            return {name: batch[name].to_numpy() for name in batch.columns}
+        batch = batch_columns(batch)
         if not isinstance(batch, dict):
             self.incorrect(f"`outfits_batch` is a {type_name(batch)}; a batch is a dict of columns.")
         return batch

@@ -10,6 +10,7 @@ import numpy as np
 
 from helpers.labs.data import csv_rows
 from helpers.labs.framework import Lab, learners_code, quote, register, type_name
+from helpers.labs.shapes import batch_columns
 
 
 def _sample_batch(rows: int) -> dict:
@@ -51,7 +52,7 @@ class PromptLengthLab(Lab):
             result = fn({name: values.copy() for name, values in batch.items()})
         if result is None:
             self.incorrect("`add_prompt_length` returned None; `map_batches` needs the batch back (`return batch`).")
-        result = _as_columns(result)
+        result = batch_columns(result)  # map_batches takes a DataFrame or a pyarrow Table back as well
         if not isinstance(result, dict):
             self.incorrect(f"`add_prompt_length` returned a {type_name(result)}; return the batch dict.")
         missing = [name for name in batch if name not in result]
@@ -85,18 +86,6 @@ class PromptLengthLab(Lab):
             f"`prompt_length` is {lengths[wrong]:g} for {prompts[wrong]!r}; it should count the characters of each "
             "prompt, spaces included."
         )
-
-
-def _as_columns(result):
-    """A pandas DataFrame or a pyarrow Table as a dict of columns: ``map_batches`` accepts both as a batch."""
-    import pandas as pd
-    import pyarrow as pa
-
-    if isinstance(result, pd.DataFrame):
-        return {str(name): result[name].to_numpy() for name in result.columns}
-    if isinstance(result, pa.Table):
-        return {name: result.column(name).to_numpy() for name in result.column_names}
-    return result
 
 
 def _column(values) -> list[str] | None:

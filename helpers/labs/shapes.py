@@ -42,6 +42,15 @@ def is_dataset(value: Any) -> bool:
     return data is not None and isinstance(value, data.Dataset)
 
 
+def batch_columns(batch: Any) -> Any:
+    """A pandas DataFrame or a pyarrow Table as a dict of columns (Ray Data takes either as a batch); else ``batch``."""
+    if hasattr(batch, "to_pydict"):  # a pyarrow.Table (batch_format="pyarrow")
+        return batch.to_pydict()
+    if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # a pandas DataFrame
+        return {name: batch[name].to_numpy() for name in batch.columns}
+    return batch
+
+
 def count_word(n: int) -> str:
     """``2`` -> ``"two"``: small counts read better as words in a sentence."""
     return _COUNT_WORDS[n] if 0 <= n < len(_COUNT_WORDS) else str(n)
