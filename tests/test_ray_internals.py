@@ -19,6 +19,9 @@ import time
 from helpers.errors import first_line
 from helpers.runtime import ray_internals as ri
 
+#: A label selector that every node meets (a label no node has, asked to be absent or different).
+ABSENT_LABEL = {"workshop-absent": "!x"}
+
 
 def tiny_classes():
     """The tiny Dataset's stage and what its execution callback saw.
@@ -138,7 +141,8 @@ class Checks:
         try:
             with logged_progress(self.monkeypatch) as self.records:
                 dataset = ray.data.range(8).map_batches(
-                    self.Double, batch_size=4, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=2)
+                    self.Double, batch_size=4, num_cpus=1, compute=ray.data.ActorPoolStrategy(size=2),
+                    label_selector=ABSENT_LABEL,  # every node meets it: read back by operator_minimum
                 )
                 rows = sorted(row["id"] for row in dataset.take_all())
         finally:
@@ -161,6 +165,7 @@ class Checks:
         minimums = {m.name: m for m in map(ri.operator_minimum, self.seen.operators)}
         pool = next((m for name, m in minimums.items() if "MapBatches(Double)" in name), None)
         assert pool and (pool.is_actor_pool, pool.units, pool.cpus, pool.gpus) == (True, 2, 1.0, 0.0), minimums
+        assert (pool.labels, pool.custom, pool.fallbacks) == (tuple(ABSENT_LABEL.items()), (), ()), pool
         read = next((m for name, m in minimums.items() if "ReadRange" in name), None)
         assert read and (read.is_actor_pool, read.units) == (False, 1), minimums
         assert all(isinstance(m.memory, float) for m in minimums.values()), minimums

@@ -30,7 +30,11 @@ execution_operators        StreamingExecutor._topology                     the p
 
 operator_minimum           PhysicalOperator.min_scheduling_resources(),    what each operator needs before it makes
                            .get_autoscaling_actor_pools(), .name;          progress: resources per task or actor, actors
-                           AutoscalingActorPool.min_size()                 that must start
+                           AutoscalingActorPool.min_size();                that must start, and the nodes it may use
+                           MapOperator._ray_remote_args (its resources,    (custom resources, accelerator_type and
+                           accelerator_type, label_selector,               label_selector, which
+                           fallback_strategy), .data_context               min_scheduling_resources leaves out)
+                           .execution_options.label_selector
 
 shutdown_operator          PhysicalOperator.shutdown(timer, force);        a refused execution releases the actors that
                            ray.data._internal.stats.Timer                  did fit
@@ -126,7 +130,8 @@ PRIVATE_NAMES = {
     "execution_operators": "StreamingExecutor._topology",
     "operator_minimum": (
         "PhysicalOperator.min_scheduling_resources / get_autoscaling_actor_pools / name, "
-        "AutoscalingActorPool.min_size"
+        "AutoscalingActorPool.min_size, MapOperator._ray_remote_args (resources, accelerator_type, label_selector, "
+        "fallback_strategy), data_context.execution_options.label_selector"
     ),
     "shutdown_operator": "PhysicalOperator.shutdown(timer, force), ray.data._internal.stats.Timer",
     "logical_operators": (
@@ -170,6 +175,13 @@ def execution_operators(executor) -> list:
     return list(executor._topology)
 
 
+#: The resource name Ray turns ``accelerator_type="A100"`` into (0.001 of it per task or actor); a node
+#: whose GPUs Ray detected has 1 of ``accelerator_type:<its type>`` (ray._common.utils.RESOURCE_CONSTRAINT_PREFIX).
+ACCELERATOR_PREFIX = "accelerator_type:"
+_ACCELERATOR_AMOUNT = 0.001
+Pairs = tuple  # tuple[tuple[str, float | str], ...]: a mapping that stays hashable
+
+
 class OperatorMinimum(NamedTuple):
     """What one physical operator needs before it can make progress."""
 
@@ -179,6 +191,13 @@ class OperatorMinimum(NamedTuple):
     gpus: float  # per unit
     is_actor_pool: bool
     memory: float  # bytes per unit (Ray's ``memory=``), 0 when not asked
+    custom: Pairs = ()  # (resource, amount) per unit: ``resources=`` and ``accelerator_type=``
+    labels: Pairs = ()  # (label, selector): the ``label_selector`` a node must match
+    fallbacks: tuple[Pairs, ...] = ()  # the label selectors Ray tries when ``labels`` matches no node
+
+
+def _pairs(mapping) -> Pairs:
+    return tuple(sorted((str(key), value) for key, value in (mapping or {}).items()))
 
 
 def operator_minimum(op) -> OperatorMinimum:
@@ -186,6 +205,13 @@ def operator_minimum(op) -> OperatorMinimum:
     per_unit = op.min_scheduling_resources()
     pools = op.get_autoscaling_actor_pools() if hasattr(op, "get_autoscaling_actor_pools") else []
     units = sum(pool.min_size() for pool in pools) if pools else 1
+    launches = hasattr(op, "_ray_remote_args")  # map operators (reads too) launch tasks or actors; others do not
+    args = (op._ray_remote_args or {}) if launches else {}
+    custom = {name: float(amount) for name, amount in (args.get("resources") or {}).items() if amount}
+    if args.get("accelerator_type"):
+        custom[ACCELERATOR_PREFIX + args["accelerator_type"]] = _ACCELERATOR_AMOUNT
+    labels = dict(op.data_context.execution_options.label_selector or {}) if launches else {}
+    labels.update(args.get("label_selector") or {})  # the stage's own selector wins, as Ray Data merges them
     return OperatorMinimum(
         name=op.name,
         units=units,
@@ -193,6 +219,9 @@ def operator_minimum(op) -> OperatorMinimum:
         gpus=float(per_unit.gpu or 0),
         is_actor_pool=bool(pools),
         memory=float(per_unit.memory or 0),
+        custom=_pairs(custom),
+        labels=_pairs(labels),
+        fallbacks=tuple(_pairs(option.get("label_selector")) for option in args.get("fallback_strategy") or ()),
     )
 
 

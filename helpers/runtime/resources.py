@@ -22,6 +22,7 @@ from ray.exceptions import UserCodeException
 
 from helpers.errors import ActionableError
 from helpers.runtime import ray_internals
+from helpers.runtime.node_constraints import allows, constrained, constraint_problem, custom_resources, what_it_asks
 from helpers.runtime.settings import image_gpus_beside_llm, with_stage
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
@@ -49,6 +50,9 @@ class StageRequest:
     gpus: float  # per unit
     is_actor_pool: bool
     memory: float = 0.0  # bytes per unit (Ray's ``memory=``), 0 when not asked
+    custom: tuple = ()  # (resource, amount) per unit: ``resources=``, and ``accelerator_type=`` as Ray reads it
+    labels: tuple = ()  # (label, selector): the ``label_selector`` a node must match
+    fallbacks: tuple = ()  # the label selectors Ray tries when ``labels`` matches no node
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class NodeCapacity:
     cpus: float
     gpus: float
     memory: float = float("inf")  # bytes Ray may schedule on the node
+    custom: tuple = ()  # (resource, amount): ``--resources``, and ``accelerator_type:<type>`` for detected GPUs
+    labels: tuple = ()  # (label, value)
 
 
 def stage_requests(operators) -> list[StageRequest]:
@@ -71,6 +77,8 @@ def cluster_nodes() -> list[NodeCapacity]:
             cpus=node["Resources"].get("CPU", 0.0),
             gpus=node["Resources"].get("GPU", 0.0),
             memory=node["Resources"].get("memory", float("inf")),
+            custom=custom_resources(node["Resources"]),
+            labels=tuple(sorted((node.get("Labels") or {}).items())),
         )
         for node in ray.nodes()
         if node.get("Alive")
@@ -144,13 +152,16 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
     second half joins the first on its GPU).
 
     GPUs on different nodes never pool: an actor's share is on one GPU, and a
-    whole-GPU actor's GPUs are on one node. Returns the first stranding found
-    with the fewest actors placed, or None when every placement fits.
+    whole-GPU actor's GPUs are on one node; an actor goes only to the nodes its
+    custom resources and label selector allow. Returns the first stranding
+    found with the fewest actors placed, or None when every placement fits.
     """
     actors = [stage for stage in pools if stage.gpus > 0]
     demand = [round(stage.gpus * _UNIT) for stage in actors]
     labels = _gpu_labels(nodes)
     node_of = [node for node, _ in labels]
+    # Which actors may use each node: nodes that differ in it are not interchangeable.
+    may_use = {node: tuple(allows(nodes[node], stage) for stage in actors) for node in node_of}
 
     def whole(i: int) -> int:
         return -(-demand[i] // _UNIT)
@@ -163,19 +174,19 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
         per_node = {}
         for node, gpu in zip(node_of, gpus):
             per_node.setdefault(node, []).append(gpu)
-        return tuple(sorted(tuple(sorted(node_gpus)) for node_gpus in per_node.values()))
+        return tuple(sorted((may_use[node], tuple(sorted(node_gpus))) for node, node_gpus in per_node.items()))
 
     def placements(gpus: list[tuple[int, ...]], i: int):
         if demand[i] >= _UNIT:  # whole GPUs, all on one node
-            for node in dict.fromkeys(node_of):
+            for node in (node for node in dict.fromkeys(node_of) if may_use[node][i]):
                 free = [k for k, gpu in enumerate(gpus) if node_of[k] == node and not gpu]
                 if len(free) >= whole(i):
                     taken = free[: whole(i)]
                     yield [(i,) if k in taken else gpu for k, gpu in enumerate(gpus)]
             return
-        for node in dict.fromkeys(node_of):  # any node, and there the GPU Ray picks: the fullest with room
+        for node in (node for node in dict.fromkeys(node_of) if may_use[node][i]):  # and there the GPU Ray picks:
             room = [k for k, gpu in enumerate(gpus) if node_of[k] == node and load(gpu) + demand[i] <= _UNIT]
-            if room:
+            if room:  # the fullest with room
                 k = max(room, key=lambda k: load(gpus[k]))
                 yield [tuple(sorted((*gpus[k], i))) if j == k else other for j, other in enumerate(gpus)]
 
@@ -209,23 +220,25 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
 
 def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> StageRequest | None:
     """First-fit-decreasing packing, the tightest placement: the stage it cannot place, or None."""
-    gpus = [1.0] * sum(int(node.gpus + _EPS) for node in nodes)
+    node_of = [node for node, _ in _gpu_labels(nodes)]
+    gpus = [1.0] * len(node_of)
     units = sorted(
         ((stage.gpus, stage) for stage in requests if stage.gpus > 0 for _ in range(stage.units)),
         key=lambda item: item[0],
         reverse=True,
     )
     for amount, stage in units:
+        usable = {i for i, node in enumerate(node_of) if allows(nodes[node], stage)}
         if amount >= 1 - _EPS:
             whole = round(amount)
-            free = [i for i, left in enumerate(gpus) if left >= 1 - _EPS]
+            free = [i for i, left in enumerate(gpus) if left >= 1 - _EPS and i in usable]
             if len(free) < whole:
                 return stage
             for i in free[:whole]:
                 gpus[i] = 0.0
             continue
         for i, left in enumerate(gpus):
-            if left >= amount - _EPS:
+            if left >= amount - _EPS and i in usable:
                 gpus[i] = left - amount
                 break
         else:
@@ -254,45 +267,71 @@ def _holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
     return node.cpus + _EPS >= stage.cpus and node.gpus + _EPS >= stage.gpus and node.memory >= stage.memory
 
 
+def _check_one_unit(stage: StageRequest, nodes: list[NodeCapacity], have: str) -> None:
+    """Raise when no node that ``stage`` may use holds one of its actors or tasks."""
+    problem = constraint_problem(stage, nodes)
+    if problem:
+        raise ResourceMismatchError(problem)
+    usable = [node for node in nodes if allows(node, stage)]
+    scope = f" that meets its {what_it_asks(stage)}" if constrained(stage) and len(usable) < len(nodes) else ""
+    unit = "actor" if stage.is_actor_pool else "task"
+    if stage.gpus > max((node.gpus for node in usable), default=0.0) + _EPS:
+        raise ResourceMismatchError(
+            f"{stage.name} asks for {stage.gpus:g} GPU(s) per {unit}, but no node{scope} has that many ({have}). "
+            f"Fix: {_fix_hint(stage)}."
+        )
+    if stage.cpus > max((node.cpus for node in usable), default=0.0) + _EPS:
+        raise ResourceMismatchError(
+            f"{stage.name} asks for {stage.cpus:g} CPUs per unit, but no node{scope} has that many ({have}). "
+            f"Fix: {_fix_hint(stage)}."
+        )
+    largest_memory = max((node.memory for node in usable), default=0.0)
+    if stage.memory > largest_memory:
+        raise ResourceMismatchError(
+            f"{stage.name} asks for memory={stage.memory / 2**30:.1f} GiB per {unit}, but the largest node{scope} "
+            f"offers Ray {largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
+            "or run on a node with more memory."
+        )
+    if not any(_holds_one(node, stage) for node in usable):  # each fits somewhere, but not together
+        memory = stage.memory > 0  # named only when asked for: the nodes' memory is otherwise beside the point
+        asks = f"{stage.cpus:g} CPUs and {stage.gpus:g} GPU(s)" + (
+            f" and memory={stage.memory / 2**30:.1f} GiB" if memory else "")
+        shapes = ", ".join(f"{node.cpus:g} CPUs and {node.gpus:g} GPUs" + (
+            f" and {node.memory / 2**30:.1f} GiB" if memory else "") for node in usable)
+        raise ResourceMismatchError(
+            f"{stage.name} asks for {asks} per {unit} on one node, "
+            f"but no node{scope} has {'all of them' if memory else 'both'} (the nodes{scope} have {shapes}). "
+            f"Fix: {_fix_hint(stage)}."
+        )
+
+
+def _check_custom_totals(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
+    """Raise when the actor pools, with one task beside them, want more of a custom resource than the cluster has."""
+    for name in sorted({resource for stage in requests for resource, _ in stage.custom}):
+        def per_unit(stage: StageRequest, name: str = name) -> float:
+            return dict(stage.custom).get(name, 0.0)
+
+        pools = [stage for stage in requests if stage.is_actor_pool and per_unit(stage)]
+        wanted = sum(stage.units * per_unit(stage) for stage in pools) + max(
+            (per_unit(stage) for stage in requests if not stage.is_actor_pool), default=0.0)
+        offered = sum(dict(node.custom).get(name, 0.0) for node in nodes)
+        if wanted > offered + _EPS:
+            detail = ", ".join(f"{s.name}: {s.units} x {per_unit(s):g}" for s in pools)
+            raise ResourceMismatchError(
+                f"The actor pools ask for {wanted:g} of the resource {name!r} in all ({detail}), but the cluster "
+                f"has {offered:g}, so one of them would wait forever. Fix: lower resources= or the pool size "
+                "(ActorPoolStrategy(size=...)) in its map_batches call, or start nodes with more of it."
+            )
+
+
 def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     """Raise :class:`ResourceMismatchError` when the stages cannot all start."""
     total_cpus = sum(node.cpus for node in nodes)
     total_gpus = sum(node.gpus for node in nodes)
     have = f"the cluster has {total_cpus:g} CPUs and {total_gpus:g} GPUs over {len(nodes)} node(s)"
-    largest_gpus = max((node.gpus for node in nodes), default=0.0)
-    largest_cpus = max((node.cpus for node in nodes), default=0.0)
-    largest_memory = max((node.memory for node in nodes), default=0.0)
-
     for stage in requests:
-        if stage.gpus > largest_gpus + _EPS:
-            raise ResourceMismatchError(
-                f"{stage.name} asks for {stage.gpus:g} GPU(s) per {'actor' if stage.is_actor_pool else 'task'}, "
-                f"but no node has that many ({have}). Fix: {_fix_hint(stage)}."
-            )
-        if stage.cpus > largest_cpus + _EPS:
-            raise ResourceMismatchError(
-                f"{stage.name} asks for {stage.cpus:g} CPUs per unit, but no node has that many ({have}). "
-                f"Fix: {_fix_hint(stage)}."
-            )
-        if stage.memory > largest_memory:
-            raise ResourceMismatchError(
-                f"{stage.name} asks for memory={stage.memory / 2**30:.1f} GiB per "
-                f"{'actor' if stage.is_actor_pool else 'task'}, but the largest node offers Ray "
-                f"{largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
-                "or run on a node with more memory."
-            )
-        if not any(_holds_one(node, stage) for node in nodes):  # each fits somewhere, but not together
-            unit = "actor" if stage.is_actor_pool else "task"
-            memory = stage.memory > 0  # named only when asked for: the nodes' memory is otherwise beside the point
-            asks = f"{stage.cpus:g} CPUs and {stage.gpus:g} GPU(s)" + (
-                f" and memory={stage.memory / 2**30:.1f} GiB" if memory else "")
-            shapes = ", ".join(f"{node.cpus:g} CPUs and {node.gpus:g} GPUs" + (
-                f" and {node.memory / 2**30:.1f} GiB" if memory else "") for node in nodes)
-            raise ResourceMismatchError(
-                f"{stage.name} asks for {asks} per {unit} on one node, "
-                f"but no node has {'all of them' if memory else 'both'} (the nodes have {shapes}). "
-                f"Fix: {_fix_hint(stage)}."
-            )
+        _check_one_unit(stage, nodes, have)
+    _check_custom_totals(requests, nodes)
 
     pools = [stage for stage in requests if stage.is_actor_pool]
     wanted_gpus = sum(stage.units * stage.gpus for stage in pools)
