@@ -304,6 +304,41 @@ class Checks:
         ray.kill(actor)
         assert isinstance(restarts, int) and restarts >= 1, f"{restarts!r} restarts after one restart"
 
+    def free_per_node(self):
+        import ray
+
+        free = ri.free_per_node()
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        assert set(free) == alive, f"{sorted(free)} are not the alive nodes {sorted(alive)}"
+        assert all(isinstance(amount, float) for now in free.values() for amount in now.values()), free
+        assert any("CPU" in now for now in free.values()), free
+
+    def actor_holds(self):
+        import ray
+
+        @ray.remote(num_cpus=0.25)
+        class Holder:
+            def node(self):
+                return ray.get_runtime_context().get_node_id()
+
+        probe = Holder.remote()
+        node = ray.get(probe.node.remote(), timeout=60)
+        try:
+            job = ray.get_runtime_context().get_job_id()
+            mine = [hold for hold in ri.actor_holds() if hold.job_id == job and hold.class_name.endswith("Holder")]
+        finally:
+            ray.kill(probe)
+        assert len(mine) == 1, f"{len(mine)} Holder actors of this job"
+        assert mine[0].resources == {"CPU": 0.25} and mine[0].node_id == node, mine[0]
+
+    def job_drivers(self):
+        import ray
+
+        drivers = ri.job_drivers()
+        me = drivers.get(ray.get_runtime_context().get_job_id())
+        assert me is not None, f"this job is not among {drivers}"
+        assert me.pid == os.getpid() and me.ip, me
+
     # ---------------------------------------------------------------- joining
 
     def use_token_auth(self):

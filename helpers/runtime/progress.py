@@ -94,6 +94,7 @@ class Run:
     operators: list[OperatorRun] = field(default_factory=list)
     elapsed: float = 0.0  # seconds since it began, at the latest reading
     outcome: str = "running"  # "running", "done" or "failed"
+    notes: list[str] = field(default_factory=list)  # why it waits, when another job holds what it needs
 
     def observe(self, elapsed: float, states: list[OperatorProgress]) -> None:
         """Take one reading of the operators, ``elapsed`` seconds after the execution began."""
@@ -149,6 +150,7 @@ class LiveProgress(ray_internals.execution_callback_base()):
         self.recording = False
         self.view = None  # in a notebook only; elsewhere the run is recorded for helpers.show_run()
         self.began = self.last_sample = 0.0
+        self.watch = None  # explains a wait on other jobs' actors (helpers.runtime.contention)
 
     def before_execution_starts(self, executor) -> None:
         self._guarded(self._start, executor)
@@ -175,11 +177,17 @@ class LiveProgress(ray_internals.execution_callback_base()):
         self.run.observe(self.last_sample - self.began, ray_internals.operator_progress(executor))
 
     def _start(self, executor) -> None:
+        import ray
+
+        from helpers.runtime.contention import WaitWatch
+        from helpers.runtime.resources import stage_requests
         from helpers.show.progress import ProgressView
 
         global _last_run
         self.began = time.monotonic()
         self._sample(executor)
+        requests = stage_requests(ray_internals.execution_operators(executor))
+        self.watch = WaitWatch(requests, ray.get_runtime_context().get_job_id())
         _last_run, self.recording = self.run, True
         if _show_live:
             self.view = ProgressView(REFRESH_S)
@@ -187,8 +195,23 @@ class LiveProgress(ray_internals.execution_callback_base()):
 
     def _step(self, executor) -> None:
         self._sample(executor)
+        self._explain_waits()
         if self.view is not None:
             self.view.update(self.run)
+
+    def _explain_waits(self) -> None:
+        """Warn once when a pool waits for what another job's actors hold; a failure here ends only the watch."""
+        if self.watch is None:
+            return
+        try:
+            notes = self.watch.notes([op.latest for op in self.run.operators])
+        except Exception as err:
+            log.debug("the wait explanation stopped: %s", err, exc_info=True)
+            self.watch = None
+            return
+        for note in notes:
+            log.warning(note)
+            self.run.notes.append(note)
 
     def _end(self, executor, ok: bool) -> None:
         if not self.recording:

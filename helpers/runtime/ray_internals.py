@@ -87,6 +87,18 @@ job_actor_restarts         ray._private.state.actors(); its JobID and      the p
                            NumRestarts fields                              ray.util.state would need the dashboard,
                                                                            which is off there
 
+free_per_node              ray._private.state                              why an actor pool waits: whether any node
+                           .available_resources_per_node()                 has room for one of its actors now
+
+actor_holds                GlobalState._connect_and_get_accessor()         ... and, when none has, which other Ray
+                           .get_actor_table(None, "ALIVE"); the            jobs' actors hold what it needs (their
+                           ActorTableData proto (ray.core.generated        required_resources, which the parsed actor
+                           .gcs_pb2): job_id, class_name,                  table leaves out)
+                           required_resources, address.node_id
+
+job_drivers                ray._private.state.state.job_table(); its       ... and whose they are: the driver process of
+                           JobID, DriverPid, DriverIPAddress, IsDead       each job (a notebook's kernel)
+
 use_token_auth             ray._raylet.Config.initialize,                  a lesson joins the Ray the lessons share,
                            AuthenticationTokenLoader.reset_cache           whose token it learns after Ray was imported:
                                                                            Ray reads RAY_AUTH_MODE once, at import
@@ -150,6 +162,12 @@ PRIVATE_NAMES = {
     "file_datasink_class": "ray.data.datasource.file_datasink._FileDatasink and its path, filesystem, mode",
     "write_started": "_FileDatasink._write_started",
     "job_actor_restarts": "ray._private.state.actors() and its JobID, NumRestarts fields",
+    "free_per_node": "ray._private.state.available_resources_per_node",
+    "actor_holds": (
+        "GlobalState._connect_and_get_accessor().get_actor_table, gcs_pb2.ActorTableData (job_id, class_name, "
+        "required_resources, address.node_id)"
+    ),
+    "job_drivers": "ray._private.state.state.job_table() and its JobID, DriverPid, DriverIPAddress, IsDead fields",
     "use_token_auth": "ray._raylet.Config.initialize, ray._raylet.AuthenticationTokenLoader.reset_cache",
     "auth_token": "ray._raylet.AuthenticationTokenLoader.has_token / get_raw_token",
     "gcs_answer": "the GCS gRPC method /ray.rpc.NodeInfoGcsService/GetClusterId, its authorization header",
@@ -406,6 +424,51 @@ def job_actor_restarts(job_id: str) -> int:
 
     actors = state.actors() or {}
     return sum(int(a.get("NumRestarts", 0)) for a in actors.values() if a.get("JobID") == job_id)
+
+
+class ActorHold(NamedTuple):
+    """One live actor and what it holds while it lives."""
+
+    job_id: str  # hex, as ray.get_runtime_context().get_job_id() writes it
+    class_name: str
+    resources: dict  # e.g. {"CPU": 1.0, "GPU": 0.5}
+    node_id: str  # hex
+
+
+class JobDriver(NamedTuple):
+    """The process that runs a Ray job: a notebook's kernel, a script."""
+
+    pid: int
+    ip: str
+
+
+def free_per_node() -> dict[str, dict[str, float]]:
+    """What each alive node has free now, by node id (hex)."""
+    from ray._private import state
+
+    return state.available_resources_per_node()
+
+
+def actor_holds() -> list[ActorHold]:
+    """Every live actor of the cluster, each job's, with the resources it holds."""
+    from ray._private import state
+    from ray.core.generated import gcs_pb2
+
+    accessor = state.state._connect_and_get_accessor()
+    holds = []
+    for raw in accessor.get_actor_table(None, "ALIVE"):
+        data = gcs_pb2.ActorTableData.FromString(raw)
+        holds.append(ActorHold(data.job_id.hex(), data.class_name, dict(data.required_resources),
+                               data.address.node_id.hex()))
+    return holds
+
+
+def job_drivers() -> dict[str, JobDriver]:
+    """The driver of each running job, by job id (hex)."""
+    from ray._private import state
+
+    return {job["JobID"]: JobDriver(int(job["DriverPid"]), job["DriverIPAddress"])
+            for job in state.state.job_table() if not job["IsDead"]}
 
 
 # ---------------------------------------------------------------- joining

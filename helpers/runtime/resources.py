@@ -262,7 +262,7 @@ def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding
     return _fix_hint(stranding.stage)
 
 
-def _holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
+def holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
     """Whether ``node`` alone has the CPUs, GPUs and memory of one unit of ``stage``."""
     return node.cpus + _EPS >= stage.cpus and node.gpus + _EPS >= stage.gpus and node.memory >= stage.memory
 
@@ -292,7 +292,7 @@ def _check_one_unit(stage: StageRequest, nodes: list[NodeCapacity], have: str) -
             f"offers Ray {largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
             "or run on a node with more memory."
         )
-    if not any(_holds_one(node, stage) for node in usable):  # each fits somewhere, but not together
+    if not any(holds_one(node, stage) for node in usable):  # each fits somewhere, but not together
         memory = stage.memory > 0  # named only when asked for: the nodes' memory is otherwise beside the point
         asks = f"{stage.cpus:g} CPUs and {stage.gpus:g} GPU(s)" + (
             f" and memory={stage.memory / 2**30:.1f} GiB" if memory else "")

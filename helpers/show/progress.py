@@ -185,7 +185,8 @@ def render(run: Run, table: bool) -> tuple[str, str]:
     title = headline(run)
     columns, rows = (LIVE_COLUMNS, live_rows(run)) if run.outcome == "running" else (SUMMARY_COLUMNS,
                                                                                      summary_rows(run))
-    return as_text(title, columns, rows), as_html(title, columns, rows)
+    footer = " ".join(run.notes) if run.outcome == "running" else ""  # why it waits, while it does
+    return as_text(title, columns, rows, footer), as_html(title, columns, rows, footer)
 
 
 class ProgressView:

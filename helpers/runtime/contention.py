@@ -1,0 +1,191 @@
+"""Why an actor pool waits: what it needs is held by another notebook's run, and whose it is.
+
+The lessons share one Ray (:mod:`helpers.runtime.shared_ray`), and so do the
+attendees of a workshop on one cluster. An actor pool that asks for GPUs which
+another driver's actors hold waits until they are released: when that run
+ends, or never, when it was left half-read (``it = iter(ds.iter_batches())``
+and one ``next(it)`` keep that Dataset's actors alive as long as ``it`` lives).
+Ray says nothing meanwhile, so the notebook looks frozen.
+
+The resource check cannot refuse such a run up front: what other drivers hold
+changes all the time, and most waits end within seconds. So the live view
+(:class:`helpers.runtime.progress.LiveProgress`) asks :class:`WaitWatch` at
+each step: once a pool's actors have been pending for :data:`WAIT_S` and no node
+it may use has room for one of them, it looks up the live actors of *other*
+Ray jobs that hold what is missing, and says once, as a warning and under the
+live view, whose they are (the notebook, from its kernel's
+``JPY_SESSION_NAME``, or the process), how much they hold, and how to free it.
+The run keeps waiting: it starts as soon as the other run lets go.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from helpers.runtime import ray_internals
+from helpers.runtime.node_constraints import allows, custom_resources
+from helpers.runtime.resources import NodeCapacity, StageRequest, holds_one
+
+#: Seconds an actor pool's actors may be pending before the watch looks why (loading a model is also pending).
+WAIT_S = 5.0
+#: Seconds between two looks at the cluster while a pool waits.
+LOOK_EVERY_S = 2.0
+_EPS = 1e-6
+
+
+def free_nodes() -> list[tuple[str, NodeCapacity]]:
+    """(node id, what it has free now) for each alive node, with its labels."""
+    import ray
+
+    free = ray_internals.free_per_node()
+    nodes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        now = free.get(node["NodeID"], {})
+        nodes.append((node["NodeID"], NodeCapacity(
+            cpus=now.get("CPU", 0.0), gpus=now.get("GPU", 0.0), memory=now.get("memory", 0.0),
+            custom=custom_resources(now), labels=tuple(sorted((node.get("Labels") or {}).items())))))
+    return nodes
+
+
+def asks(stage: StageRequest) -> dict[str, float]:
+    """What one actor of ``stage`` holds while it lives, in Ray's resource names."""
+    wanted = {"CPU": stage.cpus, "GPU": stage.gpus, "memory": stage.memory, **dict(stage.custom)}
+    return {name: amount for name, amount in wanted.items() if amount}
+
+
+def missing(stage: StageRequest, free: list[NodeCapacity]) -> list[str]:
+    """The resources no node that ``stage`` may use has enough of for one actor; [] when one has room."""
+    usable = [node for node in free if allows(node, stage)]
+    if any(holds_one(node, stage) for node in usable):
+        return []
+
+    def has(node: NodeCapacity, name: str, amount: float) -> bool:
+        have = {"CPU": node.cpus, "GPU": node.gpus, "memory": node.memory, **dict(node.custom)}
+        return have.get(name, 0.0) + _EPS >= amount
+
+    wanted = asks(stage)
+    short = [name for name, amount in wanted.items() if not any(has(node, name, amount) for node in usable)]
+    return short or list(wanted)  # each is free somewhere, but never all on one node
+
+
+def _amount(value: float, name: str) -> str:
+    return f"{value / 2**30:.1f} GiB of memory" if name == "memory" else f"{value:g} {name}"
+
+
+def driver_name(driver: ray_internals.JobDriver | None, here: str) -> str:
+    """``the notebook 03_image_generation.ipynb (kernel pid 4242)``, or the process, or where it runs."""
+    if driver is None:
+        return "a Ray program that has ended"
+    if driver.ip != here:
+        return f"a Ray program on {driver.ip} (pid {driver.pid})"
+    try:
+        environ = Path(f"/proc/{driver.pid}/environ").read_bytes().split(b"\0")
+        command = Path(f"/proc/{driver.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"another Ray program on this machine (pid {driver.pid})"
+    notebook = next((entry.split(b"=", 1)[1].decode() for entry in environ
+                     if entry.startswith(b"JPY_SESSION_NAME=")), None)
+    if notebook:
+        return f"the notebook {Path(notebook).name} (kernel pid {driver.pid})"
+    shown = " ".join(part.decode(errors="replace") for part in command if part)[:80]
+    return f"another Ray program on this machine (pid {driver.pid}: {shown})"
+
+
+#: What frees actors that a Dataset left half-read holds.
+HALF_READ = ("A Dataset left half-read (an iterator from iter_batches or iter_rows, not run to its end) keeps its "
+             "actors until the iterator is deleted (del) or its kernel is restarted or shut down")
+
+
+def _own_note(stage: StageRequest, each: str, extra: list[ray_internals.ActorHold]) -> str:
+    classes = ", ".join(dict.fromkeys(hold.class_name for hold in extra))
+    return (
+        f"{stage.name} is waiting: each of its actors needs {each}, no node has that free, and this notebook holds "
+        f"it itself: {len(extra)} actor(s) {classes} of an earlier run. {HALF_READ}: interrupt this cell "
+        "(Kernel > Interrupt Kernel), delete that iterator, and run the cell again."
+    )
+
+
+def wait_note(stage: StageRequest, short: list[str], holds: list[ray_internals.ActorHold], job_id: str,
+              drivers: dict[str, ray_internals.JobDriver], here: str, usable: set[str],
+              own_running: int = 0) -> str | None:
+    """What a waiting pool's learner needs to know, or None when no other run holds what it misses.
+
+    ``usable``: the ids of the nodes the stage may use; actors elsewhere hold nothing it could have.
+    ``own_running``: this execution's started actors that hold some of ``short``; this job's live actors
+    beyond them belong to an earlier run of the same notebook.
+    """
+    theirs: dict[str, list[ray_internals.ActorHold]] = {}
+    for hold in holds:
+        if hold.node_id in usable and any(hold.resources.get(name) for name in short):
+            theirs.setdefault(hold.job_id, []).append(hold)
+    own = theirs.pop(job_id, [])
+    wanted = asks(stage)
+    each = " and ".join(_amount(wanted[name], name) for name in short)
+    if not theirs:
+        return _own_note(stage, each, own[own_running:]) if len(own) > own_running else None
+    parts = []
+    for job, job_holds in theirs.items():
+        classes = ", ".join(dict.fromkeys(hold.class_name for hold in job_holds))
+        held = " and ".join(_amount(sum(hold.resources.get(name, 0.0) for hold in job_holds), name)
+                            for name in short if any(hold.resources.get(name) for hold in job_holds))
+        parts.append(f"{driver_name(drivers.get(job), here)}: {len(job_holds)} actor(s) {classes}, {held} in all")
+    return (
+        f"{stage.name} is waiting: each of its actors needs {each}, no node has that free, and other Ray "
+        f"programs hold it: {'; '.join(parts)}. Its actors start when those are released, at the end of that "
+        f"run. {HALF_READ} (Kernel > Shut Down Kernel in that notebook's tab)."
+    )
+
+
+class WaitWatch:
+    """Follows one execution's actor pools and explains, once per pool, a wait on another job's actors."""
+
+    def __init__(self, requests: list[StageRequest], job_id: str, clock=time.monotonic):
+        self.requests = {stage.name: stage for stage in requests if stage.is_actor_pool}
+        self.job_id = job_id
+        self.clock = clock
+        self.pending_since: dict[str, float] = {}
+        self.told: set[str] = set()
+        self.last_look = float("-inf")
+
+    @staticmethod
+    def running_with(states, requests: dict[str, StageRequest], short: list[str]) -> int:
+        """This execution's started actors that hold some of ``short``."""
+        return sum(state.actors_running for state in states
+                   if state.name in requests and any(asks(requests[state.name]).get(name) for name in short))
+
+    def waiting(self, states) -> list[StageRequest]:
+        """The pools whose actors have been pending for :data:`WAIT_S`, and not explained yet."""
+        now, due = self.clock(), []
+        for state in states:
+            if not (state.is_actor_pool and state.actors_pending and not state.done):
+                self.pending_since.pop(state.name, None)
+                continue
+            since = self.pending_since.setdefault(state.name, now)
+            if now - since >= WAIT_S and state.name not in self.told and state.name in self.requests:
+                due.append(self.requests[state.name])
+        return due
+
+    def notes(self, states) -> list[str]:
+        """New explanations for this step: at most one per pool and execution."""
+        due = self.waiting(states)
+        if not due or self.clock() - self.last_look < LOOK_EVERY_S:
+            return []
+        import ray
+
+        self.last_look = self.clock()
+        free = free_nodes()
+        holds, drivers = ray_internals.actor_holds(), ray_internals.job_drivers()
+        here = ray.util.get_node_ip_address()
+        found = []
+        for stage in due:
+            short = missing(stage, [node for _, node in free])
+            usable = {node_id for node_id, node in free if allows(node, stage)}
+            own_running = self.running_with(states, self.requests, short)
+            note = wait_note(stage, short, holds, self.job_id, drivers, here, usable, own_running) if short else None
+            if note:
+                self.told.add(stage.name)
+                found.append(note)
+        return found
