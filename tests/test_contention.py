@@ -29,8 +29,8 @@ IMAGES = StageRequest("MapBatches(ImageGen)", 2, cpus=1, gpus=1, is_actor_pool=T
 OTHER_JOB, OUR_JOB, NODE = "02000000", "03000000", "node-a"
 
 
-def pending(name: str, done: bool = False) -> OperatorProgress:
-    return OperatorProgress(name=name, is_actor_pool=True, tasks=0, tasks_finished=0, actors_running=0,
+def pending(name: str, done: bool = False, running: int = 0) -> OperatorProgress:
+    return OperatorProgress(name=name, is_actor_pool=True, tasks=0, tasks_finished=0, actors_running=running,
                             actors_pending=2, actors_restarting=0, rows_in=0, rows_out=0, queued_blocks=0,
                             backpressured=False, done=done)
 
@@ -68,9 +68,11 @@ def test_an_earlier_half_read_run_of_the_same_notebook_is_named_with_what_to_do_
 
 
 def test_a_driver_on_this_machine_is_named_by_its_notebook():
-    kernel = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+    kernel = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               env={**os.environ, "JPY_SESSION_NAME": "/home/me/notebooks/03_image_generation.ipynb"})
     try:
+        assert kernel.stdout.readline() == b"ready\n"  # past exec: /proc shows its environment from here on
         assert driver_name(JobDriver(kernel.pid, "10.0.0.1"), here="10.0.0.1") == (
             f"the notebook 03_image_generation.ipynb (kernel pid {kernel.pid})")
     finally:
@@ -88,6 +90,11 @@ def test_the_watch_looks_only_after_a_pool_has_waited():
     assert watch.waiting([pending(IMAGES.name)]) == [IMAGES]
     assert watch.waiting([pending(IMAGES.name, done=True)]) == []  # its wait is over: the clock starts again
     assert watch.waiting([pending(IMAGES.name)]) == []
+    # A pool that runs its two actors and asks for more is scaling up: never due, however long.
+    clock[0] += 10 * WAIT_S
+    assert watch.waiting([pending(IMAGES.name, running=2)]) == []
+    clock[0] += 10 * WAIT_S
+    assert watch.waiting([pending(IMAGES.name, running=2)]) == []
 
 
 FIRST_LESSON = """

@@ -157,15 +157,20 @@ class WaitWatch:
                    if state.name in requests and any(asks(requests[state.name]).get(name) for name in short))
 
     def waiting(self, states) -> list[StageRequest]:
-        """The pools whose actors have been pending for :data:`WAIT_S`, and not explained yet."""
+        """The pools short of their minimum actors for :data:`WAIT_S`, with some pending, and not explained yet.
+
+        A pool that already runs its minimum (``ActorPoolStrategy(min_size=...)``) and asks for more
+        is scaling up, not stuck: its extra actors may wait without a word.
+        """
         now, due = self.clock(), []
         for state in states:
-            if not (state.is_actor_pool and state.actors_pending and not state.done):
+            stage = self.requests.get(state.name)
+            if not (stage and state.actors_pending and state.actors_running < stage.units and not state.done):
                 self.pending_since.pop(state.name, None)
                 continue
             since = self.pending_since.setdefault(state.name, now)
-            if now - since >= WAIT_S and state.name not in self.told and state.name in self.requests:
-                due.append(self.requests[state.name])
+            if now - since >= WAIT_S and state.name not in self.told:
+                due.append(stage)
         return due
 
     def notes(self, states) -> list[str]:
