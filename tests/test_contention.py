@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from helpers.runtime.contention import WAIT_S, WaitWatch, driver_name, missing, wait_note
+from helpers.runtime.contention import WAIT_S, Look, WaitWatch, driver_name, missing, wait_note
 from helpers.runtime.ray_internals import ActorHold, JobDriver, OperatorProgress
 from helpers.runtime.resources import NodeCapacity, StageRequest
 
@@ -29,9 +29,9 @@ IMAGES = StageRequest("MapBatches(ImageGen)", 2, cpus=1, gpus=1, is_actor_pool=T
 OTHER_JOB, OUR_JOB, NODE = "02000000", "03000000", "node-a"
 
 
-def pending(name: str, done: bool = False, running: int = 0) -> OperatorProgress:
+def pending(name: str, done: bool = False, running: int = 0, waiting: int = 2) -> OperatorProgress:
     return OperatorProgress(name=name, is_actor_pool=True, tasks=0, tasks_finished=0, actors_running=running,
-                            actors_pending=2, actors_restarting=0, rows_in=0, rows_out=0, queued_blocks=0,
+                            actors_pending=waiting, actors_restarting=0, rows_in=0, rows_out=0, queued_blocks=0,
                             backpressured=False, done=done)
 
 
@@ -42,29 +42,73 @@ def test_what_is_missing_for_one_actor():
     assert missing(IMAGES, [NodeCapacity(cpus=6, gpus=0), NodeCapacity(cpus=0, gpus=1)]) == ["CPU", "GPU"]
 
 
+WAITING = ActorHold(OUR_JOB, "MapWorker(MapBatches(ImageGen))", {"CPU": 1.0, "GPU": 1.0}, NODE, placed=False)
+
+
 def test_the_note_names_the_holders_and_what_they_hold():
-    holds = [ActorHold(OTHER_JOB, "MapWorker(MapBatches(ImageGen))", {"CPU": 1.0, "GPU": 1.0}, NODE)] * 2 + [
-        ActorHold(OUR_JOB, "MapWorker(MapBatches(ImageGen))", {"GPU": 1.0}, NODE),  # our own: not a holder
-        ActorHold(OTHER_JOB, "Cache", {"CPU": 1.0}, NODE),  # holds no GPU
-    ]
+    theirs = ActorHold(OTHER_JOB, "MapWorker(MapBatches(ImageGen))", {"CPU": 1.0, "GPU": 1.0}, NODE)
+    holds = [theirs, theirs, WAITING, ActorHold(OTHER_JOB, "Cache", {"CPU": 1.0}, NODE)]  # the cache holds no GPU
     drivers = {OTHER_JOB: JobDriver(4242, "10.0.0.9")}
     note = wait_note(IMAGES, ["GPU"], holds, OUR_JOB, drivers, here="10.0.0.1", usable={NODE})
     assert note.startswith("MapBatches(ImageGen) is waiting: each of its actors needs 1 GPU, no node has that free")
     assert "a Ray program on 10.0.0.9 (pid 4242): 2 actor(s) MapWorker(MapBatches(ImageGen)), 2 GPU in all" in note
     assert "Kernel > Shut Down Kernel" in note
-    # Nothing to say when only this execution's own actors hold it, or the holders are on nodes it may not use.
-    assert wait_note(IMAGES, ["GPU"], holds[2:3], OUR_JOB, drivers, "10.0.0.1", {NODE}, own_running=1) is None
+    # Nothing to say when the holders are on nodes it may not use ...
     assert wait_note(IMAGES, ["GPU"], holds, OUR_JOB, drivers, "10.0.0.1", {"node-b"}) is None
+    # ... or when none of this job's actors waits for a place: placed ones only load their model.
+    loading = WAITING._replace(placed=True)
+    assert wait_note(IMAGES, ["GPU"], [theirs, loading], OUR_JOB, drivers, "10.0.0.1", {NODE}, own_started=1) is None
 
 
 def test_an_earlier_half_read_run_of_the_same_notebook_is_named_with_what_to_do_here():
     mine = ActorHold(OUR_JOB, "MapWorker(MapBatches(Slow))", {"CPU": 1.0, "GPU": 1.0}, NODE)
-    # Two live actors of this job hold GPUs, one of them this execution's own started actor: one is an earlier run's.
-    note = wait_note(IMAGES, ["GPU"], [mine, mine], OUR_JOB, {}, "10.0.0.1", {NODE}, own_running=1)
-    assert "this notebook holds it itself: 1 actor(s) MapWorker(MapBatches(Slow)) of an earlier run" in note, note
+    # Two placed actors of this job hold GPUs while one of it waits, and this execution has placed none.
+    note = wait_note(IMAGES, ["GPU"], [mine, mine, WAITING], OUR_JOB, {}, "10.0.0.1", {NODE}, own_started=0)
+    assert "this notebook holds it itself: 2 actor(s) MapWorker(MapBatches(Slow)) of an earlier run" in note, note
     assert note.endswith("interrupt this cell (Kernel > Interrupt Kernel), delete that iterator, and run the cell "
                          "again."), note
-    assert wait_note(IMAGES, ["GPU"], [mine, mine], OUR_JOB, {}, "10.0.0.1", {NODE}, own_running=2) is None
+    # Both placed actors are this execution's own: no earlier run holds anything.
+    assert wait_note(IMAGES, ["GPU"], [mine, mine, WAITING], OUR_JOB, {}, "10.0.0.1", {NODE}, own_started=2) is None
+
+
+class Cluster:
+    """What the watch's looks find: one node with two GPUs, all held; the holders change between tests."""
+
+    def __init__(self, holds):
+        self.holds, self.looks = holds, 0
+
+    def __call__(self) -> Look:
+        self.looks += 1
+        total = NodeCapacity(cpus=8, gpus=2)
+        return Look([(NODE, total, NodeCapacity(cpus=6, gpus=0))], self.holds, {}, "10.0.0.1")
+
+
+def test_the_watch_tells_once_after_two_looks_agree_and_shows_the_note_while_the_pool_waits():
+    theirs = ActorHold(OTHER_JOB, "MapWorker(MapBatches(Slow))", {"CPU": 1.0, "GPU": 1.0}, NODE)
+    cluster, clock = Cluster([theirs, theirs, WAITING]), [0.0]
+    pool = StageRequest(IMAGES.name, 1, cpus=1, gpus=1, is_actor_pool=True)
+    watch = WaitWatch([pool], OUR_JOB, clock=lambda: clock[0], looker=cluster)
+    states = [pending(IMAGES.name, waiting=1)]
+    found = []
+    for _ in range(8):  # 0 to 7 s, a step a second: due at 5 s, a first look then, the second agrees at 7 s
+        found += watch.notes(states)
+        clock[0] += 1.0
+    assert len(found) == 1 and "other Ray programs hold it" in found[0], found
+    assert cluster.looks == 2 and watch.shown() == found
+    clock[0] += 10.0
+    assert watch.notes(states) == [] and cluster.looks == 2  # told once: no more looks for this pool
+    assert watch.notes([pending(IMAGES.name, waiting=0, running=1)]) == []
+    assert watch.shown() == []  # its actor started: the note goes
+
+
+def test_the_watch_says_nothing_while_the_pools_own_actors_load_their_model():
+    theirs = ActorHold(OTHER_JOB, "MapWorker(MapBatches(Slow))", {"CPU": 1.0, "GPU": 1.0}, NODE)
+    cluster, clock = Cluster([theirs, WAITING._replace(placed=True)]), [0.0]
+    watch = WaitWatch([IMAGES], OUR_JOB, clock=lambda: clock[0], looker=cluster)
+    for _ in range(30):
+        assert watch.notes([pending(IMAGES.name, waiting=1)]) == []
+        clock[0] += 1.0
+    assert cluster.looks > 2
 
 
 def test_a_driver_on_this_machine_is_named_by_its_notebook():
@@ -143,10 +187,17 @@ def kernel(env: dict):
     return start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env)
 
 
+def reply_to(client, msg_id: str, timeout: float) -> dict:
+    """The shell reply to ``msg_id``; replies to earlier requests (the kernel_info of the start) are passed over."""
+    while True:
+        reply = client.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]
+
+
 def run(client, code: str, timeout: float = 300) -> None:
-    msg_id = client.execute(code)
-    reply = client.get_shell_msg(timeout=timeout)
-    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok", reply["content"]
+    content = reply_to(client, client.execute(code), timeout)
+    assert content["status"] == "ok", content
 
 
 def texts_until(client, msg_id: str, marker: str | None, seconds: float) -> tuple[list[str], str]:
@@ -188,7 +239,7 @@ def test_a_lesson_waiting_for_gpus_another_lessons_kernel_holds_is_told_whose_th
         shown, stopped = texts_until(second, msg_id, "is waiting", 120)
         run(first, "del rows")  # what the note advises: the half-read Dataset's actors let go
         rest, _ = texts_until(second, msg_id, None, 180) if stopped != "idle" else (shown, "idle")
-        reply = second.get_shell_msg(timeout=60)["content"]
+        reply = reply_to(second, msg_id, 60)
         pid = first_manager.provisioner.pid
     finally:
         for client, manager in ((first, first_manager), (second, second_manager)):
@@ -214,10 +265,10 @@ def test_a_cell_waiting_for_gpus_its_own_notebook_holds_says_how_to_free_them(le
         shown, stopped = texts_until(client, waiting, "is waiting", 120)
         manager.interrupt_kernel()  # what the note says: interrupt, delete the iterator, run again
         texts_until(client, waiting, None, 120)
-        client.get_shell_msg(timeout=60)
+        reply_to(client, waiting, 60)
         again = client.execute("del rows\n" + SECOND_LESSON.replace("session = helpers.start()", ""))
         rest, _ = texts_until(client, again, None, 180)
-        reply = client.get_shell_msg(timeout=60)["content"]
+        reply = reply_to(client, again, 60)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

@@ -81,6 +81,10 @@ def test_a_pool_that_wants_more_of_a_custom_resource_than_the_cluster_has():
     check_fits([READ, pool("MapBatches(Writer)", 2, 0, custom=(("ssd", 1.0),))], nodes)
     text = message([READ, pool("MapBatches(Writer)", 3, 0, custom=(("ssd", 1.0),))], nodes)
     assert "ask for 3 of the resource 'ssd' in all (MapBatches(Writer): 3 x 1), but the cluster has 2" in text
+    # A task stage that needs it too must find some left beside the pools.
+    task = StageRequest("MapBatches(index)", 1, cpus=1, gpus=0, is_actor_pool=False, custom=(("ssd", 0.5),))
+    text = message([READ, pool("MapBatches(Writer)", 2, 0, custom=(("ssd", 1.0),)), task], nodes)
+    assert "2.5 of the resource 'ssd' in all (MapBatches(Writer): 2 x 1, a task of MapBatches(index): 0.5)" in text
 
 
 def test_a_label_selector_no_node_matches_shows_the_nodes_labels():
@@ -104,7 +108,8 @@ def test_gpu_packing_counts_only_the_gpus_a_pool_may_use():
     # Two GPUs in all, but the pool's selector allows one of them: the second actor waits forever.
     check_fits([READ, pool("MapBatches(ImageGen)", 2, 1.0)], [H100, A10G])
     text = message([READ, pool("MapBatches(ImageGen)", 2, 1.0, labels=(("zone", "a"),))], [H100, A10G])
-    assert "MapBatches(ImageGen) would wait forever" in text
+    assert "MapBatches(ImageGen) may use only the 1 GPU(s) of the 1 node(s) that meet its label_selector=" \
+           "{'zone': 'a'}, so MapBatches(ImageGen) would wait forever" in text
     # Shares: two 0.6 actors fit two GPUs, not the one GPU their accelerator type allows.
     h100_only = pool("MapBatches(Enhancer)", 2, 0.6, custom=(("accelerator_type:H100", 0.001),))
     check_fits([READ, pool("MapBatches(Enhancer)", 2, 0.6)], [H100, A10G])

@@ -323,13 +323,23 @@ class Checks:
 
         probe = Holder.remote()
         node = ray.get(probe.node.remote(), timeout=60)
+        nowhere = Holder.options(resources={"workshop_nowhere": 1}).remote()  # no node has it: it waits for a place
         try:
             job = ray.get_runtime_context().get_job_id()
-            mine = [hold for hold in ri.actor_holds() if hold.job_id == job and hold.class_name.endswith("Holder")]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                mine = [hold for hold in ri.actor_holds() if hold.job_id == job and hold.class_name.endswith("Holder")]
+                if len(mine) == 2:
+                    break
+                time.sleep(0.2)
         finally:
             ray.kill(probe)
-        assert len(mine) == 1, f"{len(mine)} Holder actors of this job"
-        assert mine[0].resources == {"CPU": 0.25} and mine[0].node_id == node, mine[0]
+            ray.kill(nowhere)
+        assert len(mine) == 2, f"{len(mine)} Holder actors of this job"
+        placed = next(hold for hold in mine if hold.placed)
+        waiting = next(hold for hold in mine if not hold.placed)
+        assert placed.resources == {"CPU": 0.25} and placed.node_id == node, placed
+        assert waiting.resources == {"CPU": 0.25, "workshop_nowhere": 1.0}, waiting
 
     def job_drivers(self):
         import ray

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from helpers.runtime import ray_internals
-from helpers.runtime.node_constraints import allows, custom_resources
+from helpers.runtime.node_constraints import allows, has_custom
 from helpers.runtime.resources import NodeCapacity, StageRequest, holds_one
 
 #: Seconds an actor pool's actors may be pending before the watch looks why (loading a model is also pending).
@@ -34,20 +35,28 @@ LOOK_EVERY_S = 2.0
 _EPS = 1e-6
 
 
-def free_nodes() -> list[tuple[str, NodeCapacity]]:
-    """(node id, what it has free now) for each alive node, with its labels."""
+class Look(NamedTuple):
+    """One look at the cluster: each node's total and free resources, every live actor, each job's driver."""
+
+    nodes: list[tuple[str, NodeCapacity, NodeCapacity]]  # (node id, what it has, what it has free now)
+    holds: list[ray_internals.ActorHold]
+    drivers: dict[str, ray_internals.JobDriver]
+    here: str  # this driver's IP address
+
+
+def look() -> Look:
+    """What the watch reads from the cluster; a few GCS calls, only while a pool waits."""
     import ray
+
+    from helpers.runtime.resources import cluster_node
 
     free = ray_internals.free_per_node()
     nodes = []
     for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        now = free.get(node["NodeID"], {})
-        nodes.append((node["NodeID"], NodeCapacity(
-            cpus=now.get("CPU", 0.0), gpus=now.get("GPU", 0.0), memory=now.get("memory", 0.0),
-            custom=custom_resources(now), labels=tuple(sorted((node.get("Labels") or {}).items())))))
-    return nodes
+        if node.get("Alive"):
+            now = free.get(node["NodeID"], {})
+            nodes.append((node["NodeID"], cluster_node(node), cluster_node({**node, "Resources": now})))
+    return Look(nodes, ray_internals.actor_holds(), ray_internals.job_drivers(), ray.util.get_node_ip_address())
 
 
 def asks(stage: StageRequest) -> dict[str, float]:
@@ -57,9 +66,11 @@ def asks(stage: StageRequest) -> dict[str, float]:
 
 
 def missing(stage: StageRequest, free: list[NodeCapacity]) -> list[str]:
-    """The resources no node that ``stage`` may use has enough of for one actor; [] when one has room."""
-    usable = [node for node in free if allows(node, stage)]
-    if any(holds_one(node, stage) for node in usable):
+    """The resources that no node of ``free`` (the nodes ``stage`` may use) has enough of for one actor.
+
+    [] when one has room for a whole actor.
+    """
+    if any(holds_one(node, stage) and has_custom(stage, dict(node.custom)) for node in free):
         return []
 
     def has(node: NodeCapacity, name: str, amount: float) -> bool:
@@ -67,7 +78,7 @@ def missing(stage: StageRequest, free: list[NodeCapacity]) -> list[str]:
         return have.get(name, 0.0) + _EPS >= amount
 
     wanted = asks(stage)
-    short = [name for name, amount in wanted.items() if not any(has(node, name, amount) for node in usable)]
+    short = [name for name, amount in wanted.items() if not any(has(node, name, amount) for node in free)]
     return short or list(wanted)  # each is free somewhere, but never all on one node
 
 
@@ -110,22 +121,29 @@ def _own_note(stage: StageRequest, each: str, extra: list[ray_internals.ActorHol
 
 def wait_note(stage: StageRequest, short: list[str], holds: list[ray_internals.ActorHold], job_id: str,
               drivers: dict[str, ray_internals.JobDriver], here: str, usable: set[str],
-              own_running: int = 0) -> str | None:
-    """What a waiting pool's learner needs to know, or None when no other run holds what it misses.
+              own_started: int = 0) -> str | None:
+    """What a waiting pool's learner needs to know, or None when nothing says that another run holds what it misses.
 
     ``usable``: the ids of the nodes the stage may use; actors elsewhere hold nothing it could have.
-    ``own_running``: this execution's started actors that hold some of ``short``; this job's live actors
-    beyond them belong to an earlier run of the same notebook.
+    ``own_started``: this execution's actors that hold some of ``short`` (running, or placed and loading
+    their model); this job's placed actors beyond them belong to an earlier run of the same notebook.
+    Silent unless some actor of this job has no place yet: placed actors that load a model wait for
+    nothing but their ``__init__``.
     """
+    def holds_some(hold: ray_internals.ActorHold) -> bool:
+        return any(hold.resources.get(name) for name in short)
+
+    if not any(hold.job_id == job_id and not hold.placed and holds_some(hold) for hold in holds):
+        return None
     theirs: dict[str, list[ray_internals.ActorHold]] = {}
     for hold in holds:
-        if hold.node_id in usable and any(hold.resources.get(name) for name in short):
+        if hold.placed and hold.node_id in usable and holds_some(hold):
             theirs.setdefault(hold.job_id, []).append(hold)
     own = theirs.pop(job_id, [])
     wanted = asks(stage)
     each = " and ".join(_amount(wanted[name], name) for name in short)
     if not theirs:
-        return _own_note(stage, each, own[own_running:]) if len(own) > own_running else None
+        return _own_note(stage, each, own[own_started:]) if len(own) > own_started else None
     parts = []
     for job, job_holds in theirs.items():
         classes = ", ".join(dict.fromkeys(hold.class_name for hold in job_holds))
@@ -140,21 +158,28 @@ def wait_note(stage: StageRequest, short: list[str], holds: list[ray_internals.A
 
 
 class WaitWatch:
-    """Follows one execution's actor pools and explains, once per pool, a wait on another job's actors."""
+    """Follows one execution's actor pools and explains a wait on actors of another run, once per pool.
 
-    def __init__(self, requests: list[StageRequest], job_id: str, clock=time.monotonic):
+    A note stays in :meth:`shown` while its pool waits. It is given only when two looks in a row,
+    :data:`LOOK_EVERY_S` apart, find the same: the pool's own counts (read from Ray Data) and the
+    cluster's actors (read from the GCS) are read at slightly different moments.
+    """
+
+    def __init__(self, requests: list[StageRequest], job_id: str, clock=time.monotonic, looker=look):
         self.requests = {stage.name: stage for stage in requests if stage.is_actor_pool}
         self.job_id = job_id
         self.clock = clock
+        self.looker = looker
         self.pending_since: dict[str, float] = {}
-        self.told: set[str] = set()
+        self.told: dict[str, str] = {}  # pool name -> its note, once given
+        self.active: set[str] = set()  # the pools whose note stands: still waiting
+        self.seen_once: dict[str, str] = {}  # pool name -> the note the last look found
         self.last_look = float("-inf")
 
-    @staticmethod
-    def running_with(states, requests: dict[str, StageRequest], short: list[str]) -> int:
-        """This execution's started actors that hold some of ``short``."""
-        return sum(state.actors_running for state in states
-                   if state.name in requests and any(asks(requests[state.name]).get(name) for name in short))
+    def started_with(self, states, short: list[str]) -> int:
+        """This execution's actors that hold some of ``short`` once placed: running or pending."""
+        return sum(state.actors_running + state.actors_pending for state in states
+                   if state.name in self.requests and any(asks(self.requests[state.name]).get(name) for name in short))
 
     def waiting(self, states) -> list[StageRequest]:
         """The pools short of their minimum actors for :data:`WAIT_S`, with some pending, and not explained yet.
@@ -167,30 +192,37 @@ class WaitWatch:
             stage = self.requests.get(state.name)
             if not (stage and state.actors_pending and state.actors_running < stage.units and not state.done):
                 self.pending_since.pop(state.name, None)
+                self.active.discard(state.name)
                 continue
             since = self.pending_since.setdefault(state.name, now)
             if now - since >= WAIT_S and state.name not in self.told:
                 due.append(stage)
         return due
 
+    def shown(self) -> list[str]:
+        """The notes of the pools that still wait."""
+        return [note for name, note in self.told.items() if name in self.active]
+
     def notes(self, states) -> list[str]:
         """New explanations for this step: at most one per pool and execution."""
         due = self.waiting(states)
         if not due or self.clock() - self.last_look < LOOK_EVERY_S:
             return []
-        import ray
-
         self.last_look = self.clock()
-        free = free_nodes()
-        holds, drivers = ray_internals.actor_holds(), ray_internals.job_drivers()
-        here = ray.util.get_node_ip_address()
+        seen = self.looker()
         found = []
         for stage in due:
-            short = missing(stage, [node for _, node in free])
-            usable = {node_id for node_id, node in free if allows(node, stage)}
-            own_running = self.running_with(states, self.requests, short)
-            note = wait_note(stage, short, holds, self.job_id, drivers, here, usable, own_running) if short else None
-            if note:
-                self.told.add(stage.name)
-                found.append(note)
+            usable = {node_id for node_id, total, _ in seen.nodes if allows(total, stage)}
+            short = missing(stage, [free for node_id, _, free in seen.nodes if node_id in usable])
+            unplaced = sum(1 for hold in seen.holds if hold.job_id == self.job_id and not hold.placed
+                           and any(hold.resources.get(name) for name in short))
+            own_started = self.started_with(states, short) - unplaced
+            note = wait_note(stage, short, seen.holds, self.job_id, seen.drivers, seen.here, usable,
+                             own_started) if short else None
+            if note is None or self.seen_once.get(stage.name) != note:
+                self.seen_once[stage.name] = note
+                continue
+            self.told[stage.name] = note
+            self.active.add(stage.name)
+            found.append(note)
         return found

@@ -12,7 +12,8 @@ module which nodes each stage may use, and what to say when there are none.
 
 Ray turns ``accelerator_type="A100"`` into 0.001 of the resource
 ``accelerator_type:A100``, and a node whose GPUs Ray detected has 1 of
-``accelerator_type:<their type>``; GPUs declared with ``num_gpus`` have no type.
+``accelerator_type:<their type>``; logical GPUs on a machine without any
+(``ray.init(num_gpus=2)`` on a laptop, the workshop's CPU profile) have no type.
 A label selector's value is ``v`` (the label equals v), ``!v`` (it is missing
 or differs), ``in(a,b)`` (it is one of them) or ``!in(a,b)`` (it is missing or
 none of them); a stage may use a node that matches its selector or one of its
@@ -92,8 +93,8 @@ def _accelerator_problem(stage, kind: str, nodes) -> str:
     if kinds:
         have, other = f"the cluster's GPUs are of type {', '.join(kinds)}", f", or use {kinds[0]!r}"
     else:
-        have = ("no node reports an accelerator type (Ray names the type of the GPUs it detects; a machine "
-                "without GPUs, or with GPUs declared by num_gpus, has none)")
+        have = ("no node reports an accelerator type (Ray names the type of the GPUs it detects; logical GPUs "
+                "on a machine without any have none)")
         other = ""
     return (f"{stage.name} asks for accelerator_type={kind!r} per {_unit(stage)}, but {have}, so it would wait "
             f"forever. Fix: remove accelerator_type= from its map_batches call{other}.")

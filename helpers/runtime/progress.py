@@ -177,17 +177,12 @@ class LiveProgress(ray_internals.execution_callback_base()):
         self.run.observe(self.last_sample - self.began, ray_internals.operator_progress(executor))
 
     def _start(self, executor) -> None:
-        import ray
-
-        from helpers.runtime.contention import WaitWatch
-        from helpers.runtime.resources import stage_requests
         from helpers.show.progress import ProgressView
 
         global _last_run
         self.began = time.monotonic()
         self._sample(executor)
-        requests = stage_requests(ray_internals.execution_operators(executor))
-        self.watch = WaitWatch(requests, ray.get_runtime_context().get_job_id())
+        self.watch = _wait_watch(executor)
         _last_run, self.recording = self.run, True
         if _show_live:
             self.view = ProgressView(REFRESH_S)
@@ -205,13 +200,13 @@ class LiveProgress(ray_internals.execution_callback_base()):
             return
         try:
             notes = self.watch.notes([op.latest for op in self.run.operators])
-        except Exception as err:
+        except Exception as err:  # the explanation must never stop the run or its view
             log.debug("the wait explanation stopped: %s", err, exc_info=True)
-            self.watch = None
+            self.watch, self.run.notes = None, []
             return
         for note in notes:
             log.warning(note)
-            self.run.notes.append(note)
+        self.run.notes = self.watch.shown()  # under the live view while its pool waits
 
     def _end(self, executor, ok: bool) -> None:
         if not self.recording:
@@ -221,6 +216,21 @@ class LiveProgress(ray_internals.execution_callback_base()):
         self.recording = False
         if self.view is not None:
             self.view.update(self.run, force=True)
+
+
+def _wait_watch(executor):
+    """A :class:`helpers.runtime.contention.WaitWatch` for this execution, or None when it cannot start."""
+    try:
+        import ray
+
+        from helpers.runtime.contention import WaitWatch
+        from helpers.runtime.resources import stage_requests
+
+        requests = stage_requests(ray_internals.execution_operators(executor))
+        return WaitWatch(requests, ray.get_runtime_context().get_job_id())
+    except Exception as err:  # the view and the run go on without it
+        log.debug("no wait explanation for this execution: %s", err, exc_info=True)
+        return None
 
 
 class HideProgressRecords(logging.Filter):

@@ -90,11 +90,11 @@ job_actor_restarts         ray._private.state.actors(); its JobID and      the p
 free_per_node              ray._private.state                              why an actor pool waits: whether any node
                            .available_resources_per_node()                 has room for one of its actors now
 
-actor_holds                GlobalState._connect_and_get_accessor()         ... and, when none has, which other Ray
-                           .get_actor_table(None, "ALIVE"); the            jobs' actors hold what it needs (their
+actor_holds                GlobalState._connect_and_get_accessor()         ... and, when none has, which actors
+                           .get_actor_table(None, None); the               hold what it needs (their
                            ActorTableData proto (ray.core.generated        required_resources, which the parsed actor
-                           .gcs_pb2): job_id, class_name,                  table leaves out)
-                           required_resources, address.node_id
+                           .gcs_pb2): job_id, class_name, state, pid,      table leaves out), and whether its own
+                           required_resources, address.node_id             actors wait for a place (no pid yet)
 
 job_drivers                ray._private.state.state.job_table(); its       ... and whose they are: the driver process of
                            JobID, DriverPid, DriverIPAddress, IsDead       each job (a notebook's kernel)
@@ -165,7 +165,7 @@ PRIVATE_NAMES = {
     "free_per_node": "ray._private.state.available_resources_per_node",
     "actor_holds": (
         "GlobalState._connect_and_get_accessor().get_actor_table, gcs_pb2.ActorTableData (job_id, class_name, "
-        "required_resources, address.node_id)"
+        "state, pid, required_resources, address.node_id)"
     ),
     "job_drivers": "ray._private.state.state.job_table() and its JobID, DriverPid, DriverIPAddress, IsDead fields",
     "use_token_auth": "ray._raylet.Config.initialize, ray._raylet.AuthenticationTokenLoader.reset_cache",
@@ -197,6 +197,8 @@ def execution_operators(executor) -> list:
 #: whose GPUs Ray detected has 1 of ``accelerator_type:<its type>`` (ray._common.utils.RESOURCE_CONSTRAINT_PREFIX).
 ACCELERATOR_PREFIX = "accelerator_type:"
 _ACCELERATOR_AMOUNT = 0.001
+#: Resources that map_batches takes through num_cpus=, num_gpus= and memory=, never through resources=.
+_BUILT_IN = ("CPU", "GPU", "memory", "object_store_memory")
 Pairs = tuple  # tuple[tuple[str, float | str], ...]: a mapping that stays hashable
 
 
@@ -214,8 +216,9 @@ class OperatorMinimum(NamedTuple):
     fallbacks: tuple[Pairs, ...] = ()  # the label selectors Ray tries when ``labels`` matches no node
 
 
-def _pairs(mapping) -> Pairs:
-    return tuple(sorted((str(key), value) for key, value in (mapping or {}).items()))
+def _selector(mapping) -> Pairs:
+    """A label selector as sorted pairs; a label without a value (None, which Ray accepts) constrains nothing."""
+    return tuple(sorted((str(key), str(value)) for key, value in (mapping or {}).items() if value is not None))
 
 
 def operator_minimum(op) -> OperatorMinimum:
@@ -225,9 +228,10 @@ def operator_minimum(op) -> OperatorMinimum:
     units = sum(pool.min_size() for pool in pools) if pools else 1
     launches = hasattr(op, "_ray_remote_args")  # map operators (reads too) launch tasks or actors; others do not
     args = (op._ray_remote_args or {}) if launches else {}
-    custom = {name: float(amount) for name, amount in (args.get("resources") or {}).items() if amount}
+    custom = {str(name): float(amount) for name, amount in (args.get("resources") or {}).items()
+              if amount and name not in _BUILT_IN}  # Ray refuses CPU or GPU there itself, with its own message
     if args.get("accelerator_type"):
-        custom[ACCELERATOR_PREFIX + args["accelerator_type"]] = _ACCELERATOR_AMOUNT
+        custom[ACCELERATOR_PREFIX + str(args["accelerator_type"])] = _ACCELERATOR_AMOUNT
     labels = dict(op.data_context.execution_options.label_selector or {}) if launches else {}
     labels.update(args.get("label_selector") or {})  # the stage's own selector wins, as Ray Data merges them
     return OperatorMinimum(
@@ -237,9 +241,9 @@ def operator_minimum(op) -> OperatorMinimum:
         gpus=float(per_unit.gpu or 0),
         is_actor_pool=bool(pools),
         memory=float(per_unit.memory or 0),
-        custom=_pairs(custom),
-        labels=_pairs(labels),
-        fallbacks=tuple(_pairs(option.get("label_selector")) for option in args.get("fallback_strategy") or ()),
+        custom=tuple(sorted(custom.items())),
+        labels=_selector(labels),
+        fallbacks=tuple(_selector(option.get("label_selector")) for option in args.get("fallback_strategy") or ()),
     )
 
 
@@ -427,12 +431,13 @@ def job_actor_restarts(job_id: str) -> int:
 
 
 class ActorHold(NamedTuple):
-    """One live actor and what it holds while it lives."""
+    """One actor that lives or waits to, and what it holds (or will hold) while it lives."""
 
     job_id: str  # hex, as ray.get_runtime_context().get_job_id() writes it
     class_name: str
     resources: dict  # e.g. {"CPU": 1.0, "GPU": 0.5}
-    node_id: str  # hex
+    node_id: str  # hex; a waiting actor is already queued on a node
+    placed: bool = True  # it has a worker process, so it holds its resources (its __init__ may still run)
 
 
 class JobDriver(NamedTuple):
@@ -450,16 +455,23 @@ def free_per_node() -> dict[str, dict[str, float]]:
 
 
 def actor_holds() -> list[ActorHold]:
-    """Every live actor of the cluster, each job's, with the resources it holds."""
+    """Every actor of the cluster that lives or waits to, each job's, with the resources it asks for.
+
+    Ray 2.60 reports an actor that is still being created as PENDING_CREATION both while it waits for
+    resources and while its ``__init__`` runs; only the second has a worker process (a pid).
+    """
     from ray._private import state
     from ray.core.generated import gcs_pb2
 
     accessor = state.state._connect_and_get_accessor()
     holds = []
-    for raw in accessor.get_actor_table(None, "ALIVE"):
+    for raw in accessor.get_actor_table(None, None):
         data = gcs_pb2.ActorTableData.FromString(raw)
+        kind = gcs_pb2.ActorTableData.ActorState.Name(data.state)
+        if kind == "DEAD":
+            continue
         holds.append(ActorHold(data.job_id.hex(), data.class_name, dict(data.required_resources),
-                               data.address.node_id.hex()))
+                               data.address.node_id.hex(), placed=kind == "ALIVE" or data.pid > 0))
     return holds
 
 

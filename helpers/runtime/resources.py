@@ -69,20 +69,21 @@ def stage_requests(operators) -> list[StageRequest]:
     return [StageRequest(**ray_internals.operator_minimum(op)._asdict()) for op in operators]
 
 
+def cluster_node(node: dict) -> NodeCapacity:
+    """One entry of ``ray.nodes()`` as the check reads it."""
+    return NodeCapacity(
+        cpus=node["Resources"].get("CPU", 0.0),
+        gpus=node["Resources"].get("GPU", 0.0),
+        memory=node["Resources"].get("memory", float("inf")),
+        custom=custom_resources(node["Resources"]),
+        labels=tuple(sorted((node.get("Labels") or {}).items())),
+    )
+
+
 def cluster_nodes() -> list[NodeCapacity]:
     import ray
 
-    return [
-        NodeCapacity(
-            cpus=node["Resources"].get("CPU", 0.0),
-            gpus=node["Resources"].get("GPU", 0.0),
-            memory=node["Resources"].get("memory", float("inf")),
-            custom=custom_resources(node["Resources"]),
-            labels=tuple(sorted((node.get("Labels") or {}).items())),
-        )
-        for node in ray.nodes()
-        if node.get("Alive")
-    ]
+    return [cluster_node(node) for node in ray.nodes() if node.get("Alive")]
 
 
 def _fix_hint(stage: StageRequest) -> str:
@@ -312,11 +313,13 @@ def _check_custom_totals(requests: list[StageRequest], nodes: list[NodeCapacity]
             return dict(stage.custom).get(name, 0.0)
 
         pools = [stage for stage in requests if stage.is_actor_pool and per_unit(stage)]
-        wanted = sum(stage.units * per_unit(stage) for stage in pools) + max(
-            (per_unit(stage) for stage in requests if not stage.is_actor_pool), default=0.0)
+        task = max((stage for stage in requests if not stage.is_actor_pool and per_unit(stage)), key=per_unit,
+                   default=None)
+        wanted = sum(stage.units * per_unit(stage) for stage in pools) + (per_unit(task) if task else 0.0)
         offered = sum(dict(node.custom).get(name, 0.0) for node in nodes)
         if wanted > offered + _EPS:
-            detail = ", ".join(f"{s.name}: {s.units} x {per_unit(s):g}" for s in pools)
+            detail = ", ".join([f"{s.name}: {s.units} x {per_unit(s):g}" for s in pools]
+                               + ([f"a task of {task.name}: {per_unit(task):g}"] if task else []))
             raise ResourceMismatchError(
                 f"The actor pools ask for {wanted:g} of the resource {name!r} in all ({detail}), but the cluster "
                 f"has {offered:g}, so one of them would wait forever. Fix: lower resources= or the pool size "
@@ -338,8 +341,11 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
     blocked = _first_fit(pools, nodes)
     if blocked is not None:
+        usable = [node for node in nodes if allows(node, blocked)]
+        only = (f"; {blocked.name} may use only the {sum(int(node.gpus + _EPS) for node in usable)} GPU(s) of the "
+                f"{len(usable)} node(s) that meet its {what_it_asks(blocked)}") if len(usable) < len(nodes) else ""
         raise ResourceMismatchError(
-            f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}, "
+            f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}{only}, "
             f"so {blocked.name} would wait forever. Fix: {_fix_hint(blocked)}."
         )
     stranding = find_stranding(pools, nodes)
