@@ -114,7 +114,7 @@ def test_the_watch_says_nothing_while_the_pools_own_actors_load_their_model():
 def test_a_driver_on_this_machine_is_named_by_its_notebook():
     kernel = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              env={**os.environ, "JPY_SESSION_NAME": "/home/me/notebooks/03_image_generation.ipynb"})
+                              env={**os.environ, "JPY_SESSION_NAME": "/srv/nb/03_image_generation.ipynb"})
     try:
         assert kernel.stdout.readline() == b"ready\n"  # past exec: /proc shows its environment from here on
         assert driver_name(JobDriver(kernel.pid, "10.0.0.1"), here="10.0.0.1") == (
