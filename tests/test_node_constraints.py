@@ -87,6 +87,23 @@ def test_a_pool_that_wants_more_of_a_custom_resource_than_the_cluster_has():
     assert "2.5 of the resource 'ssd' in all (MapBatches(Writer): 2 x 1, a task of MapBatches(index): 0.5)" in text
 
 
+def test_a_custom_resource_on_nodes_without_the_pools_gpus_does_not_count():
+    # Two of x in all, but one sits on the CPU node: only one actor that needs a GPU and x can start.
+    gpu_node = NodeCapacity(cpus=8, gpus=2, custom=(("x", 1.0),))
+    cpu_node = NodeCapacity(cpus=8, gpus=0, custom=(("x", 1.0),))
+    text = message([READ, pool("MapBatches(ImageGen)", 2, 1.0, custom=(("x", 1.0),))], [gpu_node, cpu_node])
+    assert "MapBatches(ImageGen) needs 2 actors at once, each with 1 CPUs, 1 GPU(s) and resources={'x': 1}, but " \
+           "the nodes hold only 1 of them (node 1: 1)" in text
+    check_fits([READ, pool("MapBatches(ImageGen)", 2, 0.5, custom=(("x", 0.5),))], [gpu_node, cpu_node])
+
+
+def test_whole_gpu_actors_take_their_gpus_on_one_node():
+    # 3 + 1 GPUs: the second two-GPU actor would need one GPU of each node, which Ray never gives it.
+    text = message([READ, pool("MapBatches(Trainer)", 2, 2.0)],
+                   [NodeCapacity(cpus=8, gpus=3), NodeCapacity(cpus=8, gpus=1)])
+    assert "ask for 4 GPUs in all (MapBatches(Trainer): 2 x 2)" in text and "would wait forever" in text
+
+
 def test_a_label_selector_no_node_matches_shows_the_nodes_labels():
     text = message([READ, pool("MapBatches(ImageGen)", 1, 1.0, labels=(("zone", "c"),))], [CPU_HEAD, H100, A10G])
     assert "asks for nodes with label_selector={'zone': 'c'}, but no node's labels match (node 1: none of them; " \

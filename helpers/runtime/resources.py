@@ -230,13 +230,16 @@ def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
     )
     for amount, stage in units:
         usable = {i for i, node in enumerate(node_of) if allows(nodes[node], stage)}
-        if amount >= 1 - _EPS:
-            whole = round(amount)
-            free = [i for i, left in enumerate(gpus) if left >= 1 - _EPS and i in usable]
-            if len(free) < whole:
+        if amount >= 1 - _EPS:  # whole GPUs, all on one node
+            whole = math.ceil(amount - _EPS)
+            for node in dict.fromkeys(node_of):
+                free = [i for i, left in enumerate(gpus) if node_of[i] == node and left >= 1 - _EPS and i in usable]
+                if len(free) >= whole:
+                    for i in free[:whole]:
+                        gpus[i] = 0.0
+                    break
+            else:
                 return stage
-            for i in free[:whole]:
-                gpus[i] = 0.0
             continue
         for i, left in enumerate(gpus):
             if left >= amount - _EPS and i in usable:
@@ -327,6 +330,41 @@ def _check_custom_totals(requests: list[StageRequest], nodes: list[NodeCapacity]
             )
 
 
+def units_on(node: NodeCapacity, stage: StageRequest) -> int:
+    """How many actors of ``stage`` alone fit on ``node`` at once: its CPUs, GPUs and custom resources."""
+    if not allows(node, stage):
+        return 0
+    limits = [int(amount_on / amount + _EPS) for name, amount in stage.custom
+              for amount_on in (dict(node.custom).get(name, 0.0),)]
+    if stage.cpus:
+        limits.append(int(node.cpus / stage.cpus + _EPS))
+    if stage.gpus >= 1 - _EPS:
+        limits.append(int(node.gpus + _EPS) // math.ceil(stage.gpus - _EPS))
+    elif stage.gpus:
+        limits.append(int(node.gpus + _EPS) * int(1 / stage.gpus + _EPS))
+    return min(limits, default=stage.units)
+
+
+def _check_pools_with_custom_resources(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
+    """Raise when a pool asking for custom resources cannot start its actors on the nodes that have them.
+
+    The cluster's total of a resource can suffice while it sits on nodes without the pool's GPUs:
+    ``x`` on a GPU node and on a CPU node, and a pool of two actors that need a GPU and ``x`` each.
+    """
+    for stage in requests:
+        if not (stage.is_actor_pool and stage.custom):
+            continue
+        per_node = [units_on(node, stage) for node in nodes]
+        if sum(per_node) >= stage.units:
+            continue
+        where = ", ".join(f"node {i + 1}: {n}" for i, n in enumerate(per_node) if n) or "none on any node"
+        raise ResourceMismatchError(
+            f"{stage.name} needs {stage.units} actors at once, each with {stage.cpus:g} CPUs, {stage.gpus:g} "
+            f"GPU(s) and {what_it_asks(stage)}, but the nodes hold only {sum(per_node)} of them ({where}), so the "
+            f"others would wait forever. Fix: {_fix_hint(stage)}, or start nodes that have all of it."
+        )
+
+
 def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     """Raise :class:`ResourceMismatchError` when the stages cannot all start."""
     total_cpus = sum(node.cpus for node in nodes)
@@ -335,6 +373,7 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     for stage in requests:
         _check_one_unit(stage, nodes, have)
     _check_custom_totals(requests, nodes)
+    _check_pools_with_custom_resources(requests, nodes)
 
     pools = [stage for stage in requests if stage.is_actor_pool]
     wanted_gpus = sum(stage.units * stage.gpus for stage in pools)
