@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from helpers.runtime import ray_internals
-from helpers.runtime.node_constraints import allows, has_custom
-from helpers.runtime.resources import NodeCapacity, StageRequest, holds_one
+from helpers.runtime.node_constraints import EPS, allows
+from helpers.runtime.resources import NodeCapacity, StageRequest, cluster_node
 
 #: Seconds an actor pool's actors may be pending before the watch looks why (loading a model is also pending).
 WAIT_S = 5.0
 #: Seconds between two looks at the cluster while a pool waits.
 LOOK_EVERY_S = 2.0
-_EPS = 1e-6
 
 
 class Look(NamedTuple):
@@ -47,8 +46,6 @@ class Look(NamedTuple):
 def look() -> Look:
     """What the watch reads from the cluster; a few GCS calls, only while a pool waits."""
     import ray
-
-    from helpers.runtime.resources import cluster_node
 
     free = ray_internals.free_per_node()
     nodes = []
@@ -70,15 +67,14 @@ def missing(stage: StageRequest, free: list[NodeCapacity]) -> list[str]:
 
     [] when one has room for a whole actor.
     """
-    if any(holds_one(node, stage) and has_custom(stage, dict(node.custom)) for node in free):
-        return []
-
-    def has(node: NodeCapacity, name: str, amount: float) -> bool:
-        have = {"CPU": node.cpus, "GPU": node.gpus, "memory": node.memory, **dict(node.custom)}
-        return have.get(name, 0.0) + _EPS >= amount
-
     wanted = asks(stage)
-    short = [name for name, amount in wanted.items() if not any(has(node, name, amount) for node in free)]
+    lacking = []  # per node, what it lacks of one actor
+    for node in free:
+        has = {"CPU": node.cpus, "GPU": node.gpus, "memory": node.memory, **dict(node.custom)}
+        lacking.append({name for name, amount in wanted.items() if has.get(name, 0.0) + EPS < amount})
+    if any(not lacks for lacks in lacking):
+        return []
+    short = [name for name in wanted if all(name in lacks for lacks in lacking)]
     return short or list(wanted)  # each is free somewhere, but never all on one node
 
 

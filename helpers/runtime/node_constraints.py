@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from helpers.runtime.ray_internals import ACCELERATOR_PREFIX
 
-_EPS = 1e-6
+#: Tolerance in resource comparisons: Ray rounds amounts to ten-thousandths, floats add their own error.
+EPS = 1e-6
 #: Resources every node has and the resource check reads on its own; the rest are the nodes' custom resources.
 BUILT_IN = ("CPU", "GPU", "memory", "object_store_memory")
 #: The label Ray gives every node: long, unique, and no help in a message about a missing label.
@@ -56,7 +57,7 @@ def labels_allow(stage, labels: dict) -> bool:
 
 
 def has_custom(stage, custom: dict) -> bool:
-    return all(custom.get(name, 0.0) + _EPS >= amount for name, amount in stage.custom)
+    return all(custom.get(name, 0.0) + EPS >= amount for name, amount in stage.custom)
 
 
 def allows(node, stage) -> bool:
@@ -141,7 +142,7 @@ def constraint_problem(stage, nodes) -> str | None:
     if not constrained(stage) or any(allows(node, stage) for node in nodes):
         return None
     for name, amount in stage.custom:
-        if not any(dict(node.custom).get(name, 0.0) + _EPS >= amount for node in nodes):
+        if not any(dict(node.custom).get(name, 0.0) + EPS >= amount for node in nodes):
             if name.startswith(ACCELERATOR_PREFIX):
                 return _accelerator_problem(stage, name[len(ACCELERATOR_PREFIX):], nodes)
             return _resource_problem(stage, name, amount, nodes)

@@ -22,12 +22,18 @@ from ray.exceptions import UserCodeException
 
 from helpers.errors import ActionableError
 from helpers.runtime import ray_internals
-from helpers.runtime.node_constraints import allows, constrained, constraint_problem, custom_resources, what_it_asks
+from helpers.runtime.node_constraints import (
+    EPS,
+    allows,
+    constrained,
+    constraint_problem,
+    custom_resources,
+    what_it_asks,
+)
 from helpers.runtime.settings import image_gpus_beside_llm, with_stage
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
-_EPS = 1e-6
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +134,10 @@ class Stranding:
 
 def _gpu_labels(nodes: list[NodeCapacity]) -> list[tuple[int, str]]:
     """(node index, label) for every GPU, e.g. ``GPU 1`` on one node, ``node 2 GPU 1`` on several."""
-    gpu_nodes = [i for i, node in enumerate(nodes) if int(node.gpus + _EPS)]
+    gpu_nodes = [i for i, node in enumerate(nodes) if int(node.gpus + EPS)]
     labels = []
     for i in gpu_nodes:
-        for k in range(int(nodes[i].gpus + _EPS)):
+        for k in range(int(nodes[i].gpus + EPS)):
             labels.append((i, f"GPU {k + 1}" if len(gpu_nodes) == 1 else f"node {i + 1} GPU {k + 1}"))
     return labels
 
@@ -230,10 +236,10 @@ def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
     )
     for amount, stage in units:
         usable = {i for i, node in enumerate(node_of) if allows(nodes[node], stage)}
-        if amount >= 1 - _EPS:  # whole GPUs, all on one node
-            whole = math.ceil(amount - _EPS)
+        if amount >= 1 - EPS:  # whole GPUs, all on one node
+            whole = math.ceil(amount - EPS)
             for node in dict.fromkeys(node_of):
-                free = [i for i, left in enumerate(gpus) if node_of[i] == node and left >= 1 - _EPS and i in usable]
+                free = [i for i, left in enumerate(gpus) if node_of[i] == node and left >= 1 - EPS and i in usable]
                 if len(free) >= whole:
                     for i in free[:whole]:
                         gpus[i] = 0.0
@@ -242,7 +248,7 @@ def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
                 return stage
             continue
         for i, left in enumerate(gpus):
-            if left >= amount - _EPS and i in usable:
+            if left >= amount - EPS and i in usable:
                 gpus[i] = left - amount
                 break
         else:
@@ -253,7 +259,7 @@ def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> Stage
 def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding: Stranding) -> str:
     """Equal shares that divide a GPU evenly, when they fit in every placement; else the stage's own fix."""
     shared = [stage for stage in pools if 0 < stage.gpus < 1]
-    free_gpus = sum(int(node.gpus + _EPS) for node in nodes) - sum(
+    free_gpus = sum(int(node.gpus + EPS) for node in nodes) - sum(
         stage.units * math.ceil(stage.gpus) for stage in pools if stage.gpus >= 1)
     if shared and free_gpus > 0:
         per_gpu = math.ceil(sum(stage.units for stage in shared) / free_gpus)
@@ -266,9 +272,9 @@ def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding
     return _fix_hint(stranding.stage)
 
 
-def holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
+def _holds_one(node: NodeCapacity, stage: StageRequest) -> bool:
     """Whether ``node`` alone has the CPUs, GPUs and memory of one unit of ``stage``."""
-    return node.cpus + _EPS >= stage.cpus and node.gpus + _EPS >= stage.gpus and node.memory >= stage.memory
+    return node.cpus + EPS >= stage.cpus and node.gpus + EPS >= stage.gpus and node.memory >= stage.memory
 
 
 def _check_one_unit(stage: StageRequest, nodes: list[NodeCapacity], have: str) -> None:
@@ -279,12 +285,12 @@ def _check_one_unit(stage: StageRequest, nodes: list[NodeCapacity], have: str) -
     usable = [node for node in nodes if allows(node, stage)]
     scope = f" that meets its {what_it_asks(stage)}" if constrained(stage) and len(usable) < len(nodes) else ""
     unit = "actor" if stage.is_actor_pool else "task"
-    if stage.gpus > max((node.gpus for node in usable), default=0.0) + _EPS:
+    if stage.gpus > max((node.gpus for node in usable), default=0.0) + EPS:
         raise ResourceMismatchError(
             f"{stage.name} asks for {stage.gpus:g} GPU(s) per {unit}, but no node{scope} has that many ({have}). "
             f"Fix: {_fix_hint(stage)}."
         )
-    if stage.cpus > max((node.cpus for node in usable), default=0.0) + _EPS:
+    if stage.cpus > max((node.cpus for node in usable), default=0.0) + EPS:
         raise ResourceMismatchError(
             f"{stage.name} asks for {stage.cpus:g} CPUs per unit, but no node{scope} has that many ({have}). "
             f"Fix: {_fix_hint(stage)}."
@@ -296,7 +302,7 @@ def _check_one_unit(stage: StageRequest, nodes: list[NodeCapacity], have: str) -
             f"offers Ray {largest_memory / 2**30:.1f} GiB. Fix: lower memory= in its map_batches call, "
             "or run on a node with more memory."
         )
-    if not any(holds_one(node, stage) for node in usable):  # each fits somewhere, but not together
+    if not any(_holds_one(node, stage) for node in usable):  # each fits somewhere, but not together
         memory = stage.memory > 0  # named only when asked for: the nodes' memory is otherwise beside the point
         asks = f"{stage.cpus:g} CPUs and {stage.gpus:g} GPU(s)" + (
             f" and memory={stage.memory / 2**30:.1f} GiB" if memory else "")
@@ -320,7 +326,7 @@ def _check_custom_totals(requests: list[StageRequest], nodes: list[NodeCapacity]
                    default=None)
         wanted = sum(stage.units * per_unit(stage) for stage in pools) + (per_unit(task) if task else 0.0)
         offered = sum(dict(node.custom).get(name, 0.0) for node in nodes)
-        if wanted > offered + _EPS:
+        if wanted > offered + EPS:
             detail = ", ".join([f"{s.name}: {s.units} x {per_unit(s):g}" for s in pools]
                                + ([f"a task of {task.name}: {per_unit(task):g}"] if task else []))
             raise ResourceMismatchError(
@@ -334,14 +340,14 @@ def units_on(node: NodeCapacity, stage: StageRequest) -> int:
     """How many actors of ``stage`` alone fit on ``node`` at once: its CPUs, GPUs and custom resources."""
     if not allows(node, stage):
         return 0
-    limits = [int(amount_on / amount + _EPS) for name, amount in stage.custom
+    limits = [int(amount_on / amount + EPS) for name, amount in stage.custom
               for amount_on in (dict(node.custom).get(name, 0.0),)]
     if stage.cpus:
-        limits.append(int(node.cpus / stage.cpus + _EPS))
-    if stage.gpus >= 1 - _EPS:
-        limits.append(int(node.gpus + _EPS) // math.ceil(stage.gpus - _EPS))
+        limits.append(int(node.cpus / stage.cpus + EPS))
+    if stage.gpus >= 1 - EPS:
+        limits.append(int(node.gpus + EPS) // math.ceil(stage.gpus - EPS))
     elif stage.gpus:
-        limits.append(int(node.gpus + _EPS) * int(1 / stage.gpus + _EPS))
+        limits.append(int(node.gpus + EPS) * int(1 / stage.gpus + EPS))
     return min(limits, default=stage.units)
 
 
@@ -381,7 +387,7 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     blocked = _first_fit(pools, nodes)
     if blocked is not None:
         usable = [node for node in nodes if allows(node, blocked)]
-        only = (f"; {blocked.name} may use only the {sum(int(node.gpus + _EPS) for node in usable)} GPU(s) of the "
+        only = (f"; {blocked.name} may use only the {sum(int(node.gpus + EPS) for node in usable)} GPU(s) of the "
                 f"{len(usable)} node(s) that meet its {what_it_asks(blocked)}") if len(usable) < len(nodes) else ""
         raise ResourceMismatchError(
             f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}{only}, "
@@ -406,7 +412,7 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
 
     actor_cpus = sum(stage.units * stage.cpus for stage in pools)
     has_tasks = any(not stage.is_actor_pool for stage in requests)
-    if actor_cpus > total_cpus - (CPUS_FOR_TASKS if has_tasks else 0) + _EPS:
+    if actor_cpus > total_cpus - (CPUS_FOR_TASKS if has_tasks else 0) + EPS:
         busiest = max(pools, key=lambda s: s.units * s.cpus)
         raise ResourceMismatchError(
             f"The actor pools take {actor_cpus:g} CPUs and {have}: no CPU would be left for the "
