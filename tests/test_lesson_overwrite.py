@@ -301,3 +301,47 @@ def test_a_failed_write_removes_its_folder_also_when_a_cancelled_task_writes_a_f
     delete_once_settled(fs.LocalFileSystem(), str(sibling), quiet_s=0.6, limit_s=5)
     task.join()
     assert not sibling.exists()
+
+
+def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_copy(monkeypatch):
+    """The copy into the emptied prefix fails (a dropped connection); the hooks are called as Ray's write calls them.
+
+    Unit test with a simulated failure: pyarrow's ``copy_files`` is replaced by one that copies a file, then raises.
+    """
+    from pyarrow import fs
+    from ray.data import SaveMode
+
+    from helpers.runtime.overwrite import KEEP_MARKER, ReplaceStoppedError, replace_only_when_complete
+    from helpers.runtime.ray_internals import file_datasink_class
+
+    def copy_one_then_fail(source, destination, source_filesystem, destination_filesystem):
+        first = min(info.path for info in source_filesystem.get_file_info(fs.FileSelector(source))
+                    if info.base_name != KEEP_MARKER)
+        source_filesystem.copy_file(first, f"{destination}/{first.rsplit('/', 1)[1]}")
+        raise OSError("connection reset")
+
+    replace_only_when_complete()
+    memory = mock_filesystem({"bucket/out/old.parquet": b"old"})
+
+    def overwrite():
+        sink = file_datasink_class()("bucket/out", filesystem=memory, mode=SaveMode.OVERWRITE)
+        sink.on_write_start()
+        for name in ("a.parquet", "b.parquet"):
+            with memory.open_output_stream(f"{sink.path}/{name}") as out:
+                out.write(b"new")
+        return sink
+
+    sink = overwrite()
+    sibling = sink.path
+    monkeypatch.setattr(fs, "copy_files", copy_one_then_fail)
+    with pytest.raises(ReplaceStoppedError) as raised:
+        sink.on_write_complete(None)
+    sink.on_write_failed(raised.value)  # what Ray's write_datasink does with the error
+    assert f"the complete new output is in {sibling}" in str(raised.value)
+    assert {f"{sibling}/a.parquet", f"{sibling}/b.parquet"} <= set(listing(memory, sibling)), "the copy was deleted"
+
+    monkeypatch.undo()  # the network is back: the next overwrite keeps the copy until it has replaced the folder
+    retry = overwrite()
+    assert sibling in listing(memory, "bucket"), "the next write's tidy-up deleted the only complete copy"
+    retry.on_write_complete(None)
+    assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]

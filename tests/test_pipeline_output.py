@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.errors import InputError
+from helpers.errors import InputError, PublishError
 from helpers.pipeline import command as pipeline
 from helpers.pipeline import output as out
 from helpers.pipeline import writer
@@ -149,16 +149,80 @@ def test_glob_characters_in_the_output_name_match_only_that_name(tmp_path, name)
     assert label_of(tmp_path / name) == "new"
 
 
+def test_a_users_copy_of_an_earlier_output_beside_it_is_never_deleted(tmp_path):
+    """``X.partial-keep``: a user's backup of an earlier run, named like a partial folder but without a marker."""
+    output = earlier_output(tmp_path / "results", "old")
+    backup = earlier_output(tmp_path / "results.partial-keep", "backup")
+    set_aside_shape = earlier_output(tmp_path / "results.partial-abcd1234-old", "also mine")
+    replace(output, "new")
+    assert label_of(output) == "new"
+    assert label_of(backup) == "backup"
+    assert label_of(set_aside_shape) == "also mine"
+    assert names(tmp_path) == ["results", "results.partial-abcd1234-old", "results.partial-keep"]
+
+
 def test_a_crash_between_the_two_renames_gets_the_previous_output_back(tmp_path, capsys):
     """Power loss after ``X -> X.partial-id-old`` and before ``X.partial-id -> X``: the next run restores X."""
     output = tmp_path / "X"
-    earlier_output(tmp_path / "X.partial-abc-old", "old")
-    finished_partial(earlier_output(tmp_path / "X.partial-abc", "unpublished"), "unpublished")
+    aside = earlier_output(tmp_path / "X.partial-abc-old", "old")
+    (aside / out.SET_ASIDE_MARKER).write_text("1234\n")  # as the fallback publish marks what it sets aside
+    finished_partial(out.mark_partial(tmp_path / "X.partial-abc"), "unpublished")
     lock, partial = out.claim_output(output)
     lock.release()
     assert label_of(output) == "old"
+    assert not (output / out.SET_ASIDE_MARKER).exists()
     assert "restored the previous output" in capsys.readouterr().err
     assert names(tmp_path) == sorted(["X", partial.name])
+
+
+def test_an_earlier_output_set_aside_is_removed_once_a_newer_output_is_in_place(tmp_path):
+    output = earlier_output(tmp_path / "X", "newer")
+    aside = earlier_output(tmp_path / "X.partial-abc-old", "older")
+    (aside / out.SET_ASIDE_MARKER).write_text("1234\n")
+    replace(output, "new")
+    assert names(tmp_path) == ["X"]
+
+
+def test_a_crash_right_after_the_exchange_leaves_the_previous_output_marked_for_removal(tmp_path, monkeypatch):
+    """Simulated crash: the removal of the previous output, just after the swap, never runs."""
+    output = earlier_output(tmp_path / "X", "older")
+    monkeypatch.setattr(out.shutil, "rmtree", lambda *args, **kwargs: None)
+    replace(output, "new")
+    assert label_of(output) == "new" and not (output / out.SET_ASIDE_MARKER).exists()
+    [left] = [entry for entry in tmp_path.iterdir() if entry.name != "X"]
+    assert (left / out.SET_ASIDE_MARKER).is_file() and label_of(left) == "older"
+    monkeypatch.undo()
+    assert out.clean_stale_partials(output) == []
+    assert names(tmp_path) == ["X"] and label_of(output) == "new"
+
+
+def test_a_mount_point_as_output_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """A docker volume as ``--output``: the partial folder beside it would be on another file system.
+
+    Simulated: this unit test makes ``os.path.ismount`` say so for the output folder.
+    """
+    output = earlier_output(tmp_path / "volume")
+    monkeypatch.setattr(out.os.path, "ismount", lambda path: Path(path) == output)
+    with pytest.raises(InputError, match=r"is a mount point .* give a folder inside it, e\.g\. .*volume/pipeline"):
+        out.claim_output(output)
+    assert names(tmp_path) == ["volume"], "no partial folder, no lock file"
+
+
+def test_an_output_on_another_device_than_its_parent_is_refused(tmp_path, monkeypatch):
+    """A bind mount that ``ismount`` misses still shows as another device. Simulated: ``Path.stat`` is wrapped
+    in this unit test so that the output folder reports a different ``st_dev`` than its parent."""
+    output = earlier_output(tmp_path / "volume")
+    real_stat = Path.stat
+
+    def stat(self, **kwargs):
+        result = real_stat(self, **kwargs)
+        if self == output:
+            return os.stat_result((*result[:2], result.st_dev + 1, *result[3:]))
+        return result
+
+    monkeypatch.setattr(Path, "stat", stat)
+    with pytest.raises(InputError, match="is a mount point"):
+        out.claim_output(output)
 
 
 # ---------------------------------------------------------------- one run at a time
@@ -254,6 +318,55 @@ def test_ctrl_c_between_the_fallbacks_renames_is_held_until_both_are_done(tmp_pa
         monkeypatch.setattr(Path, "rename", real_rename)
         lock.release()
     assert label_of(output) == "new", "the interrupt arrived after both renames"
+
+
+def _second_rename_fails(monkeypatch) -> None:
+    """Make ``os.rename`` fail with an I/O error on its second call (the new output into place)."""
+    real_rename, calls = os.rename, []
+
+    def second_fails(source, target):
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "input/output error")
+        return real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", second_fails)
+
+
+def test_a_failed_second_rename_puts_the_previous_output_back(tmp_path, monkeypatch):
+    """Simulated in this unit test: ``os.rename`` fails on its second call (the new output into place)."""
+    _exchange_fails_with(monkeypatch, errno.EINVAL)
+    output = earlier_output(tmp_path / "out")
+    lock, partial = out.claim_output(output)
+    finished_partial(partial, "new")
+    _second_rename_fails(monkeypatch)
+    try:
+        with pytest.raises(OSError, match="input/output error"):
+            out.publish(partial, output)
+    finally:
+        monkeypatch.undo()
+        lock.release()
+    assert label_of(output) == "old", "the previous output must be back in place"
+    assert names(output) == ["images", "parquet", "summary.json"]
+    assert label_of(partial) == "new" and (partial / out.PARTIAL_MARKER).is_file(), "a marked partial, as before"
+
+
+def test_files_added_to_the_output_during_the_run_stop_the_publish(tmp_path):
+    """The user saves a file into the output folder while the run writes; publishing must not delete it."""
+    output = earlier_output(tmp_path / "out")
+    lock, partial = out.claim_output(output)
+    try:
+        finished_partial(partial, "new")
+        (output / "notes.txt").write_text("written during the run")
+        with pytest.raises(PublishError) as raised:
+            out.publish(partial, output)
+    finally:
+        lock.release()
+    assert (output / "notes.txt").read_text() == "written during the run"
+    assert label_of(output) == "old"
+    assert label_of(partial) == "new", "the new output is kept"
+    message = str(raised.value)
+    assert f"{output} was not replaced" in message and "notes.txt" in message and str(partial) in message
 
 
 def test_the_real_exchange_swaps_two_folders(tmp_path):
@@ -369,6 +482,39 @@ def test_a_failed_publish_says_the_previous_output_was_left(tmp_path, monkeypatc
     assert last.startswith("error: OSError: ") and f"{output} was left as it was" in last
     assert label_of(output) == "old"
     assert names(tmp_path) == ["a.csv", "o.csv", "out"]
+
+
+def test_a_failed_second_rename_through_the_command_says_the_output_is_as_it_was(tmp_path, monkeypatch, capsys):
+    """Simulated in this unit test: ``os.rename`` fails on its second call; the Ray run is stubbed."""
+    without_ray(monkeypatch)
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    _exchange_fails_with(monkeypatch, errno.EINVAL)
+    output = earlier_output(tmp_path / "out")
+    _second_rename_fails(monkeypatch)
+    code = pipeline.main([*two_row_inputs(tmp_path), "--output", str(output)])
+    monkeypatch.undo()
+    assert code == 1
+    assert f"{output} was left as it was" in capsys.readouterr().err.splitlines()[-1]
+    assert label_of(output) == "old"
+
+
+def test_files_added_during_the_run_keep_both_outputs_through_the_command(tmp_path, monkeypatch, capsys):
+    """The stubbed run saves a user's file into the output folder, as a user might meanwhile."""
+    output = earlier_output(tmp_path / "out")
+    writes = stub_run("new")
+
+    def run_while_the_user_saves_a_file(animals, outfits, partial, enhance):
+        (output / "images" / "holiday.jpg").write_bytes(b"precious")
+        return writes(animals, outfits, partial, enhance)
+
+    without_ray(monkeypatch)
+    monkeypatch.setattr(pipeline, "run", run_while_the_user_saves_a_file)
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    assert pipeline.main([*two_row_inputs(tmp_path), "--output", str(output)]) == 1
+    assert (output / "images" / "holiday.jpg").read_bytes() == b"precious"
+    [partial] = [entry for entry in tmp_path.iterdir() if entry.name.startswith("out.partial-")]
+    assert str(partial) in capsys.readouterr().err.splitlines()[-1]
+    assert pq.read_table(partial / "parquet").num_rows == 2
 
 
 def test_parquet_rows_come_from_the_footers(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from helpers.pipeline.output import PARTIAL_MARKER, WRITTEN_BY
 from helpers.pipeline.writer import check_written, write_file, write_part
 from helpers.runtime import storage
 from helpers.runtime.storage import (
+    STOPPED,
     SUCCESS_MARKER,
     check_output_prefix,
     discard_upload,
@@ -135,7 +136,7 @@ def test_publish_replaces_an_earlier_output_and_nothing_else(aws, tmp_path):
     put(aws, prefix, OLD)
     put(aws, "proj/out2", {"keep.txt": b"a neighbour"})
     put(aws, "proj/out.partial-keep", {"keep.txt": b"a user's prefix with a similar name"})
-    put(aws, "proj/out.partial-dead", {PARTIAL_MARKER: b"", "images/1.png": b"from a failed publish"})
+    put(aws, "proj/out.partial-dead", {PARTIAL_MARKER: STOPPED, "images/1.png": b"from a failed publish"})
     publish_dir(local_output(tmp_path), f"s3://{BUCKET}/{prefix}")
     assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
     assert objects(aws, "proj/out2") == {"keep.txt": b"a neighbour"}
@@ -171,7 +172,7 @@ def test_a_failure_at_any_step_keeps_a_complete_copy_and_says_where(aws, tmp_pat
     assert f"stopped at the {step} step" in message
     [upload] = partial_prefixes(aws, prefix)
     assert f"the complete new output is in s3://{BUCKET}/{prefix.rsplit('/', 1)[0]}/{upload}" in message
-    assert objects(aws, f"{prefix.rsplit('/', 1)[0]}/{upload}") == {**NEW, PARTIAL_MARKER: b""}
+    assert objects(aws, f"{prefix.rsplit('/', 1)[0]}/{upload}") == {**NEW, PARTIAL_MARKER: STOPPED}
     left = objects(aws, prefix)
     assert SUCCESS_MARKER not in left, "a reader must not trust a half-replaced prefix"
     assert "summary.json" in left, "the prefix stays recognisable as ours"
@@ -181,6 +182,58 @@ def test_a_failure_at_any_step_keeps_a_complete_copy_and_says_where(aws, tmp_pat
     publish_dir(local_output(tmp_path), uri)
     assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
     assert partial_prefixes(aws, prefix) == [], "the next publish removes the earlier upload"
+
+
+def test_the_advice_of_a_stopped_publish_works(aws, tmp_path, monkeypatch):
+    """Follow the message: copy the kept upload, marker and all, to the output; the next run still takes it."""
+    prefix, uri = "advice/out", f"s3://{BUCKET}/advice/out"
+    put(aws, prefix, OLD)
+    inject(monkeypatch, "copy_file", after(1), OSError("connection reset"))
+    with pytest.raises(PublishError, match=r"or copy that prefix to .* and add an empty .*/_SUCCESS"):
+        publish_dir(local_output(tmp_path), uri)
+    monkeypatch.setattr(storage, "filesystem", REAL_FILESYSTEM)
+    [upload] = partial_prefixes(aws, prefix)
+    put(aws, prefix, {**objects(aws, f"advice/{upload}"), SUCCESS_MARKER: b""})
+    assert check_output_prefix(uri) is True, "the copied marker must not make the output look foreign"
+    publish_dir(local_output(tmp_path), uri)
+    assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
+
+
+def test_objects_added_to_the_output_during_the_run_stop_the_publish(aws):
+    """Someone uploads a file into the output prefix while the run writes: nothing is deleted, the upload is kept."""
+    prefix, uri = "added/out", f"s3://{BUCKET}/added/out"
+    put(aws, prefix, OLD)
+    assert check_output_prefix(uri) is True  # the run's check, before it starts
+    upload = start_upload(uri)
+    put(aws, upload.split("/", 3)[3], NEW)
+    put(aws, prefix, {"report.pdf": b"a colleague's"})
+    with pytest.raises(PublishError) as raised:
+        publish_upload(upload, uri)
+    assert objects(aws, prefix) == {**OLD, "report.pdf": b"a colleague's"}
+    assert f"{uri} was not replaced" in str(raised.value) and upload in str(raised.value)
+    assert objects(aws, upload.split("/", 3)[3]) == {**NEW, PARTIAL_MARKER: STOPPED}
+
+
+def test_another_runs_live_upload_is_not_removed(aws, tmp_path):
+    """Two runs into the same prefix: the one that publishes first must not delete the other's upload."""
+    prefix, uri = "two/out", f"s3://{BUCKET}/two/out"
+    other = start_upload(uri)
+    write_part(two_rows([1]), other)
+    publish_dir(local_output(tmp_path), uri)
+    assert partial_prefixes(aws, prefix) == [other.rsplit("/", 1)[1]]
+    assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
+
+
+def test_an_upload_older_than_any_run_is_removed(aws, tmp_path, monkeypatch):
+    """A killed run (``kill -9``) never marks its upload stopped; once stale it goes.
+
+    Unit test: the age limit is set to below zero here, so the upload written a moment ago counts as stale.
+    """
+    prefix, uri = "stale/out", f"s3://{BUCKET}/stale/out"
+    start_upload(uri)
+    monkeypatch.setattr(storage, "STALE_UPLOAD_S", -1)
+    publish_dir(local_output(tmp_path), uri)
+    assert partial_prefixes(aws, prefix) == []
 
 
 def test_an_output_prefix_holding_the_inputs_is_refused_before_ray(s3):

@@ -12,9 +12,10 @@ so the command only ever deletes what it wrote itself:
 * **Partial folders.** A run writes into a sibling ``X.partial-<random>`` that
   holds a marker file (:data:`PARTIAL_MARKER`); stale partial folders of
   interrupted runs are removed only when they carry that marker, or are a
-  complete earlier output set aside by an interrupted publish. A user's
-  ``X.partial-keep`` without the marker is left alone. Names are compared as
-  text, never as glob patterns.
+  complete earlier output that an interrupted publish set aside and marked
+  (:data:`SET_ASIDE_MARKER`). A user's ``X.partial-keep`` without a marker is
+  left alone, even when it holds a copy of an earlier output. Names are
+  compared as text, never as glob patterns.
 * **One run at a time.** A lock file next to the output (:class:`OutputLock`)
   makes a second run into the same ``X`` stop with one line instead of
   interleaving with the first.
@@ -25,7 +26,14 @@ so the command only ever deletes what it wrote itself:
   deferred in between, so an interrupt finds either the old output in place
   or the new one, never neither. A crash between the two renames (power
   loss, ``kill -9``) leaves the old output in ``X.partial-<id>-old``; the next
-  run puts it back before anything else.
+  run puts it back before anything else. A second rename that fails puts the
+  old output back at once.
+* **Checked again before replacing.** Files a user puts into ``X`` while the
+  run writes are found just before the swap: the run then replaces nothing,
+  and keeps its new output in the partial folder, which it names.
+* **One file system.** ``X`` itself may not be a mount point (a docker volume,
+  a network share): the partial folder beside it would be on another file
+  system, which no rename can cross; a folder inside the mount works.
 
 The ``s3://`` side of the same rules is in :mod:`helpers.runtime.storage`.
 """
@@ -46,7 +54,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from helpers.errors import InputError
+from helpers.errors import InputError, PublishError
 
 #: What the pipeline writes: Parquet parts named ``part-<32 hex digits>.parquet``, one per batch
 #: and attempt (:mod:`helpers.pipeline.writer`), or ``part-00000.parquet`` in outputs of earlier versions.
@@ -57,10 +65,13 @@ PARQUET_DIR, IMAGES_DIR = "parquet", "images"
 WRITTEN_BY = "helpers.pipeline.command"
 #: A file inside a partial folder: "this half-written folder is the pipeline's, delete it freely".
 PARTIAL_MARKER = ".workshop-partial"
+#: A file inside an earlier output while the fallback publish sets it aside: "put me back, or delete me".
+SET_ASIDE_MARKER = ".workshop-set-aside"
 #: Fields every summary of this pipeline has had (outputs written before ``written_by`` existed).
 _SUMMARY_FIELDS = {"joined", "parquet_rows", "png_files", "llm", "output"}
+#: The two markers count as ours too: a copy of a kept upload, or an output a crash left marked, is still ours.
 _OUR_PATHS = re.compile(
-    rf"(?:{SUMMARY}|{SUCCESS_MARKER}|{PARQUET_DIR}|{IMAGES_DIR}"
+    rf"(?:{SUMMARY}|{SUCCESS_MARKER}|{PARQUET_DIR}|{IMAGES_DIR}|{re.escape(PARTIAL_MARKER)}|{re.escape(SET_ASIDE_MARKER)}"
     rf"|{PARQUET_DIR}/part-(?:\d+|[0-9a-f]{{32}})\.parquet|{IMAGES_DIR}/-?\d+\.png)"
 )
 #: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.
@@ -114,13 +125,6 @@ def _read_summary(folder: Path) -> str | None:
         return (folder / SUMMARY).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def is_earlier_output(folder: Path) -> bool:
-    """A folder holding a complete earlier output of this pipeline and nothing else."""
-    if not (folder / SUMMARY).is_file():
-        return False
-    return ownership_problem(str(folder), _relative_paths(folder), _read_summary(folder)) is None
 
 
 # ---------------------------------------------------------------- one run at a time
@@ -185,10 +189,10 @@ def _siblings(output: Path, suffix_start: str) -> list[Path]:
 def clean_stale_partials(output: Path) -> list[str]:
     """Tidy up after interrupted runs; return notes on what was restored.
 
-    A marked partial folder is deleted. A complete earlier output set aside
-    as ``X.partial-<id>-old`` is put back when ``X`` is missing (a crash between
-    the fallback's two renames), and deleted otherwise. Unmarked folders are
-    someone else's and stay.
+    A marked partial folder is deleted. An earlier output that the fallback
+    publish marked and set aside is put back when ``X`` is missing (a crash
+    between its two renames), and deleted otherwise. Unmarked folders are
+    someone else's and stay, whatever they hold: only a marker says "ours".
     """
     notes = []
     for entry in _siblings(output, ".partial-"):
@@ -196,15 +200,22 @@ def clean_stale_partials(output: Path) -> list[str]:
             continue
         if (entry / PARTIAL_MARKER).is_file():
             shutil.rmtree(entry)
-        elif is_earlier_output(entry):
-            if not output.exists() and entry.name.endswith("-old"):
-                entry.rename(output)
+        elif (entry / SET_ASIDE_MARKER).is_file():
+            if output.exists():
+                shutil.rmtree(entry)
+            else:
+                _put_back(entry, output)
                 notes.append(
                     f"restored the previous output from {entry.name} (an earlier run stopped while publishing)"
                 )
-            else:
-                shutil.rmtree(entry)
     return notes
+
+
+def _put_back(aside: Path, output: Path) -> None:
+    """Rename a set-aside earlier output back to ``output`` and drop its marker."""
+    aside.rename(output)
+    with contextlib.suppress(FileNotFoundError):
+        (output / SET_ASIDE_MARKER).unlink()
 
 
 def claim_output(output: Path) -> tuple[OutputLock, Path]:
@@ -217,6 +228,12 @@ def claim_output(output: Path) -> tuple[OutputLock, Path]:
     """
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output} is a file; give a folder path (it is created if missing)")
+    if _own_file_system(output):
+        raise InputError(
+            f"--output {output} is a mount point (a file system of its own), and a run writes its new output beside "
+            f"it, then renames it into place, which cannot cross file systems; give a folder inside it, e.g. "
+            f"{output / 'pipeline'}"
+        )
     lock = OutputLock(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +245,16 @@ def claim_output(output: Path) -> tuple[OutputLock, Path]:
     except BaseException:
         lock.release()
         raise
+
+
+def _own_file_system(output: Path) -> bool:
+    """Whether ``output`` is an existing folder on another file system than its parent (a mount point)."""
+    if not output.is_dir():
+        return False
+    try:
+        return os.path.ismount(output) or output.stat().st_dev != output.parent.stat().st_dev
+    except OSError:
+        return False  # unreadable: claiming it reports that in one line
 
 
 def _unwritable(output: Path, err: OSError) -> str:
@@ -341,20 +368,72 @@ def publish(partial: Path, output: Path) -> None:
 
     When this returns, ``output`` is the new output; an interrupt raised from
     here (delivered after the renames) also means the new output is in place.
+    When it raises, ``output`` is as it was, and ``partial`` holds the new
+    output, marked again (a :class:`PublishError` says where each is).
     """
+    check_still_ours(partial, output)
     old = None  # the previous output, once the new one is in place
     try:
         with signals_deferred():  # an interrupt held here is raised as the block ends: the finally still runs
             (partial / PARTIAL_MARKER).unlink()
-            if not output.exists():
-                partial.rename(output)
-            elif exchange(partial, output):
-                old = partial  # now holds the previous output
-            else:
-                aside = partial.with_name(partial.name + "-old")
-                output.rename(aside)
-                partial.rename(output)  # if this fails, the previous output stays in ``aside``
-                old = aside
+            try:
+                old = _swap_in(partial, output)
+            except BaseException:
+                if partial.is_dir():  # not published: a folder the next run may remove, as before
+                    (partial / PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
+                raise
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def check_still_ours(partial: Path, output: Path) -> None:
+    """Refuse to publish when ``output`` gained files that are not ours since :func:`claim_output` checked it.
+
+    The run takes minutes; a user may save a file into the folder meanwhile,
+    and a publish would delete it with the previous output.
+    """
+    if not output.is_dir():
+        return
+    problem = ownership_problem(str(output), _relative_paths(output), _read_summary(output))
+    if problem:
+        raise PublishError(
+            f"{output} was not replaced, it changed during the run: {problem}. {output} is as it was, and the new "
+            f"output is in {partial} (the next run into {output} removes it: move it elsewhere to keep it)"
+        )
+
+
+def _swap_in(partial: Path, output: Path) -> Path | None:
+    """Rename ``partial`` to ``output``; return the folder now holding the previous output, if there was one."""
+    if not output.exists():
+        partial.rename(output)
+        return None
+    # Marked before it moves: whatever a crash interrupts, the next run finds the previous output
+    # marked beside ``output`` and puts it back (``output`` missing) or removes it.
+    (output / SET_ASIDE_MARKER).write_text(f"{os.getpid()}\n")
+    aside = partial.with_name(partial.name + "-old")
+    try:
+        if exchange(partial, output):
+            return partial  # now holds the previous output
+        output.rename(aside)
+    except BaseException:
+        (output / SET_ASIDE_MARKER).unlink()
+        raise
+    try:
+        partial.rename(output)
+    except BaseException as err:
+        _undo_set_aside(aside, partial, output, err)
+        raise
+    return aside
+
+
+def _undo_set_aside(aside: Path, partial: Path, output: Path, err: BaseException) -> None:
+    """After a failed second rename, put the previous output back; if even that fails, say where both are."""
+    try:
+        _put_back(aside, output)
+    except OSError as again:
+        raise PublishError(
+            f"publishing into {output} failed ({err}), and so did putting the previous output back ({again}): the "
+            f"previous output is in {aside} and the new one in {partial}; the next run puts the previous one back "
+            f"and removes the new one, so move {partial} elsewhere first to keep it"
+        ) from err

@@ -21,7 +21,12 @@ write into a missing or empty folder, and every other mode, is Ray's own.
 Replacing the folder: on a local or mounted file system, two renames (an
 interrupt between them puts the earlier folder back); on an object store, which
 has no rename, delete then copy, so a reader there can see a half-replaced
-prefix while the copy runs, but a failed write still deletes nothing.
+prefix while the copy runs, but a failed write still deletes nothing. Once the
+delete has begun, the sibling is the only complete copy: it first gets a
+marker (:data:`KEEP_MARKER`), and a failure from then on keeps it and raises
+:class:`ReplaceStoppedError`, which names it. Neither ``on_write_failed`` nor
+the next overwrite's tidy-up removes a marked sibling; the next overwrite that
+completes does, since its output replaces that copy.
 
 Ray internals used, checked against Ray 2.60 and reached through
 :mod:`helpers.runtime.ray_internals`: the file writers' base class
@@ -42,6 +47,7 @@ import secrets
 import shutil
 import time
 
+from helpers.errors import ActionableError
 from helpers.runtime.ray_internals import file_datasink_class, write_started
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,12 @@ _INSTALLED = "_workshop_replaces_only_when_complete"
 #: After a failed write, how long its sibling must stay gone (and the most the driver watches it).
 SETTLE_S = 1.0
 SETTLE_LIMIT_S = 10.0
+#: In a sibling whose copy into the folder has begun (object stores): "the only complete copy, keep it".
+KEEP_MARKER = "_workshop_only_complete_copy"
+
+
+class ReplaceStoppedError(ActionableError, RuntimeError):
+    """Replacing a folder on an object store stopped after its old files were deleted; the message names the copy."""
 
 
 def replace_only_when_complete() -> None:
@@ -83,15 +95,22 @@ def replace_only_when_complete() -> None:
         target = getattr(self, _TARGET, None)
         if target is None:
             return complete(self, write_result)
-        _replace(self.filesystem, self.path, target)
+        try:
+            _replace(self.filesystem, self.path, target)
+        except ReplaceStoppedError:
+            # Ray calls on_write_failed next: with the target cleared, it leaves the only complete copy alone.
+            setattr(self, _TARGET, None)
+            raise
         setattr(self, _TARGET, None)
         self.path = target
+        _remove_leftovers(self.filesystem, target, kept=True)
 
     @functools.wraps(failed)
     def on_write_failed(self, error):
         target = getattr(self, _TARGET, None)
         if target is not None:
-            delete_once_settled(self.filesystem, self.path)
+            if not _is_kept(self.filesystem, self.path):  # a marked copy may be the only complete one
+                delete_once_settled(self.filesystem, self.path)
             setattr(self, _TARGET, None)
             self.path = target
         return failed(self, error)
@@ -113,16 +132,33 @@ def _has_earlier_output(datasink) -> bool:
     return bool(datasink.filesystem.get_file_info(FileSelector(datasink.path)))
 
 
-def _remove_leftovers(filesystem, target: str) -> None:
-    """Delete the siblings that interrupted overwrites of ``target`` left behind."""
+def _remove_leftovers(filesystem, target: str, kept: bool = False) -> None:
+    """Delete the siblings that interrupted overwrites of ``target`` left behind.
+
+    A sibling with :data:`KEEP_MARKER` may be the only complete copy (its
+    replace stopped half-way), so it is left alone, except with ``kept``:
+    then only such siblings go, once a new write has made ``target`` complete.
+    """
     from pyarrow.fs import FileSelector, FileType
 
     parent, name = posixpath.split(target.rstrip("/"))
     ours = re.compile(re.escape(name + WRITING) + r"[0-9a-f]{8}(?:" + re.escape(SET_ASIDE) + ")?")
     for entry in filesystem.get_file_info(FileSelector(parent)):
-        if entry.type == FileType.Directory and ours.fullmatch(entry.base_name):
-            log.info("removing %s, left by an interrupted write", entry.path)
-            _delete_dir(filesystem, entry.path)
+        if entry.type != FileType.Directory or not ours.fullmatch(entry.base_name):
+            continue
+        if _is_kept(filesystem, entry.path) != kept:
+            if not kept:
+                log.warning("keeping %s: the only complete copy of an overwrite of %s that stopped half-way",
+                            entry.path, target)
+            continue
+        log.info("removing %s, left by an interrupted write", entry.path)
+        _delete_dir(filesystem, entry.path)
+
+
+def _is_kept(filesystem, folder: str) -> bool:
+    from pyarrow.fs import FileType
+
+    return filesystem.get_file_info(f"{folder}/{KEEP_MARKER}").type == FileType.File
 
 
 def _local(filesystem) -> bool:
@@ -148,10 +184,42 @@ def _replace(filesystem, finished: str, target: str) -> None:
             raise
         shutil.rmtree(earlier, ignore_errors=True)
         return
-    filesystem.delete_dir_contents(target, missing_dir_ok=True)
-    if filesystem.get_file_info(finished).type != fs.FileType.NotFound:
+    if filesystem.get_file_info(finished).type == fs.FileType.NotFound:
+        filesystem.delete_dir_contents(target, missing_dir_ok=True)  # a write of zero rows
+        return
+    _copy_over(filesystem, finished, target)
+    _delete_dir(filesystem, finished)
+
+
+def _copy_over(filesystem, finished: str, target: str) -> None:
+    """Delete ``target``'s files, then copy ``finished``'s in, on a file system without rename.
+
+    From the first delete on, ``finished`` is the only complete copy: it is
+    marked first, and kept and named when anything fails.
+    """
+    from pyarrow import fs
+
+    with filesystem.open_output_stream(f"{finished}/{KEEP_MARKER}") as stream:
+        stream.write(b"")
+    try:
+        filesystem.delete_dir_contents(target, missing_dir_ok=True)
         fs.copy_files(finished, target, source_filesystem=filesystem, destination_filesystem=filesystem)
-        _delete_dir(filesystem, finished)
+        filesystem.delete_file(f"{target}/{KEEP_MARKER}")
+    except Exception as err:
+        raise ReplaceStoppedError(_stopped(finished, target, err)) from err
+    except BaseException as err:  # Ctrl-C stays Ctrl-C; the marker keeps the copy from the next tidy-up
+        log.error("%s", _stopped(finished, target, err))
+        raise
+
+
+def _stopped(finished: str, target: str, err: BaseException) -> str:
+    """What a replace that stopped after its first delete left, and how to recover."""
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return (
+        f"replacing {target} stopped half-way ({reason}): its earlier files are deleted and the complete new "
+        f"output is in {finished}; run the write again (that folder is removed once a write completes), or copy "
+        f"its files except {KEEP_MARKER} to {target}"
+    )
 
 
 def delete_once_settled(filesystem, path: str, quiet_s: float = SETTLE_S, limit_s: float = SETTLE_LIMIT_S) -> None:

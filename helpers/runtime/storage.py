@@ -37,21 +37,32 @@ in an order that never loses the only complete copy:
    (:func:`remove_uploads`, called once the new output counts as published,
    so that an interrupt here is not taken for a failed publish).
 
+Just before step 2 the output prefix is checked again: objects someone put
+there during the run stop the publish before anything is deleted, and the
+upload is kept.
 A failure or an interrupt during steps 2-4 keeps the upload and says where
 it is (:class:`PublishError`): ``<output>`` then has no ``_SUCCESS``, and a
-reader that waits for ``_SUCCESS`` never reads a half-written output.
+reader that waits for ``_SUCCESS`` never reads a half-written output. A kept
+upload's marker says ``stopped``; step 5 removes only such uploads, and
+unmarked-as-stopped ones older than :data:`STALE_UPLOAD_S` (a killed run's):
+a younger one may be another run's, still being written.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from helpers.errors import InputError, PublishError, SettingsError
 from helpers.pipeline.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
 
 SCHEMES = ("s3",)
+#: The marker's text in an upload whose publish stopped: no run writes it any more.
+STOPPED = b"stopped\n"
+#: After this long, an upload not marked stopped is taken for a killed run's, not a live one's (2 days).
+STALE_UPLOAD_S = 2 * 24 * 3600
 
 
 class StorageURI(str):
@@ -153,11 +164,7 @@ def check_output_prefix(uri: str) -> bool:
     try:
         if target_fs.get_file_info(target).type == fs.FileType.File:
             raise InputError(f"--output {uri} is an object, not a prefix; give a prefix, e.g. {uri}-output")
-        files = _files_under(target_fs, target)
-        summary = None
-        if SUMMARY in files:
-            with target_fs.open_input_stream(f"{target}/{SUMMARY}") as stream:
-                summary = stream.read().decode("utf-8", errors="replace")
+        files, summary = _contents(target_fs, target)
     except OSError as err:
         raise InputError(f"--output {uri} cannot be listed ({_reason(err)}); check the location and credentials") \
             from None
@@ -165,6 +172,15 @@ def check_output_prefix(uri: str) -> bool:
     if problem:
         raise InputError(problem)
     return bool(files)
+
+
+def _contents(target_fs, target: str) -> tuple[list[str], str | None]:
+    """The objects under ``target`` and the text of its ``summary.json``: what the ownership rule reads."""
+    files = _files_under(target_fs, target)
+    if SUMMARY not in files:
+        return files, None
+    with target_fs.open_input_stream(f"{target}/{SUMMARY}") as stream:
+        return files, stream.read().decode("utf-8", errors="replace")
 
 
 def _write_object(target_fs, path: str, data: bytes) -> None:
@@ -181,7 +197,12 @@ def _delete_prefix(target_fs, prefix: str) -> None:
 
 
 def _leftover_uploads(target_fs, target: str) -> list[str]:
-    """Upload prefixes ``<target>.partial-*`` that earlier publishes left and that carry the pipeline's marker."""
+    """Upload prefixes ``<target>.partial-*`` that no run writes any more: marked stopped, or stale.
+
+    Another run into the same output may be writing its own upload right
+    now (on an object store there is no lock): its marker is young and not
+    ``stopped``, so it stays.
+    """
     from pyarrow import fs
 
     parent, name = target.rsplit("/", 1)
@@ -190,10 +211,31 @@ def _leftover_uploads(target_fs, target: str) -> list[str]:
         return [
             info.path for info in siblings
             if info.type == fs.FileType.Directory and info.base_name.startswith(f"{name}.partial-")
-            and target_fs.get_file_info(f"{info.path}/{PARTIAL_MARKER}").type == fs.FileType.File
+            and _is_left_over(target_fs, f"{info.path}/{PARTIAL_MARKER}")
         ]
     except OSError:
         return []
+
+
+def _is_left_over(target_fs, marker: str) -> bool:
+    """Whether the upload with this marker was stopped, or is older than any run (a killed run's)."""
+    from pyarrow import fs
+
+    info = target_fs.get_file_info(marker)
+    if info.type != fs.FileType.File:
+        return False  # unmarked: not the pipeline's
+    if info.mtime is not None and time.time() - info.mtime.timestamp() > STALE_UPLOAD_S:
+        return True
+    with target_fs.open_input_stream(marker) as stream:
+        return stream.read() == STOPPED
+
+
+def _mark_stopped(target_fs, partial: str) -> None:
+    """Say in an upload's marker that no run writes it any more (best effort: else it goes once stale)."""
+    try:
+        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", STOPPED)
+    except OSError:
+        pass
 
 
 def start_upload(uri: str) -> StorageURI:
@@ -246,13 +288,20 @@ def publish_upload(partial: str, uri: str) -> None:
     try:  # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
         files = sorted((rel for rel in _files_under(target_fs, partial) if rel != PARTIAL_MARKER),
                        key=lambda rel: (rel == SUMMARY, rel))
+        old, summary = _contents(target_fs, target)
     except BaseException as err:
+        _mark_stopped(target_fs, partial)
         raise PublishError(f"listing the new output in {scheme}://{partial} failed ({_reason(err)}); {uri} was "
                            "left as it was: run the pipeline again") from err
+    problem = ownership_problem(uri, old, summary)  # again: someone may have added objects during the run
+    if problem:
+        _mark_stopped(target_fs, partial)
+        raise PublishError(f"{uri} was not replaced, it changed during the run: {problem}. {uri} is as it was, "
+                           f"and the new output is in {scheme}://{partial}")
 
     step = "delete"
     try:
-        old = set(_files_under(target_fs, target))
+        old = set(old)
         if SUCCESS_MARKER in old:  # 2. delete: readers stop trusting the prefix first
             target_fs.delete_file(f"{target}/{SUCCESS_MARKER}")
         for rel in sorted(old - set(files) - {SUCCESS_MARKER, SUMMARY}):
@@ -263,15 +312,16 @@ def publish_upload(partial: str, uri: str) -> None:
         step = "marker"
         _write_object(target_fs, f"{target}/{SUCCESS_MARKER}", b"")  # 4. marker
     except BaseException as err:
+        _mark_stopped(target_fs, partial)
         raise PublishError(
             f"replacing {uri} stopped at the {step} step ({_reason(err)}); {uri} is incomplete and has no "
             f"{SUCCESS_MARKER}, and the complete new output is in {scheme}://{partial}: run the pipeline again, "
-            f"or copy that prefix to {uri}"
+            f"or copy that prefix to {uri} and add an empty {uri}/{SUCCESS_MARKER}"
         ) from err
 
 
 def remove_uploads(partial: str, uri: str) -> None:
-    """Step 5: delete the published upload ``partial`` and the uploads that earlier failed publishes of ``uri`` left."""
+    """Step 5: delete the published upload ``partial``, and the uploads of ``uri`` that no run writes any more."""
     target_fs, target = filesystem(uri)
     # The published upload still carries its marker, so the listing finds it too: each prefix is deleted once.
     for leftover in {str(partial).split("://", 1)[1], *_leftover_uploads(target_fs, target)}:
