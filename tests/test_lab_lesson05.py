@@ -13,6 +13,8 @@ import pytest
 
 from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
 from helpers.labs.solutions import solution_cells
+from helpers.runtime.resources import NodeCapacity, StageRequest, find_stranding
+from helpers.runtime.settings import image_gpus_beside_llm, load_settings
 from tests import lab_pipelines
 from tests.lab_pipelines import Enhancer, ImageGen, expand_prompt, model_stages
 
@@ -52,11 +54,39 @@ def test_one_gpu_solution_is_correct(gpu_lab, joined):
     assert status(outcome) == CORRECT, outcome.message
 
 
-@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.3, 0.2), (0.35, 0.15), (0.2, 0.1), (0.4, 0.1)])
-def test_one_gpu_every_fitting_share_with_the_larger_for_the_llm_is_correct(gpu_lab, joined, llm_gpus, image_gpus):
-    """Any shares that fit on one GPU, the LLM's the larger; filling the GPU exactly is not required."""
+@pytest.mark.parametrize(
+    "llm_gpus, image_gpus", [(0.25, 0.25), (0.3, 0.2), (0.2, 0.3), (0.1, 0.4), (0.35, 0.15), (0.2, 0.1)]
+)
+def test_one_gpu_every_fitting_share_is_correct(gpu_lab, joined, llm_gpus, image_gpus):
+    """Any shares that fit on one GPU, equal or not, either model's the larger; filling the GPU is not required."""
     outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
     assert status(outcome) == CORRECT, outcome.message
+
+
+def test_one_gpu_the_workshops_one_gpu_settings_are_correct(gpu_lab, joined):
+    """What lesson 05's cell prints on a one-GPU machine, copied into the lab, passes it."""
+    settings = load_settings(profile="gpu", cluster_gpus=1)
+    image_gpus = image_gpus_beside_llm(settings)
+    assert (settings.llm.num_gpus, image_gpus) == (0.25, 0.25)
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, settings.llm.num_gpus, image_gpus))
+    assert status(outcome) == CORRECT, outcome.message
+
+
+@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.26, 0.25), (0.5, 0.25), (0.3, 0.3)])
+def test_one_gpu_shares_over_one_gpu_are_incorrect(gpu_lab, joined, llm_gpus, image_gpus):
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
+    assert status(outcome) == INCORRECT
+    assert f"2 x {llm_gpus:g} + 2 x {image_gpus:g}" in outcome.message and "the machine has 1" in outcome.message
+
+
+@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.25, 0.25), (0.3, 0.2), (0.1, 0.4), (0.6, 0.4)])
+def test_one_gpu_lab_and_resource_check_agree(gpu_lab, joined, llm_gpus, image_gpus):
+    """The lab accepts exactly the shares the resource check would let run on a one-GPU machine."""
+    pools = [StageRequest(name=name, units=2, cpus=1.0, gpus=gpus, is_actor_pool=True)
+             for name, gpus in (("Enhancer", llm_gpus), ("ImageGen", image_gpus))]
+    fits = find_stranding(pools, [NodeCapacity(cpus=16.0, gpus=1.0)]) is None
+    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
+    assert (status(outcome) == CORRECT) == fits, outcome.message
 
 
 def test_one_gpu_pools_spelled_other_ways_are_correct(gpu_lab, joined):
@@ -71,15 +101,6 @@ def test_one_gpu_pools_spelled_other_ways_are_correct(gpu_lab, joined):
     )
     outcome = gpu_lab.evaluate(pipeline=pipeline)
     assert status(outcome) == CORRECT, outcome.message
-
-
-@pytest.mark.parametrize("llm_gpus, image_gpus", [(0.25, 0.25), (0.2, 0.3), (0.1, 0.4)])
-def test_one_gpu_llm_without_the_larger_share_is_incorrect(gpu_lab, joined, llm_gpus, image_gpus):
-    """The shares fit, but the instructions say the LLM keeps the larger share."""
-    outcome = gpu_lab.evaluate(pipeline=model_stages(joined, llm_gpus, image_gpus))
-    assert status(outcome) == INCORRECT
-    assert f"`Enhancer` stage (the LLM) asks for {llm_gpus:g} GPU per actor" in outcome.message
-    assert "the LLM should keep the larger share" in outcome.message
 
 
 def test_one_gpu_without_the_prompt_stage_is_incorrect(gpu_lab, joined):

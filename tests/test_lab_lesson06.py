@@ -130,6 +130,26 @@ class WritesElsewhere(GoodEnhancer):
         return batch
 
 
+#: A notebook's cell, run where ``session`` is a global: its class reads the reply length from it.
+READS_SESSION = '''
+class ReadsSession(GoodEnhancer):
+    """Honours its model and its column, but takes the reply length from the notebook, like lesson 05's."""
+
+    def __call__(self, batch):
+        batch = super().__call__(batch)
+        batch["tokens"] = np.array([session.settings.max_new_tokens for _ in batch["id"]])
+        return batch
+'''
+
+
+def notebook_class(source, name):
+    """The class a notebook cell defines, with the notebook's ``session`` among its globals."""
+    namespace = {"np": np, "GoodEnhancer": GoodEnhancer,
+                 "session": SimpleNamespace(settings=SimpleNamespace(max_new_tokens=40))}
+    exec(source, namespace)  # noqa: S102 - a notebook cell of the tests' own
+    return namespace[name]
+
+
 def seasonal(ds, cls, model, image_stage=True, prepare=True, **kwargs):
     import ray
 
@@ -252,6 +272,39 @@ def test_param_other_correct_classes_are_correct(param_lab, joined, model_folder
     assert status(outcome) == CORRECT, outcome.message
 
 
+def test_param_class_that_reads_the_notebooks_session_is_incorrect(param_lab, joined, model_folder):
+    """Lesson 05's class read ``session.settings.max_new_tokens``; the parameterized one takes it as a parameter."""
+    cls = notebook_class(READS_SESSION, "ReadsSession")
+    assert cls(model_folder)({"id": np.array([1]), "prompt": np.array(["a fox"], dtype=object)})["tokens"][0] == 40
+    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    assert status(outcome) == INCORRECT
+    assert "`ReadsSession.__call__` still reads `session` from the notebook" in outcome.message
+    assert "fn_constructor_kwargs" in outcome.message
+
+
+def test_param_session_in_a_comprehension_or_an_inherited_method_is_found(param_lab, joined, model_folder):
+    source = READS_SESSION.replace(
+        "[session.settings.max_new_tokens for _ in batch[\"id\"]]",
+        "[n for n in [session.settings.max_new_tokens] for _ in batch[\"id\"]]",
+    ) + "\n\nclass Child(ReadsSession):\n    pass\n"
+    cls = notebook_class(source, "Child")
+    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    assert status(outcome) == INCORRECT and "`Child.__call__` still reads `session`" in outcome.message
+
+
+def test_param_session_as_a_default_value_is_correct(param_lab, joined, model_folder):
+    """A default read when the class is defined travels as a value: the methods read nothing from the notebook."""
+    source = (
+        "class Defaulted(GoodEnhancer):\n"
+        "    def __init__(self, model_name, prompt_column, max_new_tokens=session.settings.max_new_tokens):\n"
+        "        super().__init__(model_name, prompt_column)\n"
+        "        self.max_new_tokens = max_new_tokens\n"
+    )
+    cls = notebook_class(source, "Defaulted")
+    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    assert status(outcome) == CORRECT, outcome.message
+
+
 def test_param_further_required_argument_not_passed_is_incorrect(param_lab, joined, model_folder):
     pipeline = seasonal(joined, WithSeasonAndBudget, model_folder)  # passes the model and the column only
     outcome = param_lab.evaluate(enhancer_class=WithSeasonAndBudget, pipeline=pipeline)
@@ -299,6 +352,7 @@ def test_param_solution_with_the_small_llm_is_correct(param_lab, joined):
         "SEASONS": SEASONS, "load_text_generator": load_text_generator, "reply_texts": reply_texts,
         "seasonal_messages": seasonal_messages, "session": session, "animals_outfits": joined,
         "expand_prompt": expand_prompt, "enhancer_model": model, "prompt_column": "prompt", "image_gpus": 0.4,
+        "max_new_tokens": settings.max_new_tokens,
     }
     for code in solution_cells(param_lab.name):  # the last cell runs the pipeline: it is left out
         if "ParamEnhancer" in namespace and "seasonal_images" in namespace:

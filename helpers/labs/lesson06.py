@@ -5,11 +5,15 @@ the pipeline passes to the class (the prompt column, a model, and whatever
 further arguments the learner's class takes), then builds the class itself
 with those values, as Ray would, except for two: once with a column name the
 lesson never uses, on a two-row batch of that column, and once with an empty
-model folder, to see that both parameters are honoured.
+model folder, to see that both parameters are honoured. Last, it reads the
+class's methods for the notebook's ``session``: a class that still reaches for
+it (lesson 05's reads ``session.settings.max_new_tokens``) is not yet
+configured by its pipeline alone.
 """
 
 from __future__ import annotations
 
+import dis
 import inspect
 import re
 import tempfile
@@ -34,6 +38,9 @@ PROBE_PROMPTS = (
 )
 
 
+#: The notebook's handle on its settings; the parameterized class reads nothing through it.
+NOTEBOOK_SESSION = "session"
+
 #: A Hugging Face hub id: ``"Qwen/Qwen2.5-0.5B-Instruct"``.
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -50,6 +57,25 @@ def _small_llm() -> str | None:
     """The small local LLM, cheap to load anywhere, when set-up has built it."""
     folder = resolve_storage() / "models" / SMALL_LLM_MODEL
     return str(folder) if (folder / "config.json").exists() else None
+
+
+def _reads_global(code, name: str) -> bool:
+    """Whether ``code``, or code nested in it (a comprehension, a local function), reads the global ``name``."""
+    if any(op.opname in ("LOAD_GLOBAL", "LOAD_NAME") and op.argval == name for op in dis.get_instructions(code)):
+        return True
+    return any(_reads_global(const, name) for const in code.co_consts if inspect.iscode(const))
+
+
+def _methods_reading(cls: type, name: str) -> list[str]:
+    """The methods of ``cls`` (inherited ones too, but not ``object``'s) whose code reads the global ``name``."""
+    found = []
+    for klass in cls.__mro__[:-1]:
+        for attr, value in vars(klass).items():
+            function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
+            if code is not None and attr not in found and _reads_global(code, name):
+                found.append(attr)
+    return found
 
 
 def _texts(column) -> list | None:
@@ -109,7 +135,8 @@ class ParameterizedEnhancerLab(Lab):
     hints = (
         (
             "Give `__init__` two parameters, one for the model name and one for the column, and keep them on "
-            "`self`. Everywhere the class used `session.llm.model` or `\"prompt\"`, use those instead."
+            "`self`. Everywhere the class used `session.llm.model` or `\"prompt\"`, use those instead; "
+            "a third, `max_new_tokens=120`, replaces `session.settings.max_new_tokens`."
         ),
         (
             "Ray creates the actors, so you never call the class yourself: `map_batches(ParamEnhancer, "
@@ -135,6 +162,7 @@ class ParameterizedEnhancerLab(Lab):
         model_param, column_params = self._passed_parameters(enhancer_class, construction)
         self._check_column_is_honoured(enhancer_class, construction, model_param, column_params)
         self._check_model_is_honoured(enhancer_class, construction, model_param, column_params)
+        self._check_reads_nothing_from_the_notebook(enhancer_class)
         self.correct(
             f"`{enhancer_class.__name__}({model_param}=..., {column_params[0]}=...)` reads the column and loads the "
             f"model it is given. {self.correct_message}"
@@ -266,3 +294,13 @@ class ParameterizedEnhancerLab(Lab):
             f"`{cls.__name__}({model_param}=<an empty folder>)` still worked: the class loads a fixed model. "
             f"Load the model named by `{model_param}`."
         )
+
+    def _check_reads_nothing_from_the_notebook(self, cls):
+        methods = _methods_reading(cls, NOTEBOOK_SESSION)
+        if methods:
+            where = quote(f"{cls.__name__}.{method}" for method in methods)
+            self.incorrect(
+                f"{where} still reads `{NOTEBOOK_SESSION}` from the notebook, so the class works only beside it. "
+                "Make what it takes from there a parameter too (`max_new_tokens=120`, with a default) and pass the "
+                "notebook's value through `fn_constructor_kwargs`."
+            )
