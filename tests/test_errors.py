@@ -57,3 +57,23 @@ def test_start_refuses_a_storage_root_it_cannot_write_before_ray_starts(tmp_path
     assert f"refused: storage root {blocker / 'storage'} is not writable" in done.stdout
     assert "Set WORKSHOP_STORAGE" in done.stdout
     assert "ray started: False" in done.stdout
+
+
+def test_a_ray_started_before_start_that_lacks_the_lessons_gpus_says_to_restart_the_kernel():
+    """A lesson cell that runs ``ray.init()`` (or a ``ray.data`` call) before ``helpers.start()``: start() uses
+    that Ray as it is, so advice to set a size would be followed in vain."""
+    done = _python(
+        "import ray\n"
+        "ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)\n"
+        "import helpers\n"
+        "from helpers.errors import SettingsError\n"
+        "try:\n"
+        "    helpers.start()\n"
+        "except SettingsError as err:\n"
+        "    print('refused:', err)\n",
+        WORKSHOP_PROFILE="cpu", WORKSHOP_RAY="process", RAY_ADDRESS="",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: The lessons' actor pools cannot fit this cluster" in done.stdout, done.stdout[-2000:]
+    assert "Ray was already running in this kernel before helpers.start()" in done.stdout
+    assert "restart the kernel (Kernel > Restart Kernel) and run helpers.start() before anything else" in done.stdout

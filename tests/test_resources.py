@@ -84,7 +84,7 @@ def test_shares_that_fit_only_when_the_llm_actors_come_first_are_refused():
 def test_the_stranding_found_is_the_one_with_fewest_actors_placed():
     stranding = find_stranding([pool("Enhancer", 2, 0.6), pool("ImageGen", 2, 0.4)], ONE_NODE_TWO_GPUS)
     assert stranding.stage.name == "Enhancer"
-    placed = sorted(tuple(s.name for s in actors) for _, actors in stranding.gpus)
+    placed = sorted(tuple(s.name for s in actors) for _, actors, _ in stranding.slots)
     assert placed == [("Enhancer",), ("ImageGen", "ImageGen")]
 
 
@@ -149,6 +149,73 @@ def test_actors_that_take_every_cpu_would_starve_the_reads():
     with pytest.raises(ResourceMismatchError, match="no CPU would be left"):
         check_fits([READ, pool("ImageGen", 2, 0.4, cpus=1)], [NodeCapacity(cpus=2, gpus=2)])
     check_fits([READ, pool("ImageGen", 2, 0.4, cpus=1)], [NodeCapacity(cpus=8, gpus=2)])
+
+
+def test_pools_that_take_every_cpu_of_the_gpu_node_leave_the_next_pool_no_actor():
+    """A CPU-only head's CPUs do not help actors on a GPU worker. Measured on Ray 2.60 with a head of 8 CPUs
+    and a worker of 2 CPUs and 2 GPUs: two pools of 2 x (1 CPU, 0.5 GPU) over 3,000 rows of 512 KiB waited
+    past 150 s (the first pool took both CPUs; the second got no actor); with 4 CPUs on the worker, 11.9 s."""
+    head_and_worker = [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=2, gpus=2)]
+    text = message([READ, pool("MapBatches(A)", 2, 0.5), pool("MapBatches(B)", 2, 0.5)], head_and_worker)
+    assert "each actor needs its GPU share and its 1 CPUs on one node" in text
+    assert "node 1: 8 CPUs and 0 GPUs, node 2: 2 CPUs and 2 GPUs" in text
+    assert "start the GPU nodes with more CPUs" in text
+    check_fits([READ, pool("MapBatches(A)", 2, 0.5), pool("MapBatches(B)", 2, 0.5)],
+               [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=4, gpus=2)])
+
+
+def test_actors_without_gpus_are_packed_per_node_too():
+    text = message([READ, pool("Tokenizer", 3, 0.0, cpus=3)], [NodeCapacity(cpus=5, gpus=0)] * 2)
+    assert "each actor needs its 3 CPUs on one node" in text and "start nodes with more CPUs" in text
+    check_fits([READ, pool("Tokenizer", 2, 0.0, cpus=3)], [NodeCapacity(cpus=5, gpus=0)] * 2)
+
+
+def test_cpus_that_fit_only_in_a_lucky_order_are_refused():
+    # Two workers of 3 CPUs and 1 GPU: A's 2-CPU actors first fit (one per node, B's beside them), but
+    # an A actor on one worker and B's two 1-CPU actors on the other leave 1 CPU on each: no room for A's second.
+    workers = [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=3, gpus=1), NodeCapacity(cpus=3, gpus=1)]
+    text = message([READ, pool("A", 2, 0.2, cpus=2), pool("B", 2, 0.2, cpus=1)], workers)
+    assert "The actor pools' actors fit only with a lucky placement" in text
+    assert "Ray may place node 2: 1 x A (2 of 3 CPUs used), node 3: 2 x B (2 of 3 CPUs used), and then the next " \
+           "A actor (2 CPUs) finds no node with 2 CPUs left" in text
+    assert "Fix: lower compute=ActorPoolStrategy(size=2) or num_cpus=2 for this stage" in text
+
+
+def test_a_gpu_task_beside_pools_that_hold_every_gpu_is_refused():
+    """Measured on Ray 2.60 (one node, 2 logical GPUs, 3,000 rows of 512 KiB, a 150 MB object store): a pool of
+    2 x 1 GPU followed by map_batches(fn, num_gpus=0.5) waited past 150 s; with a pool of 1 x 1 GPU, 53 s."""
+    gpu_task = StageRequest("MapBatches(<lambda>)", 1, cpus=1, gpus=0.5, is_actor_pool=False)
+    text = message([READ, pool("MapBatches(A)", 2, 1.0), gpu_task], ONE_NODE_TWO_GPUS)
+    assert text.startswith("Once the actor pools (MapBatches(A)) have their actors, no node has room for a "
+                           "MapBatches(<lambda>) task (0.5 GPU(s) and 1 CPUs)")
+    check_fits([READ, pool("MapBatches(A)", 1, 1.0), gpu_task], ONE_NODE_TWO_GPUS)
+
+
+def test_a_setting_that_takes_every_cpu_of_the_gpu_node_names_the_variable(lesson_settings, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_ACTOR_CPUS", "2")
+    head_and_worker = [NodeCapacity(cpus=32, gpus=0), NodeCapacity(cpus=4, gpus=2)]
+    with pytest.raises(SettingsError) as err:
+        check_settings_fit(lesson_settings(2), head_and_worker)
+    assert "WORKSHOP_ACTOR_CPUS=2 cannot fit this cluster" in str(err.value)
+    assert "Use WORKSHOP_ACTOR_CPUS=1" in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_gpu_task_beside_a_pool_on_every_gpu_fails_fast(session):
+    import ray
+
+    from tests.conftest import deadline
+
+    class Passthrough:
+        def __call__(self, batch):
+            return batch
+
+    gpus = int(ray.cluster_resources()["GPU"])
+    ds = (ray.data.range(4)
+          .map_batches(Passthrough, compute=ray.data.ActorPoolStrategy(size=gpus), num_gpus=1, batch_size=2)
+          .map_batches(lambda batch: batch, num_gpus=0.5, batch_size=2))
+    with deadline(60, "the resource check"), pytest.raises(ResourceMismatchError, match="no node has room for a"):
+        ds.count()
 
 
 @pytest.mark.slow

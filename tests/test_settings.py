@@ -82,6 +82,8 @@ def test_environment_overrides_each_stage(monkeypatch):
         ("WORKSHOP_IMAGE_GPUS", "inf", "not a finite number"),
         ("WORKSHOP_ACTOR_CPUS", "1e400", "not a finite number"),
         ("WORKSHOP_NUM_GPUS", "1.5", "not a whole number"),  # Ray declares whole GPUs only
+        ("WORKSHOP_LLM_GPUS", "1.5", (r"share of one GPU \(up to 1\) or whole GPUs per actor; use e.g. "
+                                      "WORKSHOP_LLM_GPUS=1 or WORKSHOP_LLM_GPUS=2")),
         ("WORKSHOP_STORAGE", "gs://bucket/x", "S3 location"),
     ],
 )

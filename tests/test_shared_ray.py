@@ -128,6 +128,29 @@ def test_lessons_share_one_ray_which_survives_nothing_it_should_not_and_stops_wh
     assert ray.get(ray.remote(lambda: "still here").remote(), timeout=120) == "still here"
 
 
+def test_a_size_set_after_the_shared_ray_started_says_how_to_start_it_again(ray_dir):
+    """A learner told to set WORKSHOP_NUM_GPUS restarts a lesson's kernel: the shared Ray, sized by the
+    first lesson, keeps its GPUs, so the lesson says so instead of joining it and failing its check again."""
+    env = {k: v for k, v in lesson_env().items() if k not in ("WORKSHOP_NUM_GPUS", "WORKSHOP_NUM_CPUS")}
+    with deadline(300, "a lesson with another size beside the shared Ray"):
+        first = open_lesson(env)
+        try:
+            read_until_answer(first)
+            gpus = subprocess.run(
+                [sys.executable, "-c", ("import helpers, ray; helpers.start(quiet=True); "
+                                        "print(int(ray.cluster_resources()['GPU']))")],
+                env=env, capture_output=True, text=True, timeout=180, check=True).stdout.split()[-1]
+            more = subprocess.run([sys.executable, "-c", "import helpers; helpers.start()"],
+                                  env={**env, "WORKSHOP_NUM_GPUS": str(int(gpus) + 2)},
+                                  capture_output=True, text=True, timeout=180, check=False)
+        finally:
+            close(first)
+    assert more.returncode != 0
+    said = more.stderr.strip().splitlines()[-1]
+    assert f"WORKSHOP_NUM_GPUS={int(gpus) + 2}, but it has {gpus} GPUs" in said, more.stderr[-2000:]
+    assert "helpers.stop_workshop_ray()" in said and "python -m helpers.workshop_ray stop" in said
+
+
 def test_stop_says_so_when_no_shared_ray_runs(ray_dir):
     """Stopping a running one is what the notebook tests' learners_ray fixture does at its end."""
     done = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], env=lesson_env(),

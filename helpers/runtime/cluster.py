@@ -213,6 +213,26 @@ def _join_shared_ray(settings: Settings) -> tuple[shared_ray.SharedRay, bool]:
     return shared, launched
 
 
+def check_shared_size(settings: Settings, resources: dict) -> None:
+    """Refuse a ``WORKSHOP_NUM_CPUS`` / ``WORKSHOP_NUM_GPUS`` that the shared Ray, already running, does not have.
+
+    The lessons share one Ray, sized by the first lesson that started it; a
+    size set later, for this lesson's kernel, cannot change it, and every
+    message that advises the variable would be given again and again.
+    """
+    asked = {"WORKSHOP_NUM_CPUS": (settings.num_cpus, "CPU"), "WORKSHOP_NUM_GPUS": (settings.num_gpus, "GPU")}
+    differ = [f"{name}={value:g}, but it has {resources.get(key, 0):g} {key}s"
+              for name, (value, key) in asked.items()
+              if value is not None and abs(resources.get(key, 0) - value) > 1e-6]
+    if differ:
+        raise SettingsError(
+            f"The workshop's Ray that the lessons share was already running, started by another lesson: "
+            f"{'; '.join(differ)}. A size applies when that Ray starts: stop it with "
+            "helpers.stop_workshop_ray() (the open lessons lose it; their next helpers.start() starts it again) "
+            "or python -m helpers.workshop_ray stop, then run helpers.start() again."
+        )
+
+
 #: How long a cluster's address may take to accept a connection before it counts as down.
 ADDRESS_PROBE_S = 3.0
 
@@ -403,13 +423,23 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     started_here = not address and shared is None
     resources = ray.cluster_resources()
     try:
+        if shared is not None and not launched:
+            check_shared_size(before_ray, resources)
         settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
                                                               resources.get("GPU"))
         lesson.check(settings)
         check_settings_fit(settings, cluster_nodes())
-    except ActionableError:
+    except ActionableError as err:
         if connected_here:
             ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
+        elif started_here and isinstance(err, SettingsError):
+            # A Ray this process started before start() is used as it is, and start() leaves it running:
+            # the fix the message names cannot apply to it.
+            raise SettingsError(
+                f"{err} Ray was already running in this kernel before helpers.start() (a ray.init() or a "
+                "ray.data call ran first), so it keeps the size it was started with: restart the kernel "
+                "(Kernel > Restart Kernel) and run helpers.start() before anything else."
+            ) from None
         raise
     context = ray.get_runtime_context()
     if started_here and ray_context is None:

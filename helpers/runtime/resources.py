@@ -112,38 +112,151 @@ _SEARCH_LIMIT = 20_000
 
 @dataclass(frozen=True)
 class Stranding:
-    """A placement Ray may choose in which one more actor of ``stage`` finds no GPU with room."""
+    """A placement Ray may choose in which one more actor (or a task) of ``stage`` finds no room.
+
+    ``slots`` lists what is placed, with what it uses: GPU by GPU when the
+    waiting one lacks a GPU share (``why="GPU"``), node by node when it lacks
+    its node share, the CPUs, memory or custom resources (``why="node"``).
+    """
 
     stage: StageRequest
-    gpus: tuple[tuple[str, tuple[StageRequest, ...]], ...]  # (GPU label, the actors on it) for each GPU in use
+    slots: tuple[tuple[str, tuple[StageRequest, ...], str], ...]  # (label, the actors there, what they use)
+    why: str = "GPU"
 
     def describe(self) -> str:
         """``GPU 1: 1 x A (0.6 used), GPU 2: 2 x B (0.8 used), and then the next A actor (0.6 GPU) finds ...``."""
-        if not self.gpus:
-            return f"even packed as tightly as possible, a {self.stage.name} actor finds no GPU with room"
+        unit = "actor" if self.stage.is_actor_pool else "task"
+        lacks = "no GPU with room" if self.why == "GPU" else f"no node with {_node_share(self.stage)} left"
+        if not self.slots:
+            return f"even packed as tightly as possible, one {self.stage.name} {unit} finds {lacks}"
 
-        def on_gpu(actors: tuple[StageRequest, ...]) -> str:
+        def counted(actors: tuple[StageRequest, ...]) -> str:
             counts = {stage: actors.count(stage) for stage in dict.fromkeys(actors)}
-            used = min(1.0, sum(stage.gpus for stage in actors))
-            return " + ".join(f"{n} x {stage.name}" for stage, n in counts.items()) + f" ({used:g} used)"
+            return " + ".join(f"{n} x {stage.name}" for stage, n in counts.items())
 
-        placed = ", ".join(f"{label}: {on_gpu(actors)}" for label, actors in self.gpus)
-        return (f"Ray may place {placed}, and then the next {self.stage.name} actor ({self.stage.gpus:g} GPU) "
-                "finds no GPU with room")
+        placed = ", ".join(f"{label}: {counted(actors)} ({used})" for label, actors, used in self.slots)
+        asks = f"{self.stage.gpus:g} GPU" if self.why == "GPU" else _node_share(self.stage)
+        which = "the next" if self.stage.is_actor_pool else "a"
+        return f"Ray may place {placed}, and then {which} {self.stage.name} {unit} ({asks}) finds {lacks}"
 
 
-def _gpu_labels(nodes: list[NodeCapacity]) -> list[tuple[int, str]]:
-    """(node index, label) for every GPU, e.g. ``GPU 1`` on one node, ``node 2 GPU 1`` on several."""
+def _node_share(stage: StageRequest) -> str:
+    """``2 CPUs and memory=4.0 GiB and resources={'x': 1}``: what one unit takes from its node, GPUs aside."""
+    parts = [f"{stage.cpus:g} CPUs"]
+    if stage.memory:
+        parts.append(f"memory={stage.memory / 2**30:.1f} GiB")
+    if stage.custom:
+        parts.append("resources={" + ", ".join(f"{name!r}: {amount:g}" for name, amount in stage.custom) + "}")
+    return " and ".join(parts)
+
+
+def _slot_labels(nodes: list[NodeCapacity]) -> list[tuple[int, str, bool]]:
+    """(node index, label, is a GPU) for every GPU, and one slot per node for what runs beside its GPUs.
+
+    Labels read ``GPU 1`` on one node and ``node 2 GPU 1`` on several; a node's
+    own slot reads ``node 2`` (``the node`` when there is one).
+    """
     gpu_nodes = [i for i, node in enumerate(nodes) if int(node.gpus + EPS)]
-    labels = []
-    for i in gpu_nodes:
-        for k in range(int(nodes[i].gpus + EPS)):
-            labels.append((i, f"GPU {k + 1}" if len(gpu_nodes) == 1 else f"node {i + 1} GPU {k + 1}"))
-    return labels
+    slots = []
+    for i, node in enumerate(nodes):
+        slots.append((i, f"node {i + 1}" if len(nodes) > 1 else "the node", False))
+        for k in range(int(node.gpus + EPS)):
+            slots.append((i, f"GPU {k + 1}" if len(gpu_nodes) == 1 else f"node {i + 1} GPU {k + 1}", True))
+    return slots
 
 
-def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stranding | None:
-    """Whether some placement of the GPU actor pools leaves an actor waiting forever.
+class _Packing:
+    """Actors placed on nodes and GPUs as Ray places them: what is used, and where one more unit may go.
+
+    A slot is one GPU, or a node's room beside its GPUs; an actor's CPUs,
+    memory and custom resources are taken from the node of its slot. Ray puts
+    a whole-GPU actor on free GPUs of one node and a fractional one on the GPU
+    of its node that it fills most (best fit), and picks the node itself, so
+    :meth:`options` yields every node with room and, there, the GPU Ray picks.
+    """
+
+    def __init__(self, actors: list[StageRequest], nodes: list[NodeCapacity]):
+        self.actors, self.nodes = actors, nodes
+        self.slots = _slot_labels(nodes)
+        self.node_of = [node for node, _, _ in self.slots]
+        self.is_gpu = [is_gpu for _, _, is_gpu in self.slots]
+        self.slots_on = {node: [k for k, on in enumerate(self.node_of) if on == node] for node in range(len(nodes))}
+        # Nodes that allow the same actors and have the same capacity are interchangeable in the search.
+        self.node_key = {node: (tuple(allows(capacity, stage) for stage in actors), _shape(capacity))
+                         for node, capacity in enumerate(nodes)}
+
+    def demand(self, stage: StageRequest) -> int:
+        return round(stage.gpus * _UNIT)
+
+    def node_has_room(self, placed: list[tuple[int, ...]], node: int, stage: StageRequest) -> bool:
+        """Whether ``node`` has the CPUs, memory and custom resources of one more ``stage`` beside ``placed``."""
+        on = [self.actors[i] for k in self.slots_on[node] for i in placed[k]]
+        capacity = self.nodes[node]
+        if sum(s.cpus for s in on) + stage.cpus > capacity.cpus + EPS:
+            return False
+        if stage.memory and sum(s.memory for s in on) + stage.memory > capacity.memory:
+            return False
+        have = dict(capacity.custom)
+        return all(sum(dict(s.custom).get(name, 0.0) for s in on) + amount <= have.get(name, 0.0) + EPS
+                   for name, amount in stage.custom)
+
+    def options(self, placed: list[tuple[int, ...]], stage: StageRequest, index: int):
+        """Every state with one more unit of ``stage`` (actor ``index``) placed where Ray may put it."""
+        demand = self.demand(stage)
+        for node, mine in self.slots_on.items():
+            if not allows(self.nodes[node], stage) or not self.node_has_room(placed, node, stage):
+                continue
+            if demand == 0:
+                k = next(k for k in mine if not self.is_gpu[k])
+            elif demand >= _UNIT:  # whole GPUs, all on one node
+                free = [k for k in mine if self.is_gpu[k] and not placed[k]]
+                if len(free) < -(-demand // _UNIT):
+                    continue
+                taken = free[: -(-demand // _UNIT)]
+                yield [(index,) if k in taken else slot for k, slot in enumerate(placed)]
+                continue
+            else:  # and there the GPU Ray picks: the fullest with room
+                room = [k for k in mine if self.is_gpu[k] and self.load(placed[k]) + demand <= _UNIT]
+                if not room:
+                    continue
+                k = max(room, key=lambda k: self.load(placed[k]))
+            yield [tuple(sorted((*slot, index))) if j == k else slot for j, slot in enumerate(placed)]
+
+    def gpu_room(self, placed: list[tuple[int, ...]], stage: StageRequest) -> bool:
+        """Whether some node ``stage`` may use has the GPU share of one unit free, its node share aside."""
+        return any(self._gpu_fits(placed, node, stage) for node in self.slots_on if allows(self.nodes[node], stage))
+
+    def _gpu_fits(self, placed, node: int, stage: StageRequest) -> bool:
+        demand = self.demand(stage)
+        mine = [k for k in self.slots_on[node] if self.is_gpu[k]]
+        if demand >= _UNIT:
+            return sum(not placed[k] for k in mine) >= -(-demand // _UNIT)
+        return demand == 0 or any(self.load(placed[k]) + demand <= _UNIT for k in mine)
+
+    def load(self, slot: tuple[int, ...]) -> int:
+        return sum(self.demand(self.actors[i]) for i in slot)
+
+    def stranding(self, placed: list[tuple[int, ...]], stage: StageRequest) -> Stranding:
+        """What ``placed`` holds, told the way that shows why ``stage`` finds no room."""
+        if not self.gpu_room(placed, stage):
+            return Stranding(stage, tuple(
+                (label, actors, f"{min(1.0, sum(actor.gpus for actor in actors)):g} used")
+                for (_, label, is_gpu), slot in zip(self.slots, placed) if slot and is_gpu
+                for actors in (tuple(self.actors[j] for j in slot),)
+            ), "GPU")
+        per_node = []
+        for node in dict.fromkeys(self.node_of):
+            actors = tuple(self.actors[j] for k, slot in enumerate(placed) if self.node_of[k] == node for j in slot)
+            if actors:
+                label = f"node {node + 1}" if len(self.nodes) > 1 else "the node"
+                used = f"{sum(actor.cpus for actor in actors):g} of {self.nodes[node].cpus:g} CPUs used"
+                per_node.append((label, actors, used))
+        return Stranding(stage, tuple(per_node), "node")
+
+
+def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity],
+                   tasks: list[StageRequest] = ()) -> Stranding | None:
+    """Whether some placement of the actor pools leaves an actor, or one task beside them, waiting forever.
 
     Ray 2.60's raylet puts a fractional actor on the GPU of its node where it
     leaves the least room (best fit), and a whole-GPU actor on free GPUs, in
@@ -158,60 +271,46 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
     first; 4 x 0.5 pass in every order, and so do 1 x 1.0 and 2 x 0.5 (the
     second half joins the first on its GPU).
 
-    GPUs on different nodes never pool: an actor's share is on one GPU, and a
-    whole-GPU actor's GPUs are on one node; an actor goes only to the nodes its
-    custom resources and label selector allow. Returns the first stranding
-    found with the fewest actors placed, or None when every placement fits.
+    An actor's GPU share, CPUs, memory and custom resources are all on one
+    node: a CPU-only head's CPUs do not help an actor on a GPU worker, and two
+    pools whose actors take every CPU of the GPU nodes leave a third none. An
+    actor goes only to the nodes its custom resources and label selector
+    allow. Once every actor is placed, one task of each of ``tasks`` must
+    still find room: a GPU task beside pools that hold every GPU waits for
+    them, and they wait for its output (measured on Ray 2.60).
+
+    Returns the first stranding found with the fewest actors placed, or None
+    when every placement fits.
     """
-    actors = [stage for stage in pools if stage.gpus > 0]
-    demand = [round(stage.gpus * _UNIT) for stage in actors]
-    labels = _gpu_labels(nodes)
-    node_of = [node for node, _ in labels]
-    # Which actors may use each node: nodes that differ in it are not interchangeable.
-    may_use = {node: tuple(allows(nodes[node], stage) for stage in actors) for node in node_of}
+    actors = [stage for stage in pools if stage.is_actor_pool]
+    tasks = [stage for stage in tasks if not stage.is_actor_pool]
+    packing = _Packing(actors, nodes)
 
-    def whole(i: int) -> int:
-        return -(-demand[i] // _UNIT)
+    def placed_units(state: list[tuple[int, ...]], i: int) -> int:
+        on_slots = sum(slot.count(i) for slot in state)
+        whole = -(-packing.demand(actors[i]) // _UNIT)
+        return on_slots // whole if packing.demand(actors[i]) >= _UNIT else on_slots
 
-    def load(gpu: tuple[int, ...]) -> int:
-        return sum(demand[i] for i in gpu)
+    def canonical(state: list[tuple[int, ...]]) -> tuple:
+        # A node's GPUs are interchangeable, and so are nodes that allow the same actors and hold the same.
+        return tuple(sorted(
+            (packing.node_key[node], state[slots[0]], tuple(sorted(state[k] for k in slots[1:])))
+            for node, slots in packing.slots_on.items()
+        ))
 
-    def canonical(gpus: list[tuple[int, ...]]) -> tuple:
-        # GPUs of one node are interchangeable, and so are nodes with the same GPUs in use.
-        per_node = {}
-        for node, gpu in zip(node_of, gpus):
-            per_node.setdefault(node, []).append(gpu)
-        return tuple(sorted((may_use[node], tuple(sorted(node_gpus))) for node, node_gpus in per_node.items()))
-
-    def placements(gpus: list[tuple[int, ...]], i: int):
-        if demand[i] >= _UNIT:  # whole GPUs, all on one node
-            for node in (node for node in dict.fromkeys(node_of) if may_use[node][i]):
-                free = [k for k, gpu in enumerate(gpus) if node_of[k] == node and not gpu]
-                if len(free) >= whole(i):
-                    taken = free[: whole(i)]
-                    yield [(i,) if k in taken else gpu for k, gpu in enumerate(gpus)]
-            return
-        for node in (node for node in dict.fromkeys(node_of) if may_use[node][i]):  # and there the GPU Ray picks:
-            room = [k for k, gpu in enumerate(gpus) if node_of[k] == node and load(gpu) + demand[i] <= _UNIT]
-            if room:  # the fullest with room
-                k = max(room, key=lambda k: load(gpus[k]))
-                yield [tuple(sorted((*gpus[k], i))) if j == k else other for j, other in enumerate(gpus)]
-
-    def placed(gpus: list[tuple[int, ...]], i: int) -> int:
-        on_gpus = sum(gpu.count(i) for gpu in gpus)
-        return on_gpus // whole(i) if demand[i] >= _UNIT else on_gpus
-
-    start = [()] * len(labels)
+    start = [()] * len(packing.slots)
     frontier, seen = [start], {canonical(start)}
     while frontier:  # breadth first: the stranding with the fewest actors placed reads best
         following = []
-        for gpus in frontier:
-            waiting = [i for i, stage in enumerate(actors) if placed(gpus, i) < stage.units]
+        for state in frontier:
+            waiting = [i for i, stage in enumerate(actors) if placed_units(state, i) < stage.units]
+            for task in tasks if not waiting else ():
+                if not any(True for _ in packing.options(state, task, -1)):
+                    return packing.stranding(state, task)
             for i in waiting:
-                options = list(placements(gpus, i))
+                options = list(packing.options(state, actors[i], i))
                 if not options:
-                    used = tuple((label, tuple(actors[j] for j in gpu)) for (_, label), gpu in zip(labels, gpus) if gpu)
-                    return Stranding(actors[i], used)
+                    return packing.stranding(state, actors[i])
                 for option in options:
                     key = canonical(option)
                     if key not in seen:
@@ -219,45 +318,45 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity]) -> Stra
                         following.append(option)
             if len(seen) > _SEARCH_LIMIT:
                 log.debug("packing search stopped after %d placements; first-fit decides", len(seen))
-                blocked = _first_fit(actors, nodes)
-                return None if blocked is None else Stranding(blocked, ())
+                return _first_fit(actors, nodes, tasks)
         frontier = following
     return None
 
 
-def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity]) -> StageRequest | None:
-    """First-fit-decreasing packing, the tightest placement: the stage it cannot place, or None."""
-    node_of = [node for node, _ in _gpu_labels(nodes)]
-    gpus = [1.0] * len(node_of)
-    units = sorted(
-        ((stage.gpus, stage) for stage in requests if stage.gpus > 0 for _ in range(stage.units)),
-        key=lambda item: item[0],
-        reverse=True,
-    )
-    for amount, stage in units:
-        usable = {i for i, node in enumerate(node_of) if allows(nodes[node], stage)}
-        if amount >= 1 - EPS:  # whole GPUs, all on one node
-            whole = math.ceil(amount - EPS)
-            for node in dict.fromkeys(node_of):
-                free = [i for i, left in enumerate(gpus) if node_of[i] == node and left >= 1 - EPS and i in usable]
-                if len(free) >= whole:
-                    for i in free[:whole]:
-                        gpus[i] = 0.0
-                    break
-            else:
-                return stage
-            continue
-        for i, left in enumerate(gpus):
-            if left >= amount - EPS and i in usable:
-                gpus[i] = left - amount
-                break
-        else:
-            return stage
+def _shape(node: NodeCapacity) -> tuple:
+    """A node's capacity as a tuple that sorts."""
+    return node.cpus, node.gpus, node.memory, node.custom, node.labels
+
+
+def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity],
+               tasks: list[StageRequest] = ()) -> Stranding | None:
+    """First-fit-decreasing packing, the tightest placement: what it cannot place, or None.
+
+    Actors go largest GPU share first, then most CPUs, each to the first node
+    with room; then one task of each of ``tasks`` must find room beside them.
+    """
+    actors = [stage for stage in requests if stage.is_actor_pool]
+    packing = _Packing(actors, nodes)
+    state = [()] * len(packing.slots)
+    order = sorted(((i, stage) for i, stage in enumerate(actors) for _ in range(stage.units)),
+                   key=lambda item: (item[1].gpus, item[1].cpus), reverse=True)
+    for i, stage in order:
+        option = next(packing.options(state, stage, i), None)
+        if option is None:
+            return Stranding(stage, (), "node" if packing.gpu_room(state, stage) else "GPU")
+        state = option
+    for task in tasks:
+        if not task.is_actor_pool and next(packing.options(state, task, -1), None) is None:
+            return Stranding(task, (), "node" if packing.gpu_room(state, task) else "GPU")
     return None
 
 
 def _packing_fix(pools: list[StageRequest], nodes: list[NodeCapacity], stranding: Stranding) -> str:
     """Equal shares that divide a GPU evenly, when they fit in every placement; else the stage's own fix."""
+    if not stranding.stage.is_actor_pool:
+        return _task_fix(pools)
+    if stranding.why == "node":
+        return _node_fix(stranding.stage)
     shared = [stage for stage in pools if 0 < stage.gpus < 1]
     free_gpus = sum(int(node.gpus + EPS) for node in nodes) - sum(
         stage.units * math.ceil(stage.gpus) for stage in pools if stage.gpus >= 1)
@@ -382,24 +481,7 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
     _check_pools_with_custom_resources(requests, nodes)
 
     pools = [stage for stage in requests if stage.is_actor_pool]
-    wanted_gpus = sum(stage.units * stage.gpus for stage in pools)
-    detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
-    blocked = _first_fit(pools, nodes)
-    if blocked is not None:
-        usable = [node for node in nodes if allows(node, blocked)]
-        only = (f"; {blocked.name} may use only the {sum(int(node.gpus + EPS) for node in usable)} GPU(s) of the "
-                f"{len(usable)} node(s) that meet its {what_it_asks(blocked)}") if len(usable) < len(nodes) else ""
-        raise ResourceMismatchError(
-            f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}{only}, "
-            f"so {blocked.name} would wait forever. Fix: {_fix_hint(blocked)}."
-        )
-    stranding = find_stranding(pools, nodes)
-    if stranding is not None:
-        raise ResourceMismatchError(
-            f"The actor pools' GPU shares ({detail}) fit only with a lucky placement: "
-            f"{stranding.describe()} and waits forever. Fix: {_packing_fix(pools, nodes, stranding)}."
-        )
-
+    tasks = [stage for stage in requests if not stage.is_actor_pool]
     pool_memory = sum(stage.units * stage.memory for stage in pools)
     total_memory = sum(node.memory for node in nodes)
     if pool_memory > total_memory:
@@ -409,15 +491,65 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
             f"offers Ray {total_memory / 2**30:.1f} GiB, so they would wait forever. "
             "Fix: lower memory= or the pool size (ActorPoolStrategy(size=...))."
         )
-
     actor_cpus = sum(stage.units * stage.cpus for stage in pools)
-    has_tasks = any(not stage.is_actor_pool for stage in requests)
-    if actor_cpus > total_cpus - (CPUS_FOR_TASKS if has_tasks else 0) + EPS:
+    if actor_cpus > total_cpus - (CPUS_FOR_TASKS if tasks else 0) + EPS:
         busiest = max(pools, key=lambda s: s.units * s.cpus)
         raise ResourceMismatchError(
             f"The actor pools take {actor_cpus:g} CPUs and {have}: no CPU would be left for the "
             f"read and map tasks, so the pipeline would hang. Fix: {_fix_hint(busiest)}."
         )
+
+    detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
+    blocked = _first_fit(pools, nodes, tasks)
+    if blocked is not None:
+        raise ResourceMismatchError(_no_packing(blocked, pools, nodes, have, detail))
+    stranding = find_stranding(pools, nodes, tasks)
+    if stranding is not None:
+        shares = f"GPU shares ({detail})" if stranding.why == "GPU" else "actors"
+        raise ResourceMismatchError(
+            f"The actor pools' {shares} fit only with a lucky placement: "
+            f"{stranding.describe()} and waits forever. Fix: {_packing_fix(pools, nodes, stranding)}."
+        )
+
+
+def _no_packing(blocked: Stranding, pools: list[StageRequest], nodes: list[NodeCapacity], have: str,
+                detail: str) -> str:
+    """Why even the tightest packing leaves ``blocked.stage`` without room, and what to change."""
+    stage = blocked.stage
+    usable = [node for node in nodes if allows(node, stage)]
+    if not stage.is_actor_pool:
+        return (
+            f"Once the actor pools ({' and '.join(pool.name for pool in pools)}) have their actors, no node has room "
+            f"for a {stage.name} task ({stage.gpus:g} GPU(s) and {_node_share(stage)}): it would wait for the "
+            f"actors, and they for its output, forever. Fix: {_task_fix(pools)}."
+        )
+    if blocked.why == "GPU":
+        wanted_gpus = sum(pool.units * pool.gpus for pool in pools)
+        only = (f"; {stage.name} may use only the {sum(int(node.gpus + EPS) for node in usable)} GPU(s) of the "
+                f"{len(usable)} node(s) that meet its {what_it_asks(stage)}") if len(usable) < len(nodes) else ""
+        return (f"The actor pools ask for {wanted_gpus:g} GPUs in all ({detail}), but {have}{only}, "
+                f"so {stage.name} would wait forever. Fix: {_fix_hint(stage)}.")
+    shapes = ", ".join(f"node {i + 1}: {node.cpus:g} CPUs and {node.gpus:g} GPUs"
+                       for i, node in enumerate(nodes) if node in usable)
+    together = f"its GPU share and its {_node_share(stage)}" if stage.gpus else f"its {_node_share(stage)}"
+    return (
+        f"The actor pools' actors do not all fit on the nodes at once: each actor needs {together} on one "
+        f"node, and even packed as tightly as possible one {stage.name} actor finds no node with room "
+        f"({shapes}), so it would wait forever. Fix: {_node_fix(stage)}."
+    )
+
+
+def _task_fix(pools: list[StageRequest]) -> str:
+    """What to change when the actor pools leave a task no room."""
+    return (f"fewer actors or smaller num_gpus/num_cpus for {' and '.join(pool.name for pool in pools)}, so that "
+            "one task fits beside them")
+
+
+def _node_fix(stage: StageRequest) -> str:
+    """What to change when an actor's CPUs, beside its GPU share, find no node with room."""
+    return (f"lower compute=ActorPoolStrategy(size={stage.units}) or num_cpus={stage.cpus:g} for this stage, or "
+            f"start {'the GPU nodes' if stage.gpus else 'nodes'} with more CPUs (on one machine: "
+            "WORKSHOP_NUM_CPUS=<n> before helpers.start())")
 
 
 class ResourceGuard(ray_internals.execution_callback_base()):
@@ -486,7 +618,11 @@ def _misfit(settings, nodes: list[NodeCapacity]) -> str | None:
             pools = " and ".join(f"{s.units} {s.name} actor(s) of {s.gpus:g} GPU and {s.cpus:g} CPU each"
                                  for s in requests if s.is_actor_pool)
             actors = [s for s in requests if s.is_actor_pool]
-            stranding = None if _first_fit(actors, nodes) else find_stranding(actors, nodes)
+            tasks = [s for s in requests if not s.is_actor_pool]
+            tightest = _first_fit(actors, nodes, tasks)
+            # A lucky placement is told as Ray may make it; of no placement at all, only a node that lacks CPUs.
+            stranding = find_stranding(actors, nodes, tasks) if tightest is None else (
+                tightest if tightest.why == "node" else None)
             lucky = "" if stranding is None else f"; {stranding.describe()}"
             return (
                 f"{lessons} run {pools} at once, and this cluster has {sum(n.gpus for n in nodes):g} GPUs and "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import math
 import os
 import re
 import tempfile
@@ -163,6 +164,18 @@ def _env_number(name: str, default, kind: type = int, minimum: float = 1):
         raise SettingsError(f"{name}={raw.strip()} is below {minimum:g}; use e.g. {example}")
     if value == float("inf"):  # "inf" and "1e400" parse as floats; no count or share is infinite
         raise SettingsError(f"{name}={raw.strip()} is not a finite number; use e.g. {example}")
+    return value
+
+
+def _gpu_share(name: str, value: float) -> float:
+    """A GPU request Ray accepts: a share of one GPU (up to 1), or whole GPUs.
+
+    Ray refuses ``num_gpus=1.5`` only when the first actor is created, deep in
+    a lesson, with a message that does not name the variable.
+    """
+    if value > 1 and value != int(value):
+        raise SettingsError(f"{name}={value:g}: Ray takes a share of one GPU (up to 1) or whole GPUs per actor; "
+                            f"use e.g. {name}={math.floor(value):g} or {name}={math.ceil(value):g}")
     return value
 
 
@@ -341,7 +354,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
     scale = gpu_scale(cluster_gpus)
 
     def gpus(name: str, lesson_value: float) -> float:
-        return _env_number(name, round(lesson_value * scale, 3), float, minimum=0)
+        return _gpu_share(name, _env_number(name, round(lesson_value * scale, 3), float, minimum=0))
 
     image = StageSettings(
         model=_model_source(
