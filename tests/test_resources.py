@@ -107,7 +107,7 @@ def test_whole_gpu_pools():
 
 
 def test_one_gpu():
-    check_fits([READ, pool("Enhancer", 2, 0.3), pool("ImageGen", 2, 0.2)], ONE_GPU)  # lab 05's answer
+    check_fits([READ, pool("Enhancer", 2, 0.3), pool("ImageGen", 2, 0.2)], ONE_GPU)  # one of lab 05's answers
     assert "ask for 1.2 GPUs in all" in message([READ, pool("Enhancer", 2, 0.6)], ONE_GPU)
     assert "no node has that many" in message([READ, pool("ImageGen", 1, 2.0)], ONE_GPU)
 
