@@ -151,6 +151,26 @@ def test_a_size_set_after_the_shared_ray_started_says_how_to_start_it_again(ray_
     assert "helpers.stop_workshop_ray()" in said and "python -m helpers.workshop_ray stop" in said
 
 
+def test_a_lesson_whose_shared_ray_was_stopped_says_to_restart_its_kernel(ray_dir):
+    """Another lesson (or a terminal) stops the shared Ray while this one is open: any call into Ray would
+    wait until Ray ends the process (60 s, measured on Ray 2.60), so start() says so at once."""
+    code = (
+        "import subprocess, sys, helpers\n"
+        "from helpers.errors import SettingsError\n"
+        "helpers.start(quiet=True)\n"
+        "subprocess.run([sys.executable, '-m', 'helpers.workshop_ray', 'stop'], check=True, capture_output=True)\n"
+        "try:\n"
+        "    helpers.start()\n"
+        "except SettingsError as err:\n"
+        "    print('refused:', err, flush=True)\n"
+    )
+    with deadline(240, "a lesson after its shared Ray was stopped"):
+        done = subprocess.run([sys.executable, "-c", code], env=lesson_env(), capture_output=True, text=True,
+                              timeout=200, check=False)
+    assert "refused: The workshop's Ray that this lesson joined was stopped" in done.stdout, done.stderr[-2000:]
+    assert "restart it now (Kernel > Restart Kernel)" in done.stdout
+
+
 def test_stop_says_so_when_no_shared_ray_runs(ray_dir):
     """Stopping a running one is what the notebook tests' learners_ray fixture does at its end."""
     done = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], env=lesson_env(),

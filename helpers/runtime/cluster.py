@@ -385,6 +385,14 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     from helpers.runtime.resources import check_settings_fit, cluster_nodes
 
     if _session is not None and ray.is_initialized():
+        if _session.shared and shared_ray.running() is None:
+            # Every call into Ray would now wait for it, until Ray ends this process (60 s, measured).
+            raise SettingsError(
+                "The workshop's Ray that this lesson joined was stopped (helpers.stop_workshop_ray() or python -m "
+                "helpers.workshop_ray stop, in another lesson or a terminal), and Ray ends this kernel within about "
+                "a minute: restart it now (Kernel > Restart Kernel) and run the notebook from the top; the first "
+                "lesson to start again starts a new one."
+            )
         configure_data_context(workshop_ray=not _session.joined_a_cluster)
         if not quiet:
             print(_session.describe())
