@@ -292,6 +292,18 @@ def test_param_session_in_a_comprehension_or_an_inherited_method_is_found(param_
     assert status(outcome) == INCORRECT and "`Child.__call__` still reads `session`" in outcome.message
 
 
+def test_param_a_subclass_that_overrides_the_method_reading_session_is_correct(param_lab, joined, model_folder):
+    """The parent's ``__call__`` reads ``session``, but the subclass's own runs instead."""
+    source = READS_SESSION + (
+        "\n\nclass Overrides(ReadsSession):\n"
+        "    def __call__(self, batch):\n"
+        "        return GoodEnhancer.__call__(self, batch)\n"
+    )
+    cls = notebook_class(source, "Overrides")
+    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    assert status(outcome) == CORRECT, outcome.message
+
+
 def test_param_session_as_a_default_value_is_correct(param_lab, joined, model_folder):
     """A default read when the class is defined travels as a value: the methods read nothing from the notebook."""
     source = (

@@ -11,6 +11,7 @@ the suite's shared session (the ``session`` fixture); nothing loads a model.
 
 from __future__ import annotations
 
+import functools
 import io
 import signal
 import threading
@@ -303,16 +304,28 @@ def test_a_failed_write_removes_its_folder_also_when_a_cancelled_task_writes_a_f
     assert not sibling.exists()
 
 
+def _overwrite_two_files(memory):
+    """A lesson's ``mode="overwrite"`` of two files into ``bucket/out``, the hooks called as Ray's write calls them."""
+    from ray.data import SaveMode
+
+    from helpers.runtime.ray_internals import file_datasink_class
+
+    sink = file_datasink_class()("bucket/out", filesystem=memory, mode=SaveMode.OVERWRITE)
+    sink.on_write_start()
+    for name in ("a.parquet", "b.parquet"):
+        with memory.open_output_stream(f"{sink.path}/{name}") as out:
+            out.write(b"new")
+    return sink
+
+
 def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_copy(monkeypatch):
     """The copy into the emptied prefix fails (a dropped connection); the hooks are called as Ray's write calls them.
 
     Unit test with a simulated failure: pyarrow's ``copy_files`` is replaced by one that copies a file, then raises.
     """
     from pyarrow import fs
-    from ray.data import SaveMode
 
     from helpers.runtime.overwrite import KEEP_MARKER, ReplaceStoppedError, replace_only_when_complete
-    from helpers.runtime.ray_internals import file_datasink_class
 
     def copy_one_then_fail(source, destination, source_filesystem, destination_filesystem):
         first = min(info.path for info in source_filesystem.get_file_info(fs.FileSelector(source))
@@ -322,15 +335,7 @@ def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_cop
 
     replace_only_when_complete()
     memory = mock_filesystem({"bucket/out/old.parquet": b"old"})
-
-    def overwrite():
-        sink = file_datasink_class()("bucket/out", filesystem=memory, mode=SaveMode.OVERWRITE)
-        sink.on_write_start()
-        for name in ("a.parquet", "b.parquet"):
-            with memory.open_output_stream(f"{sink.path}/{name}") as out:
-                out.write(b"new")
-        return sink
-
+    overwrite = functools.partial(_overwrite_two_files, memory)
     sink = overwrite()
     sibling = sink.path
     monkeypatch.setattr(fs, "copy_files", copy_one_then_fail)
@@ -344,4 +349,33 @@ def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_cop
     retry = overwrite()
     assert sibling in listing(memory, "bucket"), "the next write's tidy-up deleted the only complete copy"
     retry.on_write_complete(None)
+    assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]
+
+
+def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(monkeypatch):
+    """The copy fails before its first file: the prefix is left empty, so the next overwrite has nothing earlier
+    to keep and takes Ray's own path; once it completes, the copy kept aside is no longer needed.
+
+    Unit test with a simulated failure: pyarrow's ``copy_files`` raises at once.
+    """
+    from types import SimpleNamespace
+
+    from pyarrow import fs
+
+    from helpers.runtime.overwrite import ReplaceStoppedError, replace_only_when_complete
+
+    def fail_at_once(*args, **kwargs):
+        raise OSError("connection reset")
+
+    replace_only_when_complete()
+    memory = mock_filesystem({"bucket/out/old.parquet": b"old"})
+    sink = _overwrite_two_files(memory)
+    monkeypatch.setattr(fs, "copy_files", fail_at_once)
+    with pytest.raises(ReplaceStoppedError):
+        sink.on_write_complete(None)
+    monkeypatch.undo()
+    assert not [path for path in listing(memory, "bucket") if path.startswith("bucket/out/")]
+    retry = _overwrite_two_files(memory)
+    assert retry.path.rstrip("/") == "bucket/out", "with nothing to keep, Ray writes in place"
+    retry.on_write_complete(SimpleNamespace(num_rows=2))
     assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]

@@ -157,8 +157,10 @@ def test_pools_that_take_every_cpu_of_the_gpu_node_leave_the_next_pool_no_actor(
     past 150 s (the first pool took both CPUs; the second got no actor); with 4 CPUs on the worker, 11.9 s."""
     head_and_worker = [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=2, gpus=2)]
     text = message([READ, pool("MapBatches(A)", 2, 0.5), pool("MapBatches(B)", 2, 0.5)], head_and_worker)
-    assert "each actor needs its GPU share and its 1 CPUs on one node" in text
-    assert "node 1: 8 CPUs and 0 GPUs, node 2: 2 CPUs and 2 GPUs" in text
+    assert "do not fit in every order Ray may start them (each actor needs its GPU share and its 1 CPUs on one " \
+           "node)" in text
+    assert "Ray may place node 2: 2 x MapBatches(A) (2 of 2 CPUs used), and then the next MapBatches(B) actor " \
+           "(1 CPUs) finds no node with 1 CPUs left" in text
     assert "start the GPU nodes with more CPUs" in text
     check_fits([READ, pool("MapBatches(A)", 2, 0.5), pool("MapBatches(B)", 2, 0.5)],
                [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=4, gpus=2)])
@@ -168,6 +170,21 @@ def test_actors_without_gpus_are_packed_per_node_too():
     text = message([READ, pool("Tokenizer", 3, 0.0, cpus=3)], [NodeCapacity(cpus=5, gpus=0)] * 2)
     assert "each actor needs its 3 CPUs on one node" in text and "start nodes with more CPUs" in text
     check_fits([READ, pool("Tokenizer", 2, 0.0, cpus=3)], [NodeCapacity(cpus=5, gpus=0)] * 2)
+
+
+def test_a_node_shortfall_is_told_as_a_placement_ray_may_choose():
+    """First-fit (largest share first) puts A on the 3-CPU node and strands B, though B there and A on the
+    2-CPU node would fit: the message shows what Ray may do, not a claim that nothing fits."""
+    nodes = [NodeCapacity(cpus=3, gpus=1), NodeCapacity(cpus=2, gpus=1), NodeCapacity(cpus=4, gpus=0)]
+    text = message([READ, pool("A", 1, 0.5, cpus=2), pool("B", 1, 0.4, cpus=3)], nodes)
+    assert "do not fit in every order Ray may start them" in text
+    assert "Ray may place node 1: 1 x A (2 of 3 CPUs used), and then the next B actor (3 CPUs) finds no node " \
+           "with 3 CPUs left" in text
+
+
+def test_an_actor_on_two_gpus_counts_its_cpus_once():
+    check_fits([READ, pool("Trainer", 2, 2.0, cpus=3)], [NodeCapacity(cpus=8, gpus=4)])
+    check_fits([READ, pool("Trainer", 1, 2.0, cpus=4)], [NodeCapacity(cpus=8, gpus=2)])
 
 
 def test_cpus_that_fit_only_in_a_lucky_order_are_refused():
@@ -189,6 +206,18 @@ def test_a_gpu_task_beside_pools_that_hold_every_gpu_is_refused():
     assert text.startswith("Once the actor pools (MapBatches(A)) have their actors, no node has room for a "
                            "MapBatches(<lambda>) task (0.5 GPU(s) and 1 CPUs)")
     check_fits([READ, pool("MapBatches(A)", 1, 1.0), gpu_task], ONE_NODE_TWO_GPUS)
+
+
+def test_an_image_share_beside_the_llm_that_ray_refuses_names_both_variables(lesson_settings, monkeypatch):
+    """WORKSHOP_IMAGE_GPUS=2 beside the LLM's 0.5 gives lesson 05's image actors 1.5 GPUs, which Ray refuses
+    only when the first actor starts."""
+    monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "2")
+    with pytest.raises(SettingsError) as err:
+        check_settings_fit(lesson_settings(8), [NodeCapacity(cpus=32, gpus=8)])
+    assert "WORKSHOP_IMAGE_GPUS=2 and WORKSHOP_LLM_GPUS=0.5" in str(err.value)
+    assert "e.g. WORKSHOP_LLM_GPUS=1." in str(err.value)
+    monkeypatch.setenv("WORKSHOP_LLM_GPUS", "1")
+    check_settings_fit(lesson_settings(8), [NodeCapacity(cpus=32, gpus=8)])
 
 
 def test_a_setting_that_takes_every_cpu_of_the_gpu_node_names_the_variable(lesson_settings, monkeypatch):

@@ -153,21 +153,27 @@ def test_a_size_set_after_the_shared_ray_started_says_how_to_start_it_again(ray_
 
 def test_a_lesson_whose_shared_ray_was_stopped_says_to_restart_its_kernel(ray_dir):
     """Another lesson (or a terminal) stops the shared Ray while this one is open: any call into Ray would
-    wait until Ray ends the process (60 s, measured on Ray 2.60), so start() says so at once."""
+    wait until Ray ends the process (60 s, measured on Ray 2.60), so start() says so at once, also once
+    a lesson has started a new shared Ray."""
     code = (
         "import subprocess, sys, helpers\n"
         "from helpers.errors import SettingsError\n"
         "helpers.start(quiet=True)\n"
         "subprocess.run([sys.executable, '-m', 'helpers.workshop_ray', 'stop'], check=True, capture_output=True)\n"
-        "try:\n"
-        "    helpers.start()\n"
-        "except SettingsError as err:\n"
-        "    print('refused:', err, flush=True)\n"
+        "for after in ('stopped', 'another lesson started a new one'):\n"
+        "    try:\n"
+        "        helpers.start()\n"
+        "    except SettingsError as err:\n"
+        "        print(after, 'refused:', err, flush=True)\n"
+        "    subprocess.run([sys.executable, '-c', 'import helpers; helpers.start(quiet=True)'], check=True,\n"
+        "                   capture_output=True)\n"
     )
     with deadline(240, "a lesson after its shared Ray was stopped"):
         done = subprocess.run([sys.executable, "-c", code], env=lesson_env(), capture_output=True, text=True,
                               timeout=200, check=False)
-    assert "refused: The workshop's Ray that this lesson joined was stopped" in done.stdout, done.stderr[-2000:]
+    for after in ("stopped", "another lesson started a new one"):
+        assert f"{after} refused: The workshop's Ray that this lesson joined was stopped" in done.stdout, \
+            done.stdout[-2000:] + done.stderr[-2000:]
     assert "restart it now (Kernel > Restart Kernel)" in done.stdout
 
 

@@ -67,13 +67,19 @@ def _reads_global(code, name: str) -> bool:
 
 
 def _methods_reading(cls: type, name: str) -> list[str]:
-    """The methods of ``cls`` (inherited ones too, but not ``object``'s) whose code reads the global ``name``."""
-    found = []
+    """The methods ``cls`` runs (its own and inherited ones, not ``object``'s) whose code reads the global ``name``.
+
+    A method a subclass overrides is not run, so only the lowest definition of each name counts.
+    """
+    found, seen = [], set()
     for klass in cls.__mro__[:-1]:
         for attr, value in vars(klass).items():
+            if attr in seen:
+                continue
+            seen.add(attr)
             function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
             code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
-            if code is not None and attr not in found and _reads_global(code, name):
+            if code is not None and _reads_global(code, name):
                 found.append(attr)
     return found
 

@@ -213,6 +213,16 @@ def _join_shared_ray(settings: Settings) -> tuple[shared_ray.SharedRay, bool]:
     return shared, launched
 
 
+#: The address of the shared Ray this process joined, as its record names it.
+_joined_shared: str | None = None
+
+
+def _same_shared_ray() -> bool:
+    """Whether the shared Ray this process joined still runs (not stopped, nor replaced by a new one)."""
+    current = shared_ray.running()
+    return current is not None and current.address == _joined_shared
+
+
 def check_shared_size(settings: Settings, resources: dict) -> None:
     """Refuse a ``WORKSHOP_NUM_CPUS`` / ``WORKSHOP_NUM_GPUS`` that the shared Ray, already running, does not have.
 
@@ -379,13 +389,13 @@ def settings_where_models_run(profile: str | None, joined: str | None, storage,
 
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     """Connect to Ray (or start it) and return the workshop :class:`Session`."""
-    global _session
+    global _session, _joined_shared
     import ray
 
     from helpers.runtime.resources import check_settings_fit, cluster_nodes
 
     if _session is not None and ray.is_initialized():
-        if _session.shared and shared_ray.running() is None:
+        if _session.shared and not _same_shared_ray():
             # Every call into Ray would now wait for it, until Ray ends this process (60 s, measured).
             raise SettingsError(
                 "The workshop's Ray that this lesson joined was stopped (helpers.stop_workshop_ray() or python -m "
@@ -418,6 +428,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     if connected_here:
         if shared is not None:
             ray.init(address=shared.address, runtime_env=_shared_runtime_env(shared), log_to_driver=True)
+            _joined_shared = shared.address
         elif address:
             check_cluster_answers(address)
             check_token(address)
@@ -436,18 +447,21 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
                                                               resources.get("GPU"))
         lesson.check(settings)
-        check_settings_fit(settings, cluster_nodes())
-    except ActionableError as err:
-        if connected_here:
-            ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
-        elif started_here and isinstance(err, SettingsError):
+        try:
+            check_settings_fit(settings, cluster_nodes())
+        except SettingsError as err:
+            if connected_here or not started_here:
+                raise
             # A Ray this process started before start() is used as it is, and start() leaves it running:
-            # the fix the message names cannot apply to it.
+            # the sizes the message names cannot apply to it.
             raise SettingsError(
                 f"{err} Ray was already running in this kernel before helpers.start() (a ray.init() or a "
                 "ray.data call ran first), so it keeps the size it was started with: restart the kernel "
                 "(Kernel > Restart Kernel) and run helpers.start() before anything else."
             ) from None
+    except ActionableError:
+        if connected_here:
+            ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
         raise
     context = ray.get_runtime_context()
     if started_here and ray_context is None:

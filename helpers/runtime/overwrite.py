@@ -94,7 +94,10 @@ def replace_only_when_complete() -> None:
     def on_write_complete(self, write_result):
         target = getattr(self, _TARGET, None)
         if target is None:
-            return complete(self, write_result)
+            result = complete(self, write_result)
+            if _overwrites(self):  # after a replace that stopped half-way the folder was empty: Ray's own path
+                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, kept=True)
+            return result
         try:
             _replace(self.filesystem, self.path, target)
         except ReplaceStoppedError:
@@ -121,11 +124,16 @@ def replace_only_when_complete() -> None:
     setattr(file_datasink, _INSTALLED, True)
 
 
-def _has_earlier_output(datasink) -> bool:
-    from pyarrow.fs import FileSelector, FileType
+def _overwrites(datasink) -> bool:
     from ray.data import SaveMode
 
-    if datasink.mode != SaveMode.OVERWRITE:
+    return datasink.mode == SaveMode.OVERWRITE
+
+
+def _has_earlier_output(datasink) -> bool:
+    from pyarrow.fs import FileSelector, FileType
+
+    if not _overwrites(datasink):
         return False
     if datasink.filesystem.get_file_info(datasink.path).type != FileType.Directory:
         return False  # nothing to keep (a file in the way is Ray's to report)

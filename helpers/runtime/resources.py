@@ -128,7 +128,7 @@ class Stranding:
         unit = "actor" if self.stage.is_actor_pool else "task"
         lacks = "no GPU with room" if self.why == "GPU" else f"no node with {_node_share(self.stage)} left"
         if not self.slots:
-            return f"even packed as tightly as possible, one {self.stage.name} {unit} finds {lacks}"
+            return f"placed largest first, one {self.stage.name} {unit} finds {lacks}"
 
         def counted(actors: tuple[StageRequest, ...]) -> str:
             counts = {stage: actors.count(stage) for stage in dict.fromkeys(actors)}
@@ -188,9 +188,22 @@ class _Packing:
     def demand(self, stage: StageRequest) -> int:
         return round(stage.gpus * _UNIT)
 
+    def on_node(self, placed: list[tuple[int, ...]], node: int) -> list[StageRequest]:
+        """The actors placed on ``node``, each once: an actor of two whole GPUs sits in two GPU slots."""
+        slots_per_actor = {}
+        for k in self.slots_on[node]:
+            for i in placed[k]:
+                slots_per_actor[i] = slots_per_actor.get(i, 0) + 1
+        return [self.actors[i] for i, slots in slots_per_actor.items()
+                for _ in range(slots // self.whole_gpus(self.actors[i]))]
+
+    def whole_gpus(self, stage: StageRequest) -> int:
+        """The GPU slots one actor of ``stage`` takes: its whole GPUs, or one (a share, or its node's room)."""
+        return max(1, -(-self.demand(stage) // _UNIT)) if self.demand(stage) >= _UNIT else 1
+
     def node_has_room(self, placed: list[tuple[int, ...]], node: int, stage: StageRequest) -> bool:
         """Whether ``node`` has the CPUs, memory and custom resources of one more ``stage`` beside ``placed``."""
-        on = [self.actors[i] for k in self.slots_on[node] for i in placed[k]]
+        on = self.on_node(placed, node)
         capacity = self.nodes[node]
         if sum(s.cpus for s in on) + stage.cpus > capacity.cpus + EPS:
             return False
@@ -245,8 +258,8 @@ class _Packing:
                 for actors in (tuple(self.actors[j] for j in slot),)
             ), "GPU")
         per_node = []
-        for node in dict.fromkeys(self.node_of):
-            actors = tuple(self.actors[j] for k, slot in enumerate(placed) if self.node_of[k] == node for j in slot)
+        for node in self.slots_on:
+            actors = tuple(self.on_node(placed, node))
             if actors:
                 label = f"node {node + 1}" if len(self.nodes) > 1 else "the node"
                 used = f"{sum(actor.cpus for actor in actors):g} of {self.nodes[node].cpus:g} CPUs used"
@@ -330,7 +343,11 @@ def _shape(node: NodeCapacity) -> tuple:
 
 def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity],
                tasks: list[StageRequest] = ()) -> Stranding | None:
-    """First-fit-decreasing packing, the tightest placement: what it cannot place, or None.
+    """First-fit-decreasing packing, one order Ray may follow: what it cannot place there, or None.
+
+    A shortfall here can happen in Ray. When it is a node's CPUs, memory or
+    resources, first-fit may have packed worse than another order would, so
+    :func:`check_fits` tells it through the placement :func:`find_stranding` finds.
 
     Actors go largest GPU share first, then most CPUs, each to the first node
     with room; then one task of each of ``tasks`` must find room beside them.
@@ -501,20 +518,32 @@ def check_fits(requests: list[StageRequest], nodes: list[NodeCapacity]) -> None:
 
     detail = ", ".join(f"{s.name}: {s.units} x {s.gpus:g}" for s in pools if s.gpus)
     blocked = _first_fit(pools, nodes, tasks)
-    if blocked is not None:
+    if blocked is not None and (blocked.why == "GPU" or not blocked.stage.is_actor_pool):
         raise ResourceMismatchError(_no_packing(blocked, pools, nodes, have, detail))
+    # Short of CPUs (or memory, or a resource) on a node: first-fit is not the tightest packing there,
+    # so the message tells a placement Ray may choose, found by the search.
     stranding = find_stranding(pools, nodes, tasks)
+    if stranding is None and blocked is not None:  # the search stopped at its limit
+        raise ResourceMismatchError(_no_packing(blocked, pools, nodes, have, detail))
     if stranding is not None:
         shares = f"GPU shares ({detail})" if stranding.why == "GPU" else "actors"
+        how = "fit only with a lucky placement" if blocked is None else (
+            f"do not fit in every order Ray may start them (each actor needs "
+            f"{_together(stranding.stage)} on one node)")
         raise ResourceMismatchError(
-            f"The actor pools' {shares} fit only with a lucky placement: "
+            f"The actor pools' {shares} {how}: "
             f"{stranding.describe()} and waits forever. Fix: {_packing_fix(pools, nodes, stranding)}."
         )
 
 
+def _together(stage: StageRequest) -> str:
+    """``its GPU share and its 2 CPUs``: what one actor of ``stage`` must find on a single node."""
+    return f"its GPU share and its {_node_share(stage)}" if stage.gpus else f"its {_node_share(stage)}"
+
+
 def _no_packing(blocked: Stranding, pools: list[StageRequest], nodes: list[NodeCapacity], have: str,
                 detail: str) -> str:
-    """Why even the tightest packing leaves ``blocked.stage`` without room, and what to change."""
+    """Why first-fit, largest first, leaves ``blocked.stage`` without room, and what to change."""
     stage = blocked.stage
     usable = [node for node in nodes if allows(node, stage)]
     if not stage.is_actor_pool:
@@ -531,10 +560,9 @@ def _no_packing(blocked: Stranding, pools: list[StageRequest], nodes: list[NodeC
                 f"so {stage.name} would wait forever. Fix: {_fix_hint(stage)}.")
     shapes = ", ".join(f"node {i + 1}: {node.cpus:g} CPUs and {node.gpus:g} GPUs"
                        for i, node in enumerate(nodes) if node in usable)
-    together = f"its GPU share and its {_node_share(stage)}" if stage.gpus else f"its {_node_share(stage)}"
     return (
-        f"The actor pools' actors do not all fit on the nodes at once: each actor needs {together} on one "
-        f"node, and even packed as tightly as possible one {stage.name} actor finds no node with room "
+        f"The actor pools' actors do not all fit on the nodes at once: each actor needs {_together(stage)} on "
+        f"one node, and placed largest first, one {stage.name} actor finds no node with room "
         f"({shapes}), so it would wait forever. Fix: {_node_fix(stage)}."
     )
 
@@ -619,10 +647,10 @@ def _misfit(settings, nodes: list[NodeCapacity]) -> str | None:
                                  for s in requests if s.is_actor_pool)
             actors = [s for s in requests if s.is_actor_pool]
             tasks = [s for s in requests if not s.is_actor_pool]
-            tightest = _first_fit(actors, nodes, tasks)
-            # A lucky placement is told as Ray may make it; of no placement at all, only a node that lacks CPUs.
-            stranding = find_stranding(actors, nodes, tasks) if tightest is None else (
-                tightest if tightest.why == "node" else None)
+            first_fit = _first_fit(actors, nodes, tasks)
+            # Told as Ray may place the actors, unless the GPUs alone fall short (the numbers say it).
+            stranding = None if first_fit is not None and first_fit.why == "GPU" else find_stranding(
+                actors, nodes, tasks)
             lucky = "" if stranding is None else f"; {stranding.describe()}"
             return (
                 f"{lessons} run {pools} at once, and this cluster has {sum(n.gpus for n in nodes):g} GPUs and "
@@ -672,6 +700,13 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
             f"WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g} {relation} WORKSHOP_IMAGE_GPUS="
             f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.5 GPU in the "
             "lessons), which would leave it no GPU. Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
+        )
+    if share > 1 and share != int(share):
+        raise SettingsError(
+            f"WORKSHOP_IMAGE_GPUS={settings.image.num_gpus:g} and WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g}: "
+            f"lessons 05-06 give each image actor the difference, {share:g} GPU, and Ray takes a share of one GPU "
+            "(up to 1) or whole GPUs per actor. Use values whose difference is at most 1 or a whole number, e.g. "
+            f"WORKSHOP_LLM_GPUS={settings.image.num_gpus - math.floor(share):g}."
         )
     problem = _misfit(settings, nodes)
     if problem is None:
