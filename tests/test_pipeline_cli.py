@@ -3,13 +3,15 @@
 The Ray runs are module-scoped fixtures, each run once and inspected by several
 tests: a run with the LLM on the first 12 animals (Ray's deprecation warnings
 raised as errors), a run of all 120 rows without the LLM, a re-run into the
-first run's folder, and a run on inputs whose ids only partly match. Bad inputs
+first run's folder, and a run on inputs whose ids only partly match (with blank
+lines and a prompt longer than the models read). Bad inputs
 must fail before Ray starts: exit status 2, one ``error:`` line on stderr, in a
 second or two.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -182,10 +184,18 @@ def rerun(limited_run, workdir, shared_ray) -> Run:
     return Run(proc, limited_run.output)
 
 
+#: Longer than the models read (MAX_PROMPT_CHARS, 1000): the summary counts the prompts cut.
+LONG_ANIMAL = "animal 9 " + "x" * 1000
+
+
 @pytest.fixture(scope="module")
 def unmatched_run(workdir) -> Run:
-    """The one run that starts (and stops) a local Ray of its own, as on a learner's laptop."""
-    animals = write_csv(workdir / "animals_1_10.csv", "id,animal", [f"{i},animal {i}" for i in range(1, 11)])
+    """The one run that starts (and stops) a local Ray of its own, as on a learner's laptop.
+
+    Its animals file has two lines with no data, and row 9's prompt is longer than the models read.
+    """
+    animal_rows = [f"{i},{LONG_ANIMAL if i == 9 else f'animal {i}'}" for i in range(1, 11)]
+    animals = write_csv(workdir / "animals_1_10.csv", "id,animal", [*animal_rows[:3], "", ",", *animal_rows[3:]])
     outfits = write_csv(workdir / "outfits_5_14.csv", "id,outfit", [f"{i},outfit {i}" for i in range(5, 15)])
     output = workdir / "unmatched"
     proc = run_cli("--animals", animals, "--outfits", outfits, "--output", output, "--no-enhance", **ONE_IMAGE_ACTOR)
@@ -203,24 +213,39 @@ def test_unmatched_ids_are_dropped_by_the_join(unmatched_run):
         "unmatched_animals": 4,
         "unmatched_outfits": 4,
     }
+    assert summary["left_out_by_limit"] == 0
     assert summary["parquet_rows"] == summary["png_files"] == summary["images"] == 6
     assert sorted(unmatched_run.table.column("id").to_pylist()) == list(range(5, 11))
     rows = {row["id"]: row for row in unmatched_run.table.to_pylist()}
     assert rows[7]["prompt"] == "animal 7 wearing a outfit 7"
+    assert rows[9]["original_prompt"] == f"{LONG_ANIMAL} wearing a outfit 9", "the Parquet keeps a long prompt whole"
     assert unmatched_run.png_names == sorted(f"{i}.png" for i in range(5, 11))
+
+
+@pytest.mark.slow
+@needs_models
+def test_skipped_lines_and_cut_prompts_are_counted_and_said(unmatched_run):
+    summary = unmatched_run.summary
+    assert summary["skipped_blank_lines"] == {"animals": 2, "outfits": 0}
+    assert summary["prompts_cut"] == 1
+    notes = [line for line in unmatched_run.proc.stderr.splitlines() if line.startswith("note: ")]
+    assert any("skipped 2 line(s) with no data" in line and "animals_1_10.csv" in line for line in notes), notes
+    assert any("1 prompt(s) longer than 1000 characters were cut" in line for line in notes), notes
 
 
 @pytest.mark.slow
 @needs_models
 def test_limited_run_counts(limited_run):
     summary = limited_run.summary
-    assert {k: summary[k] for k in ("animals", "outfits", "joined", "unmatched_animals", "unmatched_outfits")} == {
-        "animals": 12,
+    counted = ("animals", "outfits", "joined", "left_out_by_limit", "unmatched_animals", "unmatched_outfits")
+    assert {k: summary[k] for k in counted} == {
+        "animals": 120,
         "outfits": 120,
         "joined": 12,
+        "left_out_by_limit": 108,
         "unmatched_animals": 0,
-        "unmatched_outfits": 108,
-    }
+        "unmatched_outfits": 0,
+    }, "rows read, and the pairs --limit left out, which are not unmatched"
     assert summary["images"] == summary["parquet_rows"] == summary["png_files"] == 12
     assert summary["enhanced"] + summary["kept_original"] == 12
     assert summary["llm"] is True and summary["limit"] == 12
@@ -302,7 +327,8 @@ def test_full_run_without_llm(plain_run):
         "unmatched_animals": 0,
         "unmatched_outfits": 0,
     }
-    assert summary["enhanced"] == summary["kept_original"] == 0
+    assert summary["enhanced"] == 0 and summary["kept_original"] == 120, "without the LLM every prompt is kept"
+    assert summary["enhanced"] + summary["kept_original"] == summary["joined"]
     assert summary["images"] == summary["parquet_rows"] == summary["png_files"] == 120
     assert summary["llm"] is False and summary["limit"] is None
     table = plain_run.table
@@ -387,6 +413,8 @@ def inputs(tmp_path_factory) -> Path:
     write_csv(folder / "empty_prompt.csv", "id,outfit", ["1,hat", "2,  "])
     write_csv(folder / "other_ids.csv", "id,outfit", ["8,hat", "9,scarf"])
     write_csv(folder / "later_ids.csv", "id,outfit", ["2,scarf"])
+    (folder / "animals.csv.gz").write_bytes(gzip.compress(b"id,animal\n1,fox\n"))
+    write_csv(folder / "semicolons.csv", "id;animal", ["1;fox"])
     (folder / "a_file").write_text("not a folder")
     (folder / "someones_folder").mkdir()
     (folder / "someones_folder" / "thesis.tex").write_text("precious")
@@ -407,6 +435,8 @@ BAD_INPUTS = [
     ("duplicate id", "dup_id.csv", "outfits.csv", "out", ["dup_id.csv", "unique", "1 (lines 2, 3)"]),
     ("empty prompt", "animals.csv", "empty_prompt.csv", "out", ["empty_prompt.csv", "line 3", "empty 'outfit'"]),
     ("nothing joins", "animals.csv", "other_ids.csv", "out", ["other_ids.csv", "join is empty"]),
+    ("gzip file", "animals.csv.gz", "outfits.csv", "out", ["animals.csv.gz", "gzip", "decompress it"]),
+    ("semicolons", "semicolons.csv", "outfits.csv", "out", ["semicolons.csv", "separate them with commas"]),
     ("output is a file", "animals.csv", "outfits.csv", "a_file", ["a_file", "is a file"]),
     ("output under a file", "animals.csv", "outfits.csv", "a_file/out", ["a_file", "cannot write"]),
     ("output not ours", "animals.csv", "outfits.csv", "someones_folder", ["someones_folder", "thesis.tex"]),

@@ -5,13 +5,21 @@ Fast: small CSVs in ``tmp_path``, no Ray, no models.
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import io
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from helpers.errors import InputError
-from helpers.pipeline.inputs import ANIMALS_COLUMNS, OUTFITS_COLUMNS, match_report, read_table
+from helpers.models.safeguards import MAX_PROMPT_CHARS
+from helpers.pipeline.command import closing_notes, load_inputs
+from helpers.pipeline.inputs import ANIMALS_COLUMNS, OUTFITS_COLUMNS, match_report, read_input, read_table
+from helpers.pipeline.stages import count_long_prompts, expand_prompt
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -46,6 +54,7 @@ def test_repo_data_reads_with_typed_columns():
         "animals": 120,
         "outfits": 120,
         "joined": 120,
+        "left_out_by_limit": 0,
         "unmatched_animals": 0,
         "unmatched_outfits": 0,
     }
@@ -84,20 +93,57 @@ def test_byte_order_mark_is_accepted(tmp_path):
     assert read_animals(path).column("id").to_pylist() == [1]
 
 
-def test_match_report_counts_both_sides(tmp_path):
+def _animals_1_to_10_outfits_5_to_14(tmp_path):
+    """Two inputs that overlap on ids 5-10."""
     animals = read_animals(write(tmp_path, "id,animal\n" + "".join(f"{i},a{i}\n" for i in range(1, 11))))
     outfits = read_table(
         write(tmp_path, "id,outfit\n" + "".join(f"{i},o{i}\n" for i in range(5, 15)), "outfits.csv"),
         OUTFITS_COLUMNS,
         "outfits",
     )
+    return animals, outfits
+
+
+def test_match_report_counts_both_sides(tmp_path):
+    animals, outfits = _animals_1_to_10_outfits_5_to_14(tmp_path)
     assert match_report(animals, outfits) == {
         "animals": 10,
         "outfits": 10,
         "joined": 6,
+        "left_out_by_limit": 0,
         "unmatched_animals": 4,
         "unmatched_outfits": 4,
     }
+
+
+def test_pairs_a_limit_leaves_out_are_not_unmatched(tmp_path):
+    """Animals 1-10, outfits 5-14, the first 7 animals used: 3 pairs drawn (5-7), 3 left out (8-10)."""
+    animals, outfits = _animals_1_to_10_outfits_5_to_14(tmp_path)
+    report = match_report(animals, outfits, used_animals=animals.slice(0, 7))
+    assert report == {
+        "animals": 10,
+        "outfits": 10,
+        "joined": 3,
+        "left_out_by_limit": 3,
+        "unmatched_animals": 4,
+        "unmatched_outfits": 4,
+    }
+    for side in ("animals", "outfits"):
+        assert report[side] == report["joined"] + report["left_out_by_limit"] + report[f"unmatched_{side}"]
+
+
+def limited(limit: int | None, animals: Path = REPO_DATA / "animals.csv", outfits: Path = REPO_DATA / "outfits.csv"):
+    """What the pipeline command reads before Ray: ``load_inputs`` on two files, with ``--limit``."""
+    return load_inputs(argparse.Namespace(animals=animals, outfits=outfits, limit=limit))
+
+
+def test_limit_counts_what_was_read_and_what_it_left_out():
+    animals, _, report = limited(12)
+    assert animals.num_rows == 12
+    assert {k: report[k] for k in ("animals", "outfits", "joined", "left_out_by_limit")} == {
+        "animals": 120, "outfits": 120, "joined": 12, "left_out_by_limit": 108,
+    }  # fmt: skip
+    assert report["unmatched_animals"] == report["unmatched_outfits"] == 0, "their partners exist; --limit left them"
 
 
 # ---------------------------------------------------------------- bad files
@@ -192,6 +238,56 @@ def test_not_utf8(tmp_path):
     assert "not UTF-8" in error_of(path)
 
 
+def test_gzip_file_is_told_to_decompress(tmp_path):
+    path = tmp_path / "animals.csv.gz"
+    path.write_bytes(gzip.compress(b"id,animal\n1,fox\n"))
+    message = error_of(path)
+    assert "animals.csv.gz is a gzip-compressed file" in message and "decompress it" in message
+    assert "UTF-8 text" not in message
+
+
+def zipped(name: str, text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["animals.xlsx", "animals.zip"])
+def test_workbook_or_zip_is_told_to_export_csv(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(zipped("xl/worksheets/sheet1.xml", "<worksheet/>"))
+    message = error_of(path)
+    assert "zip archive" in message and "export it as CSV (comma-separated, UTF-8)" in message
+    assert "save it as UTF-8" not in message
+
+
+def test_old_xls_workbook_is_told_to_export_csv(tmp_path):
+    path = tmp_path / "animals.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))  # an OLE2 compound file's header
+    message = error_of(path)
+    assert "an .xls workbook" in message and "export it as CSV (comma-separated, UTF-8)" in message
+
+
+@pytest.mark.parametrize(("separator", "words"), [(";", "semicolons"), ("\t", "tabs")])
+def test_header_with_another_separator_is_told_to_use_commas(tmp_path, separator, words):
+    message = error_of(write(tmp_path, f"id{separator}animal\n1{separator}fox\n"))
+    assert f"separated by {words}" in message and "separate them with commas" in message
+    assert "id,animal" in message
+
+
+def test_header_names_are_stripped_as_values_are(tmp_path):
+    table = read_animals(write(tmp_path, "id ,animal \n1,fox\n2 , owl\n"))
+    assert table.column_names == ["id", "animal"]
+    assert table.column("id").to_pylist() == [1, 2] and table.column("animal").to_pylist() == ["fox", "owl"]
+
+
+def test_header_name_repeated_once_stripped_is_refused(tmp_path):
+    message = error_of(write(tmp_path, "id,animal,animal \n1,fox,owl\n"))
+    assert "'animal' appears 2 times" in message and "spaces around a name do not count" in message
+    assert "'animal '" in message and "keep one" in message
+
+
 def test_a_space_after_the_comma_is_not_part_of_the_field(tmp_path):
     """A hand-written CSV: ``id, animal`` and ``1, "fox, red"`` (a quoted field after a space)."""
     table = read_animals(write(tmp_path, 'id, animal\n1, "fox, red"\n2, owl\n'))
@@ -284,6 +380,23 @@ def test_lines_of_only_spaces_or_commas_are_skipped(tmp_path):
     assert table.column("id").to_pylist() == [1, 2]
 
 
+def test_skipped_lines_are_counted(tmp_path):
+    """Every line of the file is a row, the header, or counted as skipped: 1 + 2 + 5 = 8 lines."""
+    read = read_input(write(tmp_path, "id,animal\n1,fox\n   \n,\n \t, \n2,owl\n\n\n"), ANIMALS_COLUMNS, "animals")
+    assert read.table.num_rows == 2 and read.skipped_blank_lines == 5
+    assert read_input(REPO_DATA / "animals.csv", ANIMALS_COLUMNS, "animals").skipped_blank_lines == 0
+
+
+def test_skipped_lines_reach_the_summary_and_the_closing_lines(tmp_path):
+    animals = write(tmp_path, "id,animal\n1,fox\n\n,,\n2,owl\n")
+    outfits = write(tmp_path, "id,outfit\n1,hat\n2,scarf\n", "outfits.csv")
+    args = argparse.Namespace(animals=animals, outfits=outfits, limit=None)
+    _, _, report = load_inputs(args)
+    assert report["skipped_blank_lines"] == {"animals": 2, "outfits": 0}
+    notes = closing_notes(report, args)
+    assert notes == [f"note: skipped 2 line(s) with no data (blank, or only commas) in {animals}"]
+
+
 def test_header_with_only_blank_rows_has_no_rows(tmp_path):
     assert "no rows" in error_of(write(tmp_path, "id,animal\n\n,\n\n"))
 
@@ -291,3 +404,31 @@ def test_header_with_only_blank_rows_has_no_rows(tmp_path):
 def test_repeated_ids_name_real_lines(tmp_path):
     message = error_of(write(tmp_path, 'id,animal\n1,fox\n\n2,"red\nowl"\n1,cat\n'))
     assert "1 (lines 2, 6)" in message
+
+
+# ---------------------------------------------------------------- prompts the models cut
+
+
+def test_long_prompts_of_joined_rows_are_counted_before_ray(tmp_path):
+    """Row 2's prompt is one character too long, row 3's fits exactly, row 4 has no outfit and is not drawn."""
+    suffix = len(" wearing a hat")
+    animals = write(
+        tmp_path,
+        f"id,animal\n1,fox\n2,{'x' * (MAX_PROMPT_CHARS - suffix + 1)}\n3,{'y' * (MAX_PROMPT_CHARS - suffix)}\n"
+        f"4,{'z' * 5000}\n",
+    )
+    outfits = write(tmp_path, "id,outfit\n1,hat\n2,hat\n3,hat\n", "outfits.csv")
+    args = argparse.Namespace(animals=animals, outfits=outfits, limit=None)
+    animals_table, outfits_table, report = load_inputs(args)
+    assert report["prompts_cut"] == 1
+    assert "note: 1 prompt(s) longer than 1000 characters were cut" in " ".join(closing_notes(report, args))
+    batch = expand_prompt({"animal": np.array(["x" * (MAX_PROMPT_CHARS - suffix + 1)]), "outfit": np.array(["hat"])})
+    assert len(batch["prompt"][0]) == MAX_PROMPT_CHARS + 1, "the count and the stage build the same prompt"
+    assert count_long_prompts(animals_table.slice(0, 1), outfits_table) == 0, "only the rows the run draws count"
+
+
+def test_an_ordinary_run_has_no_closing_notes():
+    args = argparse.Namespace(animals=REPO_DATA / "animals.csv", outfits=REPO_DATA / "outfits.csv", limit=None)
+    _, _, report = load_inputs(args)
+    assert report["prompts_cut"] == 0 and report["skipped_blank_lines"] == {"animals": 0, "outfits": 0}
+    assert closing_notes(report, args) == []

@@ -26,13 +26,18 @@ workers write into a marked ``DIR.partial-<random>`` prefix, and the output
 prefix is replaced under the same ownership rule, with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
-read on each side, joined, unmatched on each side, enhanced and kept unchanged,
-images, Parquet rows and PNG files written, repeated ids, actor restarts,
-parts of redone batches removed, rows written per Ray node); Ray's
-own output is sent to stderr while the pipeline runs. A model worker that dies
-is restarted and its batch retried, a few times at most
-(:data:`helpers.pipeline.stages.MAX_ACTOR_RESTARTS`); the run says so on stderr,
-and it fails rather than publish unless every joined row was written exactly once.
+read on each side, joined, left out by ``--limit``, unmatched on each side,
+blank lines skipped in each file, prompts cut to the models' length, enhanced
+and kept unchanged, images, Parquet rows and PNG files written, repeated ids,
+actor restarts, parts of redone batches removed, rows written per Ray node).
+The counts add up: ``animals == joined + left_out_by_limit + unmatched_animals``
+(the same for ``outfits``), and ``enhanced + kept_original == joined``, with
+or without the LLM. Skipped lines and cut prompts are also said on stderr
+when there are any. Ray's own output is sent to stderr while the pipeline
+runs. A model worker that dies is restarted and its batch retried, a few
+times at most (:data:`helpers.pipeline.stages.MAX_ACTOR_RESTARTS`); the run
+says so on stderr, and it fails rather than publish unless every joined row
+was written exactly once.
 """
 
 from __future__ import annotations
@@ -53,9 +58,10 @@ import numpy as np
 import pyarrow as pa
 
 from helpers.errors import InputError, ModelFolderError, PublishError, SettingsError
-from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_table
+from helpers.models.safeguards import MAX_PROMPT_CHARS
+from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_input
 from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, discard_partial, publish
-from helpers.pipeline.stages import build_pipeline, shared_gpu_settings
+from helpers.pipeline.stages import build_pipeline, count_long_prompts, shared_gpu_settings
 from helpers.pipeline.writer import (
     Written,
     check_written,
@@ -153,16 +159,23 @@ def _one_line(error: BaseException) -> str:
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
-    """Both inputs, checked, with ``--limit`` applied, and how they join."""
+    """Both inputs, checked, with ``--limit`` applied, and the counts of how they join.
+
+    The counts are taken on the whole files, so that ``--limit`` shows as the
+    pairs it left out, never as unmatched rows; ``prompts_cut`` counts the
+    prompts of the rows the run draws that the models will cut.
+    """
     with tempfile.TemporaryDirectory(prefix="workshop-inputs-") as scratch:
         # Inputs on S3 are fetched first: the checks (and their messages) read local files.
-        animals = read_table(_local(args.animals, Path(scratch, "animals")), ANIMALS_COLUMNS, "animals",
-                             shown_as=str(args.animals))
-        outfits = read_table(_local(args.outfits, Path(scratch, "outfits")), OUTFITS_COLUMNS, "outfits",
-                             shown_as=str(args.outfits))
+        animals_file = read_input(_local(args.animals, Path(scratch, "animals")), ANIMALS_COLUMNS, "animals",
+                                  shown_as=str(args.animals))
+        outfits_file = read_input(_local(args.outfits, Path(scratch, "outfits")), OUTFITS_COLUMNS, "outfits",
+                                  shown_as=str(args.outfits))
+    all_animals, outfits = animals_file.table, outfits_file.table
+    animals = all_animals
     if args.limit is not None:
         animals = animals.sort_by(KEY).slice(0, min(args.limit, animals.num_rows))
-    report = match_report(animals, outfits)
+    report = match_report(all_animals, outfits, used_animals=animals)
     if report["joined"] == 0 and args.limit is not None:
         raise InputError(
             f"no id of the first {args.limit} ids (--limit) of {args.animals} appears in {args.outfits}, so the join "
@@ -172,6 +185,11 @@ def load_inputs(args: argparse.Namespace) -> tuple[pa.Table, pa.Table, dict]:
         raise InputError(
             f"no id of {args.animals} appears in {args.outfits}, so the join is empty; rows are paired by equal ids"
         )
+    report["skipped_blank_lines"] = {
+        "animals": animals_file.skipped_blank_lines,
+        "outfits": outfits_file.skipped_blank_lines,
+    }
+    report["prompts_cut"] = count_long_prompts(animals, outfits)
     # The pipeline uses only the required columns; extra ones would collide in the join.
     return animals.select(list(ANIMALS_COLUMNS)), outfits.select(list(OUTFITS_COLUMNS)), report
 
@@ -203,8 +221,9 @@ def run(animals: pa.Table, outfits: pa.Table, partial: Path | StorageURI, enhanc
     counts["discarded_parts"] = discard_unlisted_parts(partial, parts.column("part").to_pylist())
     counts["actor_restarts"] = actor_restarts(ray.get_runtime_context().get_job_id())
     rows = counts.pop("rows")
-    # An empty LLM reply keeps the original prompt (see helpers.models.stages.Enhancer).
-    counts["kept_original"] = rows - counts["enhanced"] if enhance else 0
+    # Every prompt the LLM did not rewrite is drawn as it was: an empty reply keeps the
+    # original (helpers.models.stages.Enhancer), and without the LLM every prompt is kept.
+    counts["kept_original"] = rows - counts["enhanced"]
     return counts
 
 
@@ -272,6 +291,30 @@ def _miscounts(summary: dict, problems: tuple[str, ...] = ()) -> str | None:
     return ", ".join([*wrong, *problems]) or None
 
 
+def closing_notes(summary: dict, args: argparse.Namespace) -> list[str]:
+    """Lines for stderr about what the run changed or left out of the inputs without failing.
+
+    The JSON line has the numbers; these say them in words, so that skipped
+    lines and cut prompts are seen by someone who does not read the JSON.
+    """
+    notes = []
+    if summary.get("actor_restarts"):
+        notes.append(
+            f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "
+            f"all {summary['joined']} rows were written once"
+        )
+    inputs = {"animals": args.animals, "outfits": args.outfits}
+    for kind, skipped in summary["skipped_blank_lines"].items():
+        if skipped:
+            notes.append(f"note: skipped {skipped} line(s) with no data (blank, or only commas) in {inputs[kind]}")
+    if summary["prompts_cut"]:
+        notes.append(
+            f"note: {summary['prompts_cut']} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that "
+            "length for the models; original_prompt in the Parquet keeps them whole"
+        )
+    return notes
+
+
 def _untouched(output, existed: bool) -> str:
     """How the output stands after a run that did not publish."""
     return f"{output} was left as it was" if existed else f"nothing was written to {output}"
@@ -328,12 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         published = True
         if remote:  # after publishing: an interrupt while tidying up must not read as a failed publish
             remove_uploads(partial, output)
-        if summary["actor_restarts"]:
-            print(
-                f"note: Ray restarted a model actor {summary['actor_restarts']} time(s) and retried its batch; "
-                f"all {summary['joined']} rows were written once",
-                file=sys.stderr,
-            )
+        for note in closing_notes(summary, args):
+            print(note, file=sys.stderr)
     except KeyboardInterrupt:
         # publish() delivers an interrupt that came during its renames only once they are done.
         in_place = published or (not remote and _holds_summary(output, summary_text))

@@ -5,10 +5,14 @@ line that says which file, which column or row, and what to change, not after
 a minute of model loading with a 40-frame traceback. :func:`read_table` does
 every check the pipeline relies on:
 
-* the path is an existing, readable, non-empty file (not a folder);
+* the path is an existing, readable, non-empty file (not a folder), and
+  text rather than a compressed file or a spreadsheet workbook (its first
+  bytes are a gzip or zip signature: an ``.xlsx`` is a zip);
 * the header has every required column (a misspelling is pointed out with the
-  closest name found); extra columns are kept in the table and ignored by the
-  pipeline;
+  closest name found, a header separated by ``;`` or tabs is told to use
+  commas); names are compared without the spaces around them, so ``id ,animal``
+  reads, and a name that is then repeated is refused; extra columns are kept
+  in the table and ignored by the pipeline;
 * the file is well-formed CSV: every row has as many fields as the header,
   every quote (``"``) that opens a field closes it, right before a comma or
   the line's end (a quote inside quoted text is written ``""``);
@@ -28,7 +32,8 @@ The file is read once, as text, by Python's :mod:`csv` reader, so ids are
 checked here rather than guessed by a type inference. Non-ASCII text, emoji,
 quoted fields with commas and quoted line breaks are fine (the file must be
 UTF-8). Blank lines, and lines of only spaces and commas, hold no data and are
-skipped, as a spreadsheet's trailing empty rows are.
+skipped, as a spreadsheet's trailing empty rows are; :func:`read_input` says
+how many, so that the pipeline's summary accounts for every line of the file.
 
 Positions are given as ``line N (row M)``: *line* is the line a row starts on,
 counting the header as line 1, as an editor shows it (blank lines and quoted
@@ -41,6 +46,7 @@ import csv
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,6 +68,26 @@ FIELD_LIMIT = 1 << 20
 _LISTED = 5
 #: How much of a long value a message shows.
 _SHOWN = 40
+#: Leading bytes of files that are not CSV text, and what to do with each. An ``.xlsx`` (or ``.ods``) workbook
+#: is a zip archive; an ``.xls`` is an OLE2 compound file.
+_NOT_TEXT = (
+    (b"\x1f\x8b", "a gzip-compressed file", "decompress it (gunzip) and pass the .csv inside"),
+    (b"PK\x03\x04", "a zip archive (an .xlsx workbook is one)",
+     "export it as CSV (comma-separated, UTF-8) from the spreadsheet, or unzip it and pass the .csv inside"),
+    (b"PK\x05\x06", "an empty zip archive", "export it as CSV (comma-separated, UTF-8)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an .xls workbook",
+     "export it as CSV (comma-separated, UTF-8) from the spreadsheet"),
+)
+#: Separators a spreadsheet may export instead of the comma, as a message names them.
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs"}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One checked input: its table, and how many lines held no data and were skipped."""
+
+    table: pa.Table
+    skipped_blank_lines: int
 
 
 def _where(index: int, lines: list[int]) -> str:
@@ -96,6 +122,20 @@ def _check_path(path: Path, name: str, kind: str, example: str) -> None:
         raise InputError(
             f"{name} is empty (0 bytes); it needs a header line {example_header(kind)} and one row per line"
         )
+    _check_is_text(path, name)
+
+
+def _check_is_text(path: Path, name: str) -> None:
+    """Refuse a compressed file or a workbook by its first bytes.
+
+    Read as text, both fail as "not UTF-8", which sends the user to re-save the
+    encoding of a file whose problem is that it is not text at all.
+    """
+    with path.open("rb") as handle:
+        start = handle.read(8)
+    for magic, what, fix in _NOT_TEXT:
+        if start.startswith(magic):
+            raise InputError(f"{name} is {what}, not CSV text; {fix}")
 
 
 def example_header(kind: str) -> str:
@@ -104,6 +144,13 @@ def example_header(kind: str) -> str:
 
 
 def _missing_column_message(column: str, found: list[str], name: str, required: tuple[str, ...]) -> str:
+    separator = _other_separator(found)
+    if separator:
+        return (
+            f"column '{column}' is missing from {name} (found one column: {found[0]!r}); its columns are separated "
+            f"by {separator}: separate them with commas (in a spreadsheet, export as CSV, comma-separated), "
+            f"e.g. {','.join(required)}"
+        )
     by_case = [f for f in found if f.strip().lower() == column.lower()]
     close = by_case or difflib.get_close_matches(column, found, n=1, cutoff=0.6)
     if close:
@@ -118,9 +165,17 @@ def _missing_column_message(column: str, found: list[str], name: str, required: 
     )
 
 
-def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]:
-    """The header, the data rows and the line each row starts on, in one pass of Python's csv reader.
+def _other_separator(found: list[str]) -> str | None:
+    """The separator a one-column header was written with, when it is not the comma (``id;animal``)."""
+    if len(found) != 1:
+        return None
+    return next((words for char, words in _OTHER_SEPARATORS.items() if char in found[0]), None)
 
+
+def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int], int]:
+    """The header, the data rows, the line each row starts on and how many lines were skipped, in one pass.
+
+    A skipped line is one with no data (blank, or only spaces and commas).
     ``strict`` makes a quote that never closes an error instead of a field
     that silently swallows the rest of the file. The field limit is the
     reader's global setting, raised for this read only.
@@ -128,6 +183,7 @@ def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]
     header: list[str] = []
     rows: list[list[str]] = []
     lines: list[int] = []
+    skipped = 0
     start = 1  # the line the record being read starts on
     previous_limit = csv.field_size_limit(FIELD_LIMIT)
     try:
@@ -139,6 +195,8 @@ def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]
                 elif any(field.strip() for field in fields):
                     rows.append(fields)
                     lines.append(start)
+                else:
+                    skipped += 1
                 start = reader.line_num + 1
     except UnicodeDecodeError:
         raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
@@ -146,7 +204,7 @@ def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int]]
         raise InputError(_csv_message(name, start, str(err))) from None
     finally:
         csv.field_size_limit(previous_limit)
-    return header, rows, lines
+    return header, rows, lines, skipped
 
 
 def _csv_message(name: str, line: int, detail: str) -> str:
@@ -242,18 +300,24 @@ def read_table(path, required_columns: tuple[str, ...], kind: str, shown_as: str
     in messages (``"animals"``, ``"outfits"``); ``shown_as`` is the name the user
     gave, when ``path`` is a local copy of it (an ``s3://`` input).
     """
+    return read_input(path, required_columns, kind, shown_as).table
+
+
+def read_input(path, required_columns: tuple[str, ...], kind: str, shown_as: str | None = None) -> InputFile:
+    """:func:`read_table`, and how many lines of the file held no data and were skipped.
+
+    The pipeline's summary reports the skipped lines, so that every line of
+    an input is either a row or counted as skipped.
+    """
     path = Path(path)
     name = shown_as or str(path)
     example = f"data/{kind}.csv"
     _check_path(path, name, kind, example)
-    header, rows, lines = _read(path, name)
-    if not any(column.strip() for column in header):
+    raw_header, rows, lines, skipped = _read(path, name)
+    header = [column.strip() for column in raw_header]  # as the values are: `id ,animal` names `id`
+    if not any(header):
         raise InputError(f"{name} has no header line; the first line must be {','.join(required_columns)}")
-    for column in required_columns:
-        if column not in header:
-            raise InputError(_missing_column_message(column, header, name, required_columns))
-        if header.count(column) > 1:
-            raise InputError(f"{name}: column '{column}' appears {header.count(column)} times in the header; keep one")
+    _check_header(header, raw_header, name, required_columns)
 
     if not rows:
         raise InputError(f"{name} has a header but no rows; add one line per {kind[:-1] or kind} under the header")
@@ -265,17 +329,42 @@ def read_table(path, required_columns: tuple[str, ...], kind: str, shown_as: str
         at = header.index(column)
         values = columns[at]
         arrays[at] = _ids(values, lines, name) if column == KEY else _text(values, lines, column, name)
-    return pa.Table.from_arrays(arrays, names=header)
+    return InputFile(pa.Table.from_arrays(arrays, names=header), skipped)
 
 
-def match_report(animals: pa.Table, outfits: pa.Table) -> dict:
-    """How the two inputs join on ``id``: rows on each side, joined, and left without a partner."""
+def _check_header(header: list[str], raw_header: list[str], name: str, required: tuple[str, ...]) -> None:
+    """Every required column once in the (stripped) header, or an :class:`InputError` saying what to change."""
+    for column in required:
+        if column not in header:
+            raise InputError(_missing_column_message(column, header, name, required))
+        if header.count(column) > 1:
+            spelled = [raw for raw, stripped in zip(raw_header, header) if stripped == column]
+            shown = ", ".join(map(repr, spelled))
+            how = f" ({shown}: spaces around a name do not count)" if len(set(spelled)) > 1 else ""
+            raise InputError(
+                f"{name}: column '{column}' appears {header.count(column)} times in the header{how}; keep one"
+            )
+
+
+def match_report(animals: pa.Table, outfits: pa.Table, used_animals: pa.Table | None = None) -> dict:
+    """How the two inputs join on ``id``: rows read on each side, pairs joined, and ids left out or without a partner.
+
+    ``used_animals`` is the part of ``animals`` the run draws (``--limit``);
+    the pairs it leaves out are ``left_out_by_limit``, not unmatched: an
+    unmatched id has no partner in the other file at all. So every row read
+    is counted once: ``animals == joined + left_out_by_limit + unmatched_animals``,
+    and the same for ``outfits``.
+    """
     left = set(animals.column(KEY).to_pylist())
     right = set(outfits.column(KEY).to_pylist())
+    used = left if used_animals is None else set(used_animals.column(KEY).to_pylist())
+    pairs = left & right
+    joined = len(used & right)
     return {
         "animals": animals.num_rows,
         "outfits": outfits.num_rows,
-        "joined": len(left & right),
+        "joined": joined,
+        "left_out_by_limit": len(pairs) - joined,
         "unmatched_animals": len(left - right),
         "unmatched_outfits": len(right - left),
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.errors import StageRestartLimitError
+from helpers.models.safeguards import MAX_PROMPT_CHARS
 from helpers.pipeline.inputs import KEY
 from helpers.runtime.settings import Settings, image_gpus_beside_llm, with_stage
 
@@ -32,13 +33,32 @@ JOIN_PARTITIONS = 2
 MAX_ACTOR_RESTARTS = 3
 
 
+def prompt_text(animal: str, outfit: str) -> str:
+    """The prompt of one row, e.g. "A red fox wearing a straw hat": one place, for the stage and the driver's counts."""
+    return f"{animal} wearing a {outfit}"
+
+
 def expand_prompt(batch: dict) -> dict:
-    """Add ``prompt``: the animal wearing the outfit, e.g. "A red fox wearing a straw hat"."""
+    """Add ``prompt``: the animal wearing the outfit (:func:`prompt_text`)."""
     batch["prompt"] = np.array(
-        [f"{animal} wearing a {outfit}" for animal, outfit in zip(batch["animal"], batch["outfit"])],
+        [prompt_text(animal, outfit) for animal, outfit in zip(batch["animal"], batch["outfit"])],
         dtype=object,
     )
     return batch
+
+
+def count_long_prompts(animals, outfits, limit: int = MAX_PROMPT_CHARS) -> int:
+    """How many prompts of the joined rows are longer than ``limit`` (the models' ``MAX_PROMPT_CHARS``).
+
+    The model stages cut such a prompt and say so only in a worker's log; the
+    driver counts them here, from the two checked input tables (``pyarrow``)
+    before Ray starts, so that the run's summary says how many were cut. It
+    counts the prompts built from the inputs; the LLM's replies are bounded by
+    ``WORKSHOP_MAX_NEW_TOKENS`` instead.
+    """
+    outfit_of = dict(zip(outfits.column(KEY).to_pylist(), outfits.column("outfit").to_pylist()))
+    pairs = zip(animals.column(KEY).to_pylist(), animals.column("animal").to_pylist())
+    return sum(len(prompt_text(animal, outfit_of[key])) > limit for key, animal in pairs if key in outfit_of)
 
 
 def skip_enhancement(batch: dict) -> dict:
