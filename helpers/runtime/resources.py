@@ -675,6 +675,12 @@ def _with(settings, stages: tuple[str, ...], field: str, value):
     return settings
 
 
+def _ray_takes_share(settings) -> bool:
+    """Whether the image actors' share beside the LLM (lessons 05-06) is one Ray accepts: up to 1, or whole GPUs."""
+    share = image_gpus_beside_llm(settings)
+    return share <= 1 or share == int(share)
+
+
 def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None = None) -> None:
     """Refuse pool sizes no lesson could schedule here, naming the ``WORKSHOP_*`` variable and a value that fits.
 
@@ -701,20 +707,21 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
             f"{settings.image.num_gpus:g}: lessons 05-06 give each image actor the difference (1 - 0.5 GPU in the "
             "lessons), which would leave it no GPU. Use a WORKSHOP_LLM_GPUS below WORKSHOP_IMAGE_GPUS, or unset both."
         )
-    if share > 1 and share != int(share):
-        raise SettingsError(
-            f"WORKSHOP_IMAGE_GPUS={settings.image.num_gpus:g} and WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g}: "
-            f"lessons 05-06 give each image actor the difference, {share:g} GPU, and Ray takes a share of one GPU "
-            "(up to 1) or whole GPUs per actor. Use values whose difference is at most 1 or a whole number, e.g. "
-            f"WORKSHOP_LLM_GPUS={settings.image.num_gpus - math.floor(share):g}."
-        )
     problem = _misfit(settings, nodes)
     if problem is None:
+        if not _ray_takes_share(settings):  # what fits, with a share Ray refuses when the first actor starts
+            raise SettingsError(
+                f"WORKSHOP_IMAGE_GPUS={settings.image.num_gpus:g} and WORKSHOP_LLM_GPUS={settings.llm.num_gpus:g}: "
+                f"lessons 05-06 give each image actor the difference, {share:g} GPU, and Ray takes a share of one "
+                "GPU (up to 1) or whole GPUs per actor. Use values whose difference is at most 1 or a whole number, "
+                f"e.g. WORKSHOP_LLM_GPUS={settings.image.num_gpus - math.floor(share):g}."
+            )
         return
     for name, stages, field in sorted(POOL_SETTINGS, key=lambda knob: knob[0] not in chosen):
         now = getattr(getattr(settings, stages[0]), field)
         fits = next((value for value in _candidates(field, now, nodes)
-                     if _misfit(_with(settings, stages, field, value), nodes) is None), None)
+                     if _misfit(changed := _with(settings, stages, field, value), nodes) is None
+                     and _ray_takes_share(changed)), None)
         if fits is None:
             continue
         if name in chosen:
