@@ -150,6 +150,12 @@ def notebook_class(source, name):
     return namespace[name]
 
 
+def evaluate_notebook_class(lab, joined, model_folder, source, name):
+    """The lab's verdict on the class a notebook cell defines, in the lesson's pipeline."""
+    cls = notebook_class(source, name)
+    return lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+
+
 def seasonal(ds, cls, model, image_stage=True, prepare=True, **kwargs):
     import ray
 
@@ -287,8 +293,7 @@ def test_param_session_in_a_comprehension_or_an_inherited_method_is_found(param_
         "[session.settings.max_new_tokens for _ in batch[\"id\"]]",
         "[n for n in [session.settings.max_new_tokens] for _ in batch[\"id\"]]",
     ) + "\n\nclass Child(ReadsSession):\n    pass\n"
-    cls = notebook_class(source, "Child")
-    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    outcome = evaluate_notebook_class(param_lab, joined, model_folder, source, "Child")
     assert status(outcome) == INCORRECT and "`Child.__call__` still reads `session`" in outcome.message
 
 
@@ -299,8 +304,7 @@ def test_param_a_subclass_that_overrides_the_method_reading_session_is_correct(p
         "    def __call__(self, batch):\n"
         "        return GoodEnhancer.__call__(self, batch)\n"
     )
-    cls = notebook_class(source, "Overrides")
-    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    outcome = evaluate_notebook_class(param_lab, joined, model_folder, source, "Overrides")
     assert status(outcome) == CORRECT, outcome.message
 
 
@@ -312,8 +316,7 @@ def test_param_session_as_a_default_value_is_correct(param_lab, joined, model_fo
         "        super().__init__(model_name, prompt_column)\n"
         "        self.max_new_tokens = max_new_tokens\n"
     )
-    cls = notebook_class(source, "Defaulted")
-    outcome = param_lab.evaluate(enhancer_class=cls, pipeline=seasonal(joined, cls, model_folder))
+    outcome = evaluate_notebook_class(param_lab, joined, model_folder, source, "Defaulted")
     assert status(outcome) == CORRECT, outcome.message
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from helpers.errors import ActionableError, SettingsError
 from helpers.runtime import ray_internals, shared_ray
+from helpers.runtime.node_constraints import EPS
 from helpers.runtime.ports import answers, connection_error, is_host_port
 from helpers.runtime.preflight import check_nodes, check_token
 from helpers.runtime.probe import ProfileDecision, decide
@@ -233,7 +234,7 @@ def check_shared_size(settings: Settings, resources: dict) -> None:
     asked = {"WORKSHOP_NUM_CPUS": (settings.num_cpus, "CPU"), "WORKSHOP_NUM_GPUS": (settings.num_gpus, "GPU")}
     differ = [f"{name}={value:g}, but it has {resources.get(key, 0):g} {key}s"
               for name, (value, key) in asked.items()
-              if value is not None and abs(resources.get(key, 0) - value) > 1e-6]
+              if value is not None and abs(resources.get(key, 0) - value) > EPS]
     if differ:
         raise SettingsError(
             f"The workshop's Ray that the lessons share was already running, started by another lesson: "

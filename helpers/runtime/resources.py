@@ -30,7 +30,7 @@ from helpers.runtime.node_constraints import (
     custom_resources,
     what_it_asks,
 )
-from helpers.runtime.settings import image_gpus_beside_llm, with_stage
+from helpers.runtime.settings import image_gpus_beside_llm, ray_takes_gpus, with_stage
 
 #: Ray Data needs at least this many CPUs free of actors for read and map tasks.
 CPUS_FOR_TASKS = 1.0
@@ -199,7 +199,11 @@ class _Packing:
 
     def whole_gpus(self, stage: StageRequest) -> int:
         """The GPU slots one actor of ``stage`` takes: its whole GPUs, or one (a share, or its node's room)."""
-        return max(1, -(-self.demand(stage) // _UNIT)) if self.demand(stage) >= _UNIT else 1
+        return -(-self.demand(stage) // _UNIT) if self.demand(stage) >= _UNIT else 1
+
+    def why(self, placed: list[tuple[int, ...]], stage: StageRequest) -> str:
+        """What ``stage`` lacks beside ``placed`` when it finds no room: ``"GPU"``, or ``"node"`` (its node share)."""
+        return "node" if self.gpu_room(placed, stage) else "GPU"
 
     def node_has_room(self, placed: list[tuple[int, ...]], node: int, stage: StageRequest) -> bool:
         """Whether ``node`` has the CPUs, memory and custom resources of one more ``stage`` beside ``placed``."""
@@ -223,9 +227,9 @@ class _Packing:
                 k = next(k for k in mine if not self.is_gpu[k])
             elif demand >= _UNIT:  # whole GPUs, all on one node
                 free = [k for k in mine if self.is_gpu[k] and not placed[k]]
-                if len(free) < -(-demand // _UNIT):
+                if len(free) < self.whole_gpus(stage):
                     continue
-                taken = free[: -(-demand // _UNIT)]
+                taken = free[: self.whole_gpus(stage)]
                 yield [(index,) if k in taken else slot for k, slot in enumerate(placed)]
                 continue
             else:  # and there the GPU Ray picks: the fullest with room
@@ -243,7 +247,7 @@ class _Packing:
         demand = self.demand(stage)
         mine = [k for k in self.slots_on[node] if self.is_gpu[k]]
         if demand >= _UNIT:
-            return sum(not placed[k] for k in mine) >= -(-demand // _UNIT)
+            return sum(not placed[k] for k in mine) >= self.whole_gpus(stage)
         return demand == 0 or any(self.load(placed[k]) + demand <= _UNIT for k in mine)
 
     def load(self, slot: tuple[int, ...]) -> int:
@@ -251,7 +255,7 @@ class _Packing:
 
     def stranding(self, placed: list[tuple[int, ...]], stage: StageRequest) -> Stranding:
         """What ``placed`` holds, told the way that shows why ``stage`` finds no room."""
-        if not self.gpu_room(placed, stage):
+        if self.why(placed, stage) == "GPU":
             return Stranding(stage, tuple(
                 (label, actors, f"{min(1.0, sum(actor.gpus for actor in actors)):g} used")
                 for (_, label, is_gpu), slot in zip(self.slots, placed) if slot and is_gpu
@@ -261,7 +265,7 @@ class _Packing:
         for node in self.slots_on:
             actors = tuple(self.on_node(placed, node))
             if actors:
-                label = f"node {node + 1}" if len(self.nodes) > 1 else "the node"
+                label = self.slots[self.slots_on[node][0]][1]  # the node's own slot is its first
                 used = f"{sum(actor.cpus for actor in actors):g} of {self.nodes[node].cpus:g} CPUs used"
                 per_node.append((label, actors, used))
         return Stranding(stage, tuple(per_node), "node")
@@ -300,9 +304,7 @@ def find_stranding(pools: list[StageRequest], nodes: list[NodeCapacity],
     packing = _Packing(actors, nodes)
 
     def placed_units(state: list[tuple[int, ...]], i: int) -> int:
-        on_slots = sum(slot.count(i) for slot in state)
-        whole = -(-packing.demand(actors[i]) // _UNIT)
-        return on_slots // whole if packing.demand(actors[i]) >= _UNIT else on_slots
+        return sum(slot.count(i) for slot in state) // packing.whole_gpus(actors[i])
 
     def canonical(state: list[tuple[int, ...]]) -> tuple:
         # A node's GPUs are interchangeable, and so are nodes that allow the same actors and hold the same.
@@ -360,11 +362,11 @@ def _first_fit(requests: list[StageRequest], nodes: list[NodeCapacity],
     for i, stage in order:
         option = next(packing.options(state, stage, i), None)
         if option is None:
-            return Stranding(stage, (), "node" if packing.gpu_room(state, stage) else "GPU")
+            return Stranding(stage, (), packing.why(state, stage))
         state = option
     for task in tasks:
         if not task.is_actor_pool and next(packing.options(state, task, -1), None) is None:
-            return Stranding(task, (), "node" if packing.gpu_room(state, task) else "GPU")
+            return Stranding(task, (), packing.why(state, task))
     return None
 
 
@@ -676,9 +678,8 @@ def _with(settings, stages: tuple[str, ...], field: str, value):
 
 
 def _ray_takes_share(settings) -> bool:
-    """Whether the image actors' share beside the LLM (lessons 05-06) is one Ray accepts: up to 1, or whole GPUs."""
-    share = image_gpus_beside_llm(settings)
-    return share <= 1 or share == int(share)
+    """Whether Ray accepts the image actors' share beside the LLM (lessons 05-06)."""
+    return ray_takes_gpus(image_gpus_beside_llm(settings))
 
 
 def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None = None) -> None:

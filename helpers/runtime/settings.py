@@ -167,13 +167,18 @@ def _env_number(name: str, default, kind: type = int, minimum: float = 1):
     return value
 
 
-def _gpu_share(name: str, value: float) -> float:
-    """A GPU request Ray accepts: a share of one GPU (up to 1), or whole GPUs.
+def ray_takes_gpus(value: float) -> bool:
+    """Whether Ray accepts ``num_gpus=value`` per actor: a share of one GPU (up to 1), or whole GPUs.
 
     Ray refuses ``num_gpus=1.5`` only when the first actor is created, deep in
     a lesson, with a message that does not name the variable.
     """
-    if value > 1 and value != int(value):
+    return value <= 1 or value == int(value)
+
+
+def _gpu_share(name: str, value: float) -> float:
+    """``value`` of the variable ``name``, refused with the fix when Ray would not take it."""
+    if not ray_takes_gpus(value):
         raise SettingsError(f"{name}={value:g}: Ray takes a share of one GPU (up to 1) or whole GPUs per actor; "
                             f"use e.g. {name}={math.floor(value):g} or {name}={math.ceil(value):g}")
     return value
