@@ -19,7 +19,7 @@ import helpers
 from helpers.errors import StageOutOfMemoryError
 from helpers.models import safeguards
 from helpers.models.stages import ImageGen
-from helpers.runtime.settings import load_settings
+from helpers.runtime.settings import TINY_IMAGE_MODEL, load_settings
 from tests.test_pipeline_cli import STORAGE, needs_models
 
 #: Code lines (no docstring, comment or blank line) a learner reads in lesson 03.
@@ -159,13 +159,33 @@ def test_the_pipeline_writer_draws_and_writes_with_the_same_class(cpu_settings, 
     folder = mark_partial(tmp_path / "partial")
     writer = writes_where_it_draws(ImageGen)
     assert writer.__name__ == "ImageGen" and issubclass(writer, ImageGen)
+    prompts = np.array(["a fox wearing a hat", LONGER_THAN_CLIP_READS], dtype=object)
     batch = {
-        "id": np.array([7]), "animal": np.array(["fox"], dtype=object), "outfit": np.array(["hat"], dtype=object),
-        "prompt": np.array(["a fox wearing a hat"], dtype=object),
-        "original_prompt": np.array(["a fox wearing a hat"], dtype=object), "enhanced": np.array([False]),
+        "id": np.array([7, 8]), "animal": np.array(["fox", "owl"], dtype=object),
+        "outfit": np.array(["hat", "scarf"], dtype=object), "prompt": prompts, "original_prompt": prompts.copy(),
+        "enhanced": np.array([False, False]),
     }  # fmt: skip
-    writer(folder=folder)(batch)
+    row = writer(folder=folder)(batch)
     pngs = sorted(p.name for p in folder.rglob("*.png"))
     parts = list(folder.rglob("*.parquet"))
-    assert pngs == ["7.png"] and len(parts) == 1
+    assert pngs == ["7.png", "8.png"] and len(parts) == 1
     assert pq.read_table(parts[0]).column("image").to_pylist()[0].startswith(b"\x89PNG")
+    assert row.column("image_prompts_cut").to_pylist() == [1], "the long prompt is counted as read in part"
+
+
+#: Under MAX_PROMPT_CHARS, but longer than the 77 tokens the image model's text encoders read.
+LONGER_THAN_CLIP_READS = "a fox wearing " + "a hat with a feather, " * 20
+
+
+@needs_models
+def test_prompts_past_the_text_encoders_length_are_counted():
+    """With the tiny model's own tokenizer (as sdxl-turbo's, 77 tokens): what the pipeline would cut."""
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(STORAGE / "models" / TINY_IMAGE_MODEL / "tokenizer")
+    pipe = type("Pipe", (), {"tokenizer": tokenizer})()
+    assert tokenizer.model_max_length == 77 and len(LONGER_THAN_CLIP_READS) < safeguards.MAX_PROMPT_CHARS
+    prompts = np.array(["a fox wearing a hat", LONGER_THAN_CLIP_READS, "x" * 5000], dtype=object)
+    assert safeguards.count_token_cuts(pipe, prompts) == 2
+    assert safeguards.count_token_cuts(pipe, prompts[:1]) == 0
+    assert safeguards.count_token_cuts(None, prompts) == 0, "a model without a tokenizer counts nothing"

@@ -35,6 +35,22 @@ def cut_long_prompts(prompts, stage: str, limit: int = MAX_PROMPT_CHARS) -> list
     return [t[:limit] for t in texts]
 
 
+def count_token_cuts(pipe, prompts, limit: int = MAX_PROMPT_CHARS) -> int:
+    """How many ``prompts`` are longer than the image model's text encoder reads (77 tokens for CLIP).
+
+    The pipeline's tokenizer drops the tokens past ``model_max_length`` and the
+    image shows only the beginning of such a prompt: an enhanced prompt often
+    runs past it. Counted as the pipeline tokenizes them (cut to ``limit``
+    characters first, as :func:`cut_long_prompts` does).
+    """
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None or len(prompts) == 0:
+        return 0
+    texts = [str(p)[:limit] for p in prompts]
+    lengths = [len(ids) for ids in tokenizer(texts, verbose=False).input_ids]
+    return sum(n > tokenizer.model_max_length for n in lengths)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """True for MemoryError and torch's out-of-memory errors (a RuntimeError subclass on CUDA)."""
     if isinstance(error, MemoryError):

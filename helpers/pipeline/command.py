@@ -312,6 +312,12 @@ def closing_notes(summary: dict, args: argparse.Namespace) -> list[str]:
             f"note: {summary['prompts_cut']} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that "
             "length for the models; original_prompt in the Parquet keeps them whole"
         )
+    if summary.get("image_prompts_cut"):
+        notes.append(
+            f"note: {summary['image_prompts_cut']} prompt(s) were longer than the image model reads (77 tokens for "
+            "sdxl-turbo's text encoders); their images show only the prompt's beginning, and the Parquet keeps "
+            "the prompt whole"
+        )
     return notes
 
 

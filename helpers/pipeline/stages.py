@@ -137,12 +137,14 @@ def writes_where_it_draws(stage_class: type) -> type:
 
     Its actors take the partial output as ``folder``, check that they reach
     it before the model loads (:func:`helpers.pipeline.writer.check_reachable`),
-    and return one small row per batch (:func:`helpers.pipeline.writer.write_part`).
+    and return one small row per batch (:func:`helpers.pipeline.writer.write_part`), which
+    also counts the prompts longer than the image model reads (``image_prompts_cut``).
     Writing in the image actor, not in a stage after it, keeps each picture
     on the GPU node that drew it until it goes to the shared storage: Ray Data
     runs a task stage after an actor stage as tasks of its own, which it may
     place on any node, the head included, and it would move every picture there.
     """
+    from helpers.models.safeguards import count_token_cuts
     from helpers.pipeline.writer import check_reachable, write_part
 
     def __init__(self, folder, *args, **kwargs):
@@ -151,7 +153,8 @@ def writes_where_it_draws(stage_class: type) -> type:
         stage_class.__init__(self, *args, **kwargs)
 
     def __call__(self, batch):
-        return write_part(encode_png(stage_class.__call__(self, batch)), self.folder)
+        token_cuts = count_token_cuts(getattr(self, "pipe", None), batch["prompt"])
+        return write_part(encode_png(stage_class.__call__(self, batch)), self.folder, image_prompts_cut=token_cuts)
 
     members = {"__init__": __init__, "__call__": __call__, "__doc__": stage_class.__doc__}
     return type(stage_class.__name__, (stage_class,), members)

@@ -60,6 +60,7 @@ PART_SCHEMA = pa.schema(
         ("rows", pa.int64()),
         ("enhanced", pa.int64()),
         ("images", pa.int64()),
+        ("image_prompts_cut", pa.int64()),
         ("node_id", pa.string()),
         ("host", pa.string()),
     ]
@@ -142,13 +143,14 @@ def _take_back(target_fs: fs.FileSystem, base: str, paths: list[str], whole: boo
             target_fs.delete_dir(base)
 
 
-def write_part(batch, folder: Path | str, images: bool = True) -> pa.Table:
+def write_part(batch, folder: Path | str, images: bool = True, image_prompts_cut: int = 0) -> pa.Table:
     """Write ``batch`` as a new Parquet part of ``folder``, its images as PNG files; return its :data:`PART_SCHEMA` row.
 
     The batch is cast to :data:`OUTPUT_SCHEMA`, so a column of the wrong type
     (say, pickled images) fails here instead of landing in the file.
     ``images=False`` is for batches without the ``image`` column (the
-    benchmark's LLM-only run). The PNG files are written before the part, so
+    benchmark's LLM-only run). ``image_prompts_cut`` is passed on to the row:
+    the image stage's count of prompts its model read only in part. The PNG files are written before the part, so
     a part in the folder means its pictures are there too. If the partial
     output's marker is gone afterwards, the run stopped meanwhile and is
     removing the folder: the files just written are taken back, so that a
@@ -174,7 +176,8 @@ def write_part(batch, folder: Path | str, images: bool = True) -> pa.Table:
     node, host = _this_process()
     return pa.table(
         {"part": [name], "rows": [table.num_rows], "enhanced": [sum(table.column("enhanced").to_pylist())],
-         "images": [len(written) - 1], "node_id": [node], "host": [host]},
+         "images": [len(written) - 1], "image_prompts_cut": [image_prompts_cut], "node_id": [node],
+         "host": [host]},
         schema=PART_SCHEMA,
     )
 
@@ -186,11 +189,11 @@ def collect_parts(batches: Iterable[pa.Table]) -> pa.Table:
 
 
 def part_counts(parts: pa.Table) -> dict:
-    """What the writers' rows say: ``rows``, ``enhanced``, ``images``, and ``written_on`` (rows per Ray node id)."""
+    """What the writers' rows say, summed, and ``written_on`` (rows per Ray node id)."""
     written_on: dict[str, int] = {}
     for node, rows in zip(parts.column("node_id").to_pylist(), parts.column("rows").to_pylist()):
         written_on[node] = written_on.get(node, 0) + rows
-    totals = {key: sum(parts.column(key).to_pylist()) for key in ("rows", "enhanced", "images")}
+    totals = {key: sum(parts.column(key).to_pylist()) for key in ("rows", "enhanced", "images", "image_prompts_cut")}
     return {**totals, "written_on": written_on}
 
 
