@@ -42,6 +42,19 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(scope="session")
+def built_models():
+    """Fail, naming the fix, when the CPU models that ``./setup.sh`` builds are not where the command looks.
+
+    Session-scoped so that it runs before the module fixtures that start pipeline runs.
+    """
+    from tests.test_pipeline_cli import MODELS, missing_models
+
+    missing = missing_models()
+    if missing:
+        pytest.fail(f"the CPU models are not built under {MODELS} (missing: {', '.join(missing[:3])}); run ./setup.sh")
+
+
 @contextlib.contextmanager
 def deadline(seconds: int, what: str):
     """Fail (instead of hanging CI) when the body runs longer than ``seconds``."""

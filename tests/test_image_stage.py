@@ -20,7 +20,7 @@ from helpers.errors import StageOutOfMemoryError
 from helpers.models import safeguards
 from helpers.models.stages import ImageGen
 from helpers.runtime.settings import TINY_IMAGE_MODEL, load_settings
-from tests.test_pipeline_cli import STORAGE, needs_models
+from tests.test_pipeline_cli import MODELS, STORAGE, needs_models
 
 #: Code lines (no docstring, comment or blank line) a learner reads in lesson 03.
 MAX_CLASS_LINES = 15
@@ -182,7 +182,7 @@ def test_prompts_past_the_text_encoders_length_are_counted():
     """With the tiny model's own tokenizer (as sdxl-turbo's, 77 tokens): what the pipeline would cut."""
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(STORAGE / "models" / TINY_IMAGE_MODEL / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(MODELS / TINY_IMAGE_MODEL / "tokenizer")
     pipe = type("Pipe", (), {"tokenizer": tokenizer})()
     assert tokenizer.model_max_length == 77 and len(LONGER_THAN_CLIP_READS) < safeguards.MAX_PROMPT_CHARS
     prompts = np.array(["a fox wearing a hat", LONGER_THAN_CLIP_READS, "x" * 5000], dtype=object)

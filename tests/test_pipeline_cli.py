@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,28 +25,45 @@ import pytest
 
 from helpers.models.build import missing_model_files
 from helpers.pipeline.output import PARTIAL_MARKER
-from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
+from helpers.runtime.settings import (
+    REPO_ROOT,
+    SMALL_LLM_MODEL,
+    TINY_IMAGE_MODEL,
+    resolve_models_dir,
+    resolve_storage,
+)
 
 DATA = REPO_ROOT / "data"
-STORAGE = Path(os.environ.get("WORKSHOP_STORAGE") or REPO_ROOT / "storage")
+
+
+def setup_storage() -> Path:
+    """Where ``./setup.sh`` put the data and models: as the workshop resolves it (``WORKSHOP_STORAGE``, else
+    ``/mnt/cluster_storage`` when writable, else ``storage/`` in the clone); ``storage/`` for an ``s3://`` root."""
+    storage = resolve_storage()
+    return storage if isinstance(storage, Path) else REPO_ROOT / "storage"
+
+
+STORAGE = setup_storage()
+MODELS = resolve_models_dir(STORAGE)
 COLUMNS = ["id", "animal", "outfit", "prompt", "original_prompt", "enhanced", "image"]
 #: Generous: on a shared 2-core machine a Ray run has taken two minutes.
 RUN_TIMEOUT_S = 420
-#: A bad input fails before Ray and torch are imported: well under a second when the machine is idle.
-FAST_FAIL_S = 10
 
-needs_models = pytest.mark.skipif(
-    bool(
-        missing_model_files(STORAGE / "models" / TINY_IMAGE_MODEL, "image")
-        or missing_model_files(STORAGE / "models" / SMALL_LLM_MODEL, "llm")
-    ),
-    reason=f"CPU models not built under {STORAGE}/models (run ./setup.sh)",
-)
+
+def missing_models() -> list[str]:
+    """The CPU models' missing files, where the pipeline command will look for them."""
+    return missing_model_files(MODELS / TINY_IMAGE_MODEL, "image") + missing_model_files(
+        MODELS / SMALL_LLM_MODEL, "llm"
+    )
+
+
+#: Tests that run the CPU models: they fail, naming the fix, when ./setup.sh has not built them
+#: (``built_models`` in conftest.py), rather than skip: a green run always ran them.
+needs_models = pytest.mark.usefixtures("built_models")
 
 
 def cli_env(ray_address: str | None = None, **extra: str) -> dict:
     env = dict(os.environ, **extra)
-    env.setdefault("WORKSHOP_STORAGE", str(STORAGE))
     env["WORKSHOP_PROFILE"] = "cpu"
     env.pop("RAY_ADDRESS", None)
     if ray_address:
@@ -85,7 +101,6 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """``python -m helpers.pipeline ARGS`` (``python``: what comes before the arguments)."""
     for attempt in (1, 2):
-        began = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, *python, *map(str, args)],
             check=False,
@@ -95,7 +110,6 @@ def run_cli(
             env=cli_env(ray_address, **extra_env),
             cwd=REPO_ROOT,
         )
-        proc.seconds = time.perf_counter() - began
         if proc.returncode == 0 or RAY_START_TIMEOUT not in proc.stderr or attempt == 2:
             return proc
         print(f"Ray did not start in time (busy machine?), trying again:\n{proc.stderr[-1000:]}", file=sys.stderr)
@@ -399,9 +413,25 @@ def test_failed_run_exits_1_and_keeps_the_previous_output(unmatched_run, shared_
 # ---------------------------------------------------------------- bad input: exit 2 before Ray
 
 
+def poison_ray_and_torch(folder: Path) -> Path:
+    """Packages named ``ray`` and ``torch`` that fail on import: put first on ``PYTHONPATH`` by
+    :func:`before_ray`, they turn "fails before Ray starts" into an exit of 1 with their message."""
+    for name in ("ray", "torch"):
+        (folder / name).mkdir(parents=True)
+        failing = f"raise ImportError('{name} was imported before the check failed')\n"
+        (folder / name / "__init__.py").write_text(failing)
+    return folder
+
+
+def before_ray(inputs: Path) -> dict:
+    """Environment for a run that must stop before importing Ray or torch (:func:`poison_ray_and_torch`)."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(inputs / "poisoned"), os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
+    poison_ray_and_torch(folder / "poisoned")
     write_csv(folder / "animals.csv", "id,animal", ["1,fox", "2,owl"])
     write_csv(folder / "outfits.csv", "id,outfit", ["1,hat", "2,scarf"])
     (folder / "empty.csv").write_text("")
@@ -450,7 +480,8 @@ BAD_INPUTS = [
 )
 def test_bad_input_exits_2_with_one_line(inputs, animals, outfits, output, words):
     proc = run_cli(
-        "--animals", inputs / animals, "--outfits", inputs / outfits, "--output", inputs / output, timeout=60
+        "--animals", inputs / animals, "--outfits", inputs / outfits, "--output", inputs / output, timeout=60,
+        **before_ray(inputs),
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
@@ -459,7 +490,6 @@ def test_bad_input_exits_2_with_one_line(inputs, animals, outfits, output, words
     for word in words:
         assert word in lines[0]
     assert proc.stdout == ""
-    assert proc.seconds < FAST_FAIL_S
     assert (inputs / "someones_folder" / "thesis.tex").exists()
     assert not list(inputs.glob("*.partial-*"))
 
@@ -467,13 +497,12 @@ def test_bad_input_exits_2_with_one_line(inputs, animals, outfits, output, words
 def test_missing_model_folder_exits_2_before_ray(inputs, tmp_path):
     missing = tmp_path / "no-such-model"
     base = ["--animals", inputs / "animals.csv", "--outfits", inputs / "outfits.csv", "--output", inputs / "out"]
-    proc = run_cli(*base, timeout=60, WORKSHOP_LLM_MODEL=str(missing))
+    proc = run_cli(*base, timeout=60, WORKSHOP_LLM_MODEL=str(missing), **before_ray(inputs))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         (f"error: model folder {missing} does not exist; `./setup.sh` builds the workshop's models "
          "(or point WORKSHOP_LLM_MODEL at a model folder)")
     ]
-    assert proc.seconds < FAST_FAIL_S
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -157,6 +158,30 @@ def test_missing_file(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     message = error_of(tmp_path)
     assert str(tmp_path) in message and "folder, not a file" in message
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    """Unit test: the denial is simulated (``os.access``), since the suite may run as root, who reads any file."""
+    path = write(tmp_path, "id,animal\n1,fox\n")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
+    message = error_of(path)
+    assert message == f"{path} cannot be read (permission denied); make it readable, e.g. chmod a+r {path}"
+
+
+def test_file_in_a_folder_this_user_may_not_enter(tmp_path, monkeypatch):
+    """Unit test: the denial is simulated (``Path.stat``), since the suite may run as root, who enters any folder."""
+    path = write(tmp_path, "id,animal\n1,fox\n")
+    real_stat = Path.stat
+
+    def stat(self, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    message = error_of(path)
+    assert message.startswith(f"{path} cannot be reached (permission denied on a folder of its path)"), message
 
 
 def test_empty_file(tmp_path):

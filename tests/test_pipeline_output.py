@@ -428,6 +428,29 @@ def test_the_command_writes_its_summary_with_written_by_and_metadata_counts(tmp_
     assert names(tmp_path) == ["a.csv", "o.csv", "out"]
 
 
+@pytest.mark.parametrize(
+    ("rows", "wrong"),
+    [(1, "wrote 1 parquet rows, 1 PNG files, 1 images, 1 joined ids without a row (e.g. id 2)"),
+     (3, "wrote 3 parquet rows, 3 PNG files, 3 images, 1 rows of ids the join does not have (e.g. id 3)")],
+    ids=["a row missing", "a row the join does not have"],
+)  # fmt: skip
+def test_a_run_that_wrote_other_rows_than_the_join_fails_and_publishes_nothing(rows, wrong, tmp_path, monkeypatch,
+                                                                               capsys):
+    """Unit test with the Ray part stubbed (``stub_run``) to write one row too few, or one too many."""
+    without_ray(monkeypatch)
+    monkeypatch.setattr(pipeline, "run", stub_run("new", rows=rows))
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    output = earlier_output(tmp_path / "out")
+    assert pipeline.main([*two_row_inputs(tmp_path), "--output", str(output)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == (
+        f"error: {wrong} but the join has 2 rows; {output} was left as it was (run again with --debug to investigate)"
+    )
+    assert captured.out == ""
+    assert label_of(output) == "old"
+    assert names(tmp_path) == ["a.csv", "o.csv", "out"], "the partial folder is gone"
+
+
 def test_an_interrupt_during_the_fallback_publish_says_the_new_output_is_in_place(tmp_path, monkeypatch, capsys):
     without_ray(monkeypatch)
     monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")

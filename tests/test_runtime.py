@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import ray
@@ -63,10 +61,8 @@ def test_unsatisfiable_gpu_request_fails_fast_with_the_fix(session):
     ds = ray.data.range(10).map_batches(
         Passthrough, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=3), batch_size=2
     )
-    began = time.monotonic()
     with deadline(60, "the resource check"), pytest.raises(ResourceMismatchError) as err:
         ds.take_batch(2)
-    assert time.monotonic() - began < 60
     message = str(err.value)
     assert "3 GPUs" in message and "2 GPUs" in message and "Fix:" in message
     # The actors that did fit were released: a valid run still gets its GPUs.

@@ -34,6 +34,7 @@ print("SHARED", session.shared, session.address, flush=True)
 env = ray.get(ray.remote(lambda: dict(__import__("os").environ)).remote())
 print("POLARS", env.get("POLARS_MAX_THREADS"), flush=True)
 print("PRESTART", env.get("RAY_prestart_worker_first_driver"), flush=True)
+print("MARKER", env.get("WORKSHOP_TEST_MARKER"), flush=True)
 print("ANSWER", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=300), flush=True)
 sys.stdin.readline()
 """
@@ -59,7 +60,7 @@ def open_lesson(env: dict) -> subprocess.Popen:
 
 
 def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
-    """The lesson's SHARED, POLARS, PRESTART and ANSWER lines (and everything it printed, for the failure message).
+    """The lesson's SHARED, POLARS, PRESTART, MARKER and ANSWER lines (and all it printed, for the failure message).
 
     Plain blocking reads: the caller's ``deadline`` ends a lesson that hangs.
     """
@@ -69,7 +70,7 @@ def read_until_answer(lesson: subprocess.Popen) -> dict[str, str]:
         assert line, "the lesson ended early:\n" + "".join(lines[-30:])
         lines.append(line)
         word, _, rest = line.partition(" ")
-        if word in ("SHARED", "POLARS", "PRESTART", "ANSWER"):
+        if word in ("SHARED", "POLARS", "PRESTART", "MARKER", "ANSWER"):
             seen[word] = rest.strip()
     return seen
 
@@ -93,9 +94,12 @@ def test_lessons_share_one_ray_which_survives_nothing_it_should_not_and_stops_wh
 
     env = lesson_env(WORKSHOP_RAY_IDLE_MINUTES="0.02")  # 15 by default
     with deadline(600, "shared Ray: two lessons, a crash, a restart and an idle stop"):
-        first, second = open_lesson(env), open_lesson(env)
+        # Each lesson's own setting reaches its workers, whichever of the two started the shared Ray.
+        first = open_lesson({**env, "WORKSHOP_TEST_MARKER": "first"})
+        second = open_lesson({**env, "WORKSHOP_TEST_MARKER": "second"})
         try:
             answers = [read_until_answer(first), read_until_answer(second)]
+            assert [a["MARKER"] for a in answers] == ["first", "second"], answers
             hows = sorted(a["SHARED"].split()[0] for a in answers)
             assert hows == ["joined", "started"], answers
             assert len({a["SHARED"].split()[1] for a in answers}) == 1, f"two Rays: {answers}"

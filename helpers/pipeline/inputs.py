@@ -112,6 +112,15 @@ def _listed(items: list[str]) -> str:
 
 
 def _check_path(path: Path, name: str, kind: str, example: str) -> None:
+    try:
+        path.stat()
+    except PermissionError:  # a folder on the way that this user may not enter: the file may well exist
+        raise InputError(
+            f"{name} cannot be reached (permission denied on a folder of its path); make the folders readable "
+            f"(chmod a+rx), or copy the {kind} file to a folder you can read"
+        ) from None
+    except OSError:
+        pass  # missing, or a broken link: said below
     if path.is_dir():
         raise InputError(f"{name} is a folder, not a file; pass the {kind} CSV file itself, e.g. {example}")
     if not path.exists():
