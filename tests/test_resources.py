@@ -229,6 +229,22 @@ def test_a_setting_that_takes_every_cpu_of_the_gpu_node_names_the_variable(lesso
     assert "Use WORKSHOP_ACTOR_CPUS=1" in str(err.value)
 
 
+def test_a_cluster_without_gpus_is_told_what_gives_it_gpus(lesson_settings, monkeypatch):
+    """WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts: a cluster it joined needs GPU nodes."""
+    for name in ("WORKSHOP_IMAGE_GPUS", "WORKSHOP_LLM_GPUS", "WORKSHOP_IMAGE_ACTORS", "WORKSHOP_LLM_ACTORS"):
+        monkeypatch.delenv(name, raising=False)
+    no_gpus = [NodeCapacity(cpus=4, gpus=0)]
+    with pytest.raises(SettingsError) as ours:
+        check_settings_fit(lesson_settings(2), no_gpus)
+    assert "Give it more GPUs (WORKSHOP_NUM_GPUS on this machine, read when the workshop's Ray starts)" in str(
+        ours.value)
+    with pytest.raises(SettingsError) as joined:
+        check_settings_fit(lesson_settings(2), no_gpus, sized_here=False)
+    assert "Give it more GPUs (add GPU nodes; WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts)" in str(
+        joined.value)
+    assert "WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0" in str(joined.value)
+
+
 @pytest.mark.slow
 def test_a_gpu_task_beside_a_pool_on_every_gpu_fails_fast(session):
     import ray

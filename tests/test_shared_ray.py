@@ -256,3 +256,26 @@ def test_a_ray_start_cluster_headed_here_is_joined_before_any_shared_ray(tmp_pat
         record.write_text(address + "\n")
         assert cluster._running_local_cluster() == address
     assert cluster._running_local_cluster() is None, "a record of a stopped cluster was taken for a running one"
+
+
+def test_a_ray_start_cluster_is_left_alone_when_workshop_ray_names_the_workshops_own(tmp_path, monkeypatch):
+    """A learner who ran ``ray start`` for something else keeps the lessons off it with WORKSHOP_RAY."""
+    import socket
+
+    record = tmp_path / "ray_current_cluster"
+    monkeypatch.setattr(cluster, "RAY_CURRENT_CLUSTER", record)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        record.write_text(address + "\n")
+        monkeypatch.delenv("WORKSHOP_RAY", raising=False)
+        assert cluster.address_to_join() == ("auto", address)
+        for chosen in ("shared", "process"):
+            monkeypatch.setenv("WORKSHOP_RAY", chosen)
+            assert cluster.address_to_join() == (None, None), chosen
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+        assert cluster.address_to_join() == ("10.0.0.1:6379", None), "RAY_ADDRESS comes first, whatever the mode"
+    note = cluster._joined_ray_start_note(address)
+    assert f"({address}, named in {record})" in note and "WORKSHOP_RAY=shared" in note and "ray stop" in note

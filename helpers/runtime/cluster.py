@@ -162,6 +162,34 @@ def _running_local_cluster() -> str | None:
     return address if answers(address) else None
 
 
+def address_to_join() -> tuple[str | None, str | None]:
+    """The cluster ``helpers.start()`` joins (None: a Ray of the workshop's), and the ``ray start`` one it found here.
+
+    ``RAY_ADDRESS`` first. Else a cluster from ``ray start`` on this machine is
+    joined as ``auto``, so that Ray itself finds it and its token (Ray 2.60
+    turns token authentication on), unless ``WORKSHOP_RAY`` names the
+    workshop's own Ray (``shared`` or ``process``): a learner who ran
+    ``ray start`` for something else can keep the lessons off it.
+    """
+    if _env("RAY_ADDRESS"):
+        return _env("RAY_ADDRESS"), None
+    if (_env("WORKSHOP_RAY", "auto") or "auto").strip().lower() != "auto":
+        return None, None
+    found_here = _running_local_cluster()
+    return ("auto", found_here) if found_here else (None, None)
+
+
+def _joined_ray_start_note(address: str) -> str:
+    """What to do when the lessons joined a ``ray start`` cluster of this machine that cannot run them."""
+    return (
+        f"This lesson joined the Ray that `ray start` runs on this machine ({address}, named in "
+        f"{RAY_CURRENT_CLUSTER}), not the workshop's own Ray. To use the workshop's own Ray instead, start "
+        "JupyterLab with WORKSHOP_RAY=shared "
+        "(WORKSHOP_RAY=shared .venv/bin/jupyter lab), or run os.environ['WORKSHOP_RAY'] = 'shared' in this notebook "
+        "and helpers.start() again; or, if that Ray is yours and nothing else uses it, stop it with `ray stop`."
+    )
+
+
 def _idle_minutes() -> float:
     from helpers.runtime.settings import _env_number
 
@@ -414,9 +442,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     before_ray = load_settings(profile)
     # A storage root the lessons cannot write is a setting to fix, not a Ray error later.
     check_storage_writable(before_ray.storage)
-    # A cluster from `ray start` on this machine is joined as "auto", so Ray
-    # itself finds it and its token (it turns token authentication on).
-    address = _env("RAY_ADDRESS") or ("auto" if _running_local_cluster() else None)
+    address, found_here = address_to_join()
     # A lesson's data and models, before Ray starts; on a cluster once its GPU nodes decided the profile.
     lesson = LessonCheck()
     if not address:
@@ -449,8 +475,10 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
                                                               resources.get("GPU"))
         lesson.check(settings)
         try:
-            check_settings_fit(settings, cluster_nodes())
+            check_settings_fit(settings, cluster_nodes(), sized_here=started_here or shared is not None)
         except SettingsError as err:
+            if found_here:
+                raise SettingsError(f"{err} {_joined_ray_start_note(found_here)}") from None
             if connected_here or not started_here:
                 raise
             # A Ray this process started before start() is used as it is, and start() leaves it running:

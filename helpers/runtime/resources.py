@@ -682,12 +682,15 @@ def _ray_takes_share(settings) -> bool:
     return ray_takes_gpus(image_gpus_beside_llm(settings))
 
 
-def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None = None) -> None:
+def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None = None, *,
+                       sized_here: bool = True) -> None:
     """Refuse pool sizes no lesson could schedule here, naming the ``WORKSHOP_*`` variable and a value that fits.
 
     Called once by ``helpers.start()``: otherwise each pipeline of each lesson
     fails on its own, with a message about the ``map_batches`` call instead of
     the setting behind it. The variables the learner set are tried first.
+    ``sized_here`` is False for a cluster the workshop did not start, which
+    ``WORKSHOP_NUM_GPUS`` does not size.
     """
     import os
 
@@ -729,8 +732,9 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
             raise SettingsError(f"{name}={chosen[name]} cannot fit this cluster: {problem}. "
                                 f"Use {name}={fits:g} or {'fewer' if field == 'actors' else 'less'}.")
         raise SettingsError(f"The lessons' actor pools cannot fit this cluster: {problem}. Set {name}={fits:g}.")
+    more = ("WORKSHOP_NUM_GPUS on this machine, read when the workshop's Ray starts" if sized_here
+            else "add GPU nodes; WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts")
     raise SettingsError(
-        f"The lessons' actor pools cannot fit this cluster: {problem}. Give it more GPUs (WORKSHOP_NUM_GPUS on this "
-        "machine, read when the workshop's Ray starts) or set WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0 to run "
-        "the models without GPUs."
+        f"The lessons' actor pools cannot fit this cluster: {problem}. Give it more GPUs ({more}) or set "
+        "WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0 to run the models without GPUs."
     )
