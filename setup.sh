@@ -25,12 +25,27 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
   echo "setup.sh: $PYTHON not found. Install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
   exit 2
 fi
+# The pins in requirements.txt are checked together on Python 3.11 only.
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "setup.sh: $PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())'), and the pinned packages are for Python 3.11. Install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "Python environment (.venv)"
+# A .venv without pip (an interrupted first run, or a Python without its venv module's
+# ensurepip) or of another Python would fail every later step: it is made again.
+if [ -e .venv ] && ! .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
+  echo "setup.sh: .venv is incomplete or of another Python; making it again"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+  if ! "$PYTHON" -m venv .venv; then
+    rm -rf .venv
+    echo "setup.sh: $PYTHON could not make a virtual environment with pip. On Debian or Ubuntu: sudo apt install python3.11-venv; then run ./setup.sh again" >&2
+    exit 2
+  fi
 fi
 VPY=.venv/bin/python
 stamp=.venv/.workshop-requirements.sha256

@@ -23,7 +23,7 @@ from helpers.runtime.settings import REPO_ROOT
 
 SETUP = REPO_ROOT / "setup.sh"
 #: What setup.sh calls besides bash builtins and the chosen Python; macOS has each of them.
-MAC_TOOLS = ("cat", "dirname", "sed")
+MAC_TOOLS = ("cat", "dirname", "rm", "sed")
 FAKE_PYTHON = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$FAKE_PYTHON_LOG"\n'
 #: The files whose bytes, in this order, make the requirements stamp: a change to any reinstalls.
 STAMPED = ("requirements.txt", "requirements-test.txt", "pyproject.toml")
@@ -93,3 +93,57 @@ def test_setup_sh_runs_without_sha256sum(mac_like_copy, args):
     assert calls.index(KERNEL_ADVICE) == calls.index(KERNEL_INSTALL) + 1
     assert not [call for call in calls if "--name python3" in call]
     assert calls[-1] == " ".join(["-m", "helpers.commands.setup_workshop", *args])
+
+
+def fake_python(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_a_half_built_venv_is_made_again(mac_like_copy, tmp_path):
+    """A ``.venv`` whose python has no pip (an interrupted first run, or a Debian Python without
+    ``python3.11-venv``) is removed and made again, instead of failing every later run."""
+    root, env, log = mac_like_copy
+    fake_python(root / ".venv" / "bin" / "python", "exit 1\n")  # `import pip` fails
+    recorder = fake_python(tmp_path / "recorder", FAKE_PYTHON.removeprefix("#!/bin/sh\n"))
+    # The chosen Python: its own checks run for real; `-m venv DIR` makes DIR/bin/python the recorder.
+    env["PYTHON"] = str(fake_python(tmp_path / "python3.11", (
+        f'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then /bin/mkdir -p "$3/bin" && /bin/cp {recorder} "$3/bin/python"; '
+        f'exit $?; fi\nexec {sys.executable} "$@"\n'
+    )))  # fmt: skip
+    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "setup.sh: .venv is incomplete or of another Python; making it again" in done.stdout
+    calls = log.read_text().splitlines()
+    assert any("pip install" in call for call in calls), "the new environment gets the packages"
+    assert calls[-1] == "-m helpers.commands.setup_workshop"
+
+
+def test_a_venv_that_cannot_be_made_says_what_to_install(mac_like_copy, tmp_path):
+    root, env, _ = mac_like_copy
+    shutil.rmtree(root / ".venv")
+    env["PYTHON"] = str(fake_python(tmp_path / "python3.11", (
+        f'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then /bin/mkdir -p "$3/bin"; echo "ensurepip is not available" >&2; '
+        f'exit 1; fi\nexec {sys.executable} "$@"\n'
+    )))  # fmt: skip
+    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "sudo apt install python3.11-venv; then run ./setup.sh again" in done.stderr
+    assert not (root / ".venv").exists(), "the half-made environment is removed"
+
+
+def test_another_python_is_refused_before_anything_is_made(mac_like_copy, tmp_path):
+    root, env, _ = mac_like_copy
+    shutil.rmtree(root / ".venv")
+    env["PYTHON"] = str(fake_python(tmp_path / "python3.12", (
+        'case "$2" in *platform*) echo 3.12.4; exit 0;; esac\nexit 1\n'
+    )))  # fmt: skip
+    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"setup.sh: {env['PYTHON']} is Python 3.12.4, and the pinned packages are for "
+                                  "Python 3.11."), done.stderr
+    assert not (root / ".venv").exists()
