@@ -9,6 +9,7 @@ workshop Ray a developer has open is left alone.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -181,6 +182,42 @@ def test_a_lesson_whose_shared_ray_was_stopped_says_to_restart_its_kernel(ray_di
     assert "restart it now (Kernel > Restart Kernel)" in done.stdout
 
 
+def a_group_like_the_workshops() -> subprocess.Popen:
+    """A process group that ``stop`` takes for a workshop Ray: its command names the supervisor's module."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "helpers.runtime.shared_ray"],
+                            start_new_session=True)
+
+
+def test_a_recorded_group_that_is_not_a_workshop_ray_is_never_signalled(ray_dir):
+    """After a reboot the recorded number may name another group of this user's: stop forgets it, kills nothing."""
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (ray_dir / "state.json").write_text(json.dumps({"pgid": other.pid, "address": "127.0.0.1:1"}))
+        assert shared_ray.is_workshop_group(other.pid) is False
+        assert shared_ray.stop(ray_dir) is False
+        assert other.poll() is None, "an unrelated process group was signalled"
+        assert not (ray_dir / "state.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_recorded_ray_that_no_longer_answers_is_not_run_beside(ray_dir):
+    """A network change leaves the workshop's Ray running at an address nothing reaches: start says to stop it."""
+    old = a_group_like_the_workshops()
+    try:
+        (ray_dir / "state.json").write_text(json.dumps({"pgid": old.pid, "address": "127.0.0.1:1"}))
+        with pytest.raises(RuntimeError, match=r"still runs but does not answer at 127\.0\.0\.1:1.*"
+                                               r"helpers\.workshop_ray stop"):
+            shared_ray.ensure_running(["--num-cpus=1"], {}, 1.0)
+        assert old.poll() is None and json.loads((ray_dir / "state.json").read_text())["pgid"] == old.pid
+        assert shared_ray.stop(ray_dir) is True
+        assert old.wait(timeout=60) != 0
+    finally:
+        old.kill()
+        old.wait()
+
+
 def test_stop_says_so_when_no_shared_ray_runs(ray_dir):
     """Stopping a running one is what the notebook tests' learners_ray fixture does at its end."""
     done = subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], env=lesson_env(),
@@ -194,9 +231,8 @@ def test_a_stop_keeps_the_record_of_a_ray_started_while_it_waited(ray_dir, monke
     The old "Ray" here is a ``sleep`` in a session of its own; the new one's record is written
     while ``stop`` waits (its wait replaced, a set-up no learner has), so only timing is simulated.
     """
-    import json
 
-    old = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    old = a_group_like_the_workshops()
     state = ray_dir / "state.json"
     state.write_text(json.dumps({"pgid": old.pid}))
     newer = {"pgid": old.pid + 100000, "address": "127.0.0.1:1"}

@@ -111,18 +111,51 @@ def _forget(folder: Path, pgid: int) -> None:
         _state_file(folder).unlink(missing_ok=True)
 
 
-def _group_names(pgid: int) -> list[str]:
-    """The names of group ``pgid``'s running processes, read from /proc (zombies do not count)."""
-    names = []
+def _group_processes(pgid: int) -> list[Path]:
+    """The /proc folders of this user's running processes in group ``pgid`` (zombies do not count).
+
+    Another user's processes never count: after a reboot, the recorded number
+    may name a group of theirs.
+    """
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
             fields = text.rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            if int(fields[2]) == pgid and fields[0] != "Z" and stat.parent.stat().st_uid == os.getuid():
+                found.append(stat.parent)
+        except (OSError, IndexError, ValueError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+    return found
+
+
+def _group_names(pgid: int) -> list[str]:
+    """The names of this user's running processes in group ``pgid``, read from /proc."""
+    names = []
+    for folder in _group_processes(pgid):
+        with contextlib.suppress(OSError):
+            text = (folder / "stat").read_text()
             names.append(text[text.find("(") + 1 : text.rfind(")")])
     return names
+
+
+#: What a workshop Ray's process group runs: its supervisor (this module), ``ray start``, Ray's own servers.
+_WORKSHOP_COMMANDS = ("helpers.runtime.shared_ray", "raylet", "gcs_server", "ray start", "ray::")
+
+
+def is_workshop_group(pgid: int) -> bool:
+    """Whether group ``pgid`` runs a workshop Ray, not something else that took the number after a reboot.
+
+    Read from /proc; without it (macOS) the recorded group is trusted.
+    """
+    if not Path("/proc").is_dir():
+        return group_alive(pgid)
+    for folder in _group_processes(pgid):
+        with contextlib.suppress(OSError):
+            command = (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(word in command for word in _WORKSHOP_COMMANDS):
+                return True
+    return False
 
 
 def group_alive(pgid: int) -> bool:
@@ -164,10 +197,8 @@ def live_drivers(folder: Path) -> list[int]:
             pid = int(entry.name)
             os.kill(pid, 0)
             alive.append(pid)
-        except (ValueError, ProcessLookupError):
+        except (ValueError, ProcessLookupError, PermissionError):  # ended, or the number is another user's now
             entry.unlink(missing_ok=True)
-        except PermissionError:
-            alive.append(pid)
     return alive
 
 
@@ -214,6 +245,7 @@ def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) ->
         shared = running(folder)
         if shared is not None:
             return shared, False
+        _refuse_unreachable(folder)
         _state_file(folder).unlink(missing_ok=True)
         token = folder / "auth_token"
         token.write_text(secrets.token_hex(32))
@@ -238,6 +270,26 @@ def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) ->
             os.killpg(supervisor.pid, signal.SIGKILL)
         supervisor.wait()
         raise RuntimeError(f"the workshop's Ray did not start: {_tail(log) or 'see ' + str(log)}")
+
+
+def _refuse_unreachable(folder: Path) -> None:
+    """Refuse to start a second Ray beside a recorded one that runs but no longer answers at its address.
+
+    It listens on the address this machine had when it started; after a change
+    of network (another Wi-Fi, a VPN) nothing reaches it, and a new Ray beside
+    it would leave it running where ``status`` and ``stop`` no longer see it.
+    """
+    try:
+        recorded = json.loads(_state_file(folder).read_text())
+        pgid, address = int(recorded["pgid"]), recorded["address"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if is_workshop_group(pgid):
+        raise RuntimeError(
+            f"the workshop's Ray (process group {pgid}) still runs but does not answer at {address}, the address "
+            "this machine had when it started (did the network change?): stop it with python -m "
+            "helpers.workshop_ray stop (or helpers.stop_workshop_ray()), then run helpers.start() again"
+        )
 
 
 def _still_working(pgid: int) -> bool:
@@ -268,11 +320,16 @@ def stop(folder: Path | None = None) -> bool:
         pgid = json.loads(_state_file(folder).read_text())["pgid"]
     except (OSError, ValueError, KeyError):
         return False
-    if not group_alive(pgid):
+    if not is_workshop_group(pgid):  # ended, or the number now names another group: nothing of ours to stop
         _forget(folder, pgid)
         return False
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # only on macOS, where the group's owner is not read: not this user's group
+        _forget(folder, pgid)
+        return False
     kill_once_idle(pgid)
     deadline = time.monotonic() + 10
     while group_alive(pgid) and time.monotonic() < deadline:
