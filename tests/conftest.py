@@ -122,7 +122,12 @@ def learners_ray():
 
 @pytest.fixture(scope="session")
 def session():
-    """The workshop's Ray session, started the way a lesson starts it."""
+    """This test process's Ray, started by ``helpers.start()`` as a script's is: a local Ray of the process.
+
+    Set-up a lesson would not have: a notebook kernel joins the workshop's Ray that the lessons share
+    (with ``WORKSHOP_*`` and ``RAY_ADDRESS`` as the test process has them). That road is taken by
+    ``tests/test_shared_ray.py`` and by the notebook tests (``learners_ray``).
+    """
     import helpers
 
     with deadline(120, "helpers.start()"):

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -204,9 +205,11 @@ LONG_ANIMAL = "animal 9 " + "x" * 1000
 
 @pytest.fixture(scope="module")
 def unmatched_run(workdir) -> Run:
-    """The one run that starts (and stops) a local Ray of its own, as on a learner's laptop.
+    """A run that starts (and stops) a local Ray of its own, as on a learner's laptop.
 
     Its animals file has two lines with no data, and row 9's prompt is longer than the models read.
+    Set-up a user would not have: the ``cpu`` profile is set and one image actor is asked for
+    (``cli_env``, ``ONE_IMAGE_ACTOR``); ``test_the_readme_command_as_a_user_types_it`` takes the defaults.
     """
     animal_rows = [f"{i},{LONG_ANIMAL if i == 9 else f'animal {i}'}" for i in range(1, 11)]
     animals = write_csv(workdir / "animals_1_10.csv", "id,animal", [*animal_rows[:3], "", ",", *animal_rows[3:]])
@@ -214,6 +217,36 @@ def unmatched_run(workdir) -> Run:
     output = workdir / "unmatched"
     proc = run_cli("--animals", animals, "--outfits", outfits, "--output", output, "--no-enhance", **ONE_IMAGE_ACTOR)
     return Run(proc, output)
+
+
+@pytest.mark.slow
+@needs_models
+def test_the_readme_command_as_a_user_types_it(tmp_path):
+    """The README's command, from the clone, with no WORKSHOP_* setting but the learner's name: the default
+    profile, a Ray of its own, both model stages with their default pools, the default storage root."""
+    from helpers.runtime.settings import cuda_usable
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKSHOP_", "RAY_"))}
+    env["WORKSHOP_USER"] = f"readme-test-{tmp_path.name}"  # the README's ${WORKSHOP_USER:-$USER}; not a real learner's
+    if cuda_usable():  # the default profile would be the GPU one, whose models this test does not stage
+        env["WORKSHOP_PROFILE"] = "cpu"
+    learner = STORAGE / "outputs" / env["WORKSHOP_USER"]
+    output = f"storage/outputs/{env['WORKSHOP_USER']}/pipeline"
+    try:
+        proc = subprocess.run(
+            [".venv/bin/python", "-m", "helpers.pipeline", "--animals", "data/animals.csv", "--outfits",
+             "data/outfits.csv", "--output", output, "--limit", "6"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        summary = summary_of(proc)
+        assert summary["output"] == str(REPO_ROOT / output)
+        assert (summary["joined"], summary["left_out_by_limit"], summary["llm"]) == (6, 114, True)
+        assert summary["images"] == summary["parquet_rows"] == summary["png_files"] == 6
+        assert summary["enhanced"] + summary["kept_original"] == 6
+        assert sorted(p.name for p in (REPO_ROOT / output / "images").iterdir()) == [f"{i}.png" for i in range(1, 7)]
+    finally:
+        shutil.rmtree(REPO_ROOT / "storage" / "outputs" / env["WORKSHOP_USER"], ignore_errors=True)
+        shutil.rmtree(learner, ignore_errors=True)
 
 
 @pytest.mark.slow
