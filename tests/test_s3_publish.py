@@ -9,6 +9,7 @@ token or Ctrl-C would, after the step has done part of its work.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from helpers.errors import InputError, OutputUnreachableError, PublishError
-from helpers.pipeline.output import PARTIAL_MARKER, WRITTEN_BY
+from helpers.pipeline.output import PARTIAL_MARKER, PUBLISH_CLAIM, WRITTEN_BY
 from helpers.pipeline.writer import check_written, write_file, write_part
 from helpers.runtime import storage
 from helpers.runtime.storage import (
@@ -172,7 +173,8 @@ def test_a_failure_at_any_step_keeps_a_complete_copy_and_says_where(aws, tmp_pat
     assert f"stopped at the {step} step" in message
     [upload] = partial_prefixes(aws, prefix)
     assert f"the complete new output is in s3://{BUCKET}/{prefix.rsplit('/', 1)[0]}/{upload}" in message
-    assert objects(aws, f"{prefix.rsplit('/', 1)[0]}/{upload}") == {**NEW, PARTIAL_MARKER: STOPPED}
+    kept = objects(aws, f"{prefix.rsplit('/', 1)[0]}/{upload}")
+    assert kept == {**NEW, PARTIAL_MARKER: STOPPED, PUBLISH_CLAIM: b""}, "its claim is voided by the marker"
     left = objects(aws, prefix)
     assert SUCCESS_MARKER not in left, "a reader must not trust a half-replaced prefix"
     assert "summary.json" in left, "the prefix stays recognisable as ours"
@@ -211,7 +213,7 @@ def test_objects_added_to_the_output_during_the_run_stop_the_publish(aws):
         publish_upload(upload, uri)
     assert objects(aws, prefix) == {**OLD, "report.pdf": b"a colleague's"}
     assert f"{uri} was not replaced" in str(raised.value) and upload in str(raised.value)
-    assert objects(aws, upload.split("/", 3)[3]) == {**NEW, PARTIAL_MARKER: STOPPED}
+    assert objects(aws, upload.split("/", 3)[3]) == {**NEW, PARTIAL_MARKER: STOPPED, PUBLISH_CLAIM: b""}
 
 
 def test_another_runs_live_upload_is_not_removed(aws, tmp_path):
@@ -269,6 +271,90 @@ def two_rows(ids: list[int]) -> pa.Table:
     return pa.table({"id": ids, "animal": ["fox"] * len(ids), "outfit": ["hat"] * len(ids),
                      "prompt": ["p"] * len(ids), "original_prompt": ["p"] * len(ids),
                      "enhanced": [False] * len(ids), "image": [b"png %d" % i for i in ids]})
+
+
+def an_upload(uri: str, label: str, ids: list[int]) -> str:
+    """A run's finished upload: one part of ``ids`` and their PNG files, and a summary saying ``label``."""
+    upload = start_upload(uri)
+    write_part(two_rows(ids), upload)
+    write_file(upload, "summary.json", json.dumps({"written_by": WRITTEN_BY, "label": label}).encode())
+    return upload
+
+
+def test_a_run_that_claims_the_output_second_gives_way_and_keeps_its_upload(aws):
+    """Two runs publish into one output at the same moment: the later claim deletes nothing and is kept."""
+    prefix, uri = "claims/out", f"s3://{BUCKET}/claims/out"
+    put(aws, prefix, OLD)
+    first, second = an_upload(uri, "first", [1, 2]), an_upload(uri, "second", [3])
+    first_fs, first_path = storage.filesystem(first)
+    assert storage._earlier_publishes(first_fs, prefix_path(uri), first_path) == [], "the first claim wins"
+    time.sleep(1.1)  # the store's clock counts whole seconds: the second claim comes in a later one
+    with pytest.raises(PublishError) as raised:
+        publish_upload(second, uri)  # while the first run is replacing the output
+    message = str(raised.value)
+    assert f"{uri} was not replaced: another run is replacing it at this moment (its upload {first})" in message
+    assert f"this run's complete output is in {second}" in message
+    assert objects(aws, prefix) == OLD, "the run that gave way deleted nothing"
+    publish_upload(first, uri)
+    remove_uploads(first, uri)
+    assert json.loads(objects(aws, prefix)["summary.json"])["label"] == "first"
+    published = objects(aws, prefix)
+    assert sorted(k for k in published if not k.startswith("parquet/")) == sorted(
+        ["images/1.png", "images/2.png", "summary.json", SUCCESS_MARKER])
+    assert len([k for k in published if k.startswith("parquet/")]) == 1
+    kept = objects(aws, second.split("/", 3)[3])
+    assert kept[PARTIAL_MARKER] == storage.YIELDED and "images/3.png" in kept, "the yielded upload is kept"
+
+
+def test_a_claim_of_a_run_that_died_mid_publish_stops_counting(aws, monkeypatch):
+    """Unit test: the claim's lifetime is set below zero here, so a claim written a moment ago counts as dead."""
+    prefix, uri = "dead-claim/out", f"s3://{BUCKET}/dead-claim/out"
+    dead, live = an_upload(uri, "dead", [1]), an_upload(uri, "live", [2])
+    dead_fs, dead_path = storage.filesystem(dead)
+    storage._earlier_publishes(dead_fs, prefix_path(uri), dead_path)  # claimed, then the run was killed
+    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", -1)
+    publish_upload(live, uri)
+    assert json.loads(objects(aws, prefix)["summary.json"])["label"] == "live"
+
+
+def test_runs_publishing_at_once_never_mix_their_files(aws):
+    """Real threads, each publishing its own finished upload into one output: whatever the timing, the output
+    is one run's files exactly, and a run that gave way says so."""
+    import threading
+
+    def publish(start, upload, uri, label, errors, delay):
+        start.wait()
+        time.sleep(delay)
+        try:
+            publish_upload(upload, uri)
+        except PublishError as err:
+            errors[label] = str(err)
+
+    for round_, b_delay in enumerate((0, 0.02, 0.5, 1.1)):  # b starts with a, just after, or a clock second later
+        uri = f"s3://{BUCKET}/race-{round_}/out"
+        uploads = {label: an_upload(uri, label, ids) for label, ids in (("a", [1, 2, 3, 4]), ("b", [5, 6, 7]))}
+        start, errors = threading.Barrier(2), {}
+        threads = [threading.Thread(target=publish, args=(start, upload, uri, label, errors, delay))
+                   for (label, upload), delay in zip(uploads.items(), (0, b_delay))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        published = objects(aws, f"race-{round_}/out")
+        if not published:  # both claimed within one second of the store's clock: both gave way, both kept
+            assert sorted(errors) == ["a", "b"], errors
+            continue
+        label = json.loads(published["summary.json"])["label"]
+        pngs = sorted(k for k in published if k.startswith("images/"))
+        assert pngs == [f"images/{i}.png" for i in ({"a": [1, 2, 3, 4], "b": [5, 6, 7]}[label])], published.keys()
+        assert len([k for k in published if k.startswith("parquet/")]) == 1
+        assert SUCCESS_MARKER in published
+        assert all("another run is replacing it" in message for message in errors.values()), errors
+        assert label not in errors
+
+
+def prefix_path(uri: str) -> str:
+    return storage.filesystem(uri)[1]
 
 
 def test_the_workers_upload_is_published_and_then_removed(aws):

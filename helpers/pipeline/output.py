@@ -67,11 +67,14 @@ WRITTEN_BY = "helpers.pipeline.command"
 PARTIAL_MARKER = ".workshop-partial"
 #: A file inside an earlier output while the fallback publish sets it aside: "put me back, or delete me".
 SET_ASIDE_MARKER = ".workshop-set-aside"
+#: A file inside an upload to an object store while its run replaces the output (helpers.runtime.storage).
+PUBLISH_CLAIM = "_PUBLISHING"
 #: Fields every summary of this pipeline has had (outputs written before ``written_by`` existed).
 _SUMMARY_FIELDS = {"joined", "parquet_rows", "png_files", "llm", "output"}
-#: The two markers count as ours too: a copy of a kept upload, or an output a crash left marked, is still ours.
+#: The markers count as ours too: a copy of a kept upload, or an output a crash left marked, is still ours.
 _OUR_PATHS = re.compile(
     rf"(?:{SUMMARY}|{SUCCESS_MARKER}|{PARQUET_DIR}|{IMAGES_DIR}|{re.escape(PARTIAL_MARKER)}|{re.escape(SET_ASIDE_MARKER)}"
+    rf"|{PUBLISH_CLAIM}"
     rf"|{PARQUET_DIR}/part-(?:\d+|[0-9a-f]{{32}})\.parquet|{IMAGES_DIR}/-?\d+\.png)"
 )
 #: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.

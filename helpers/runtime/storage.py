@@ -37,9 +37,12 @@ in an order that never loses the only complete copy:
    (:func:`remove_uploads`, called once the new output counts as published,
    so that an interrupt here is not taken for a failed publish).
 
-Just before step 2 the output prefix is checked again: objects someone put
-there during the run stop the publish before anything is deleted, and the
-upload is kept.
+Just before step 2 the run claims the output (:data:`PUBLISH_CLAIM` in its
+upload): of two runs that publish into one output at the same moment, the
+later claim gives way before it deletes anything, and its upload is kept
+(marked ``yielded``), so the two never mix their files. Then the output
+prefix is checked again: objects someone put there during the run stop the
+publish before anything is deleted, and the upload is kept.
 A failure or an interrupt during steps 2-4 keeps the upload and says where
 it is (:class:`PublishError`): ``<output>`` then has no ``_SUCCESS``, and a
 reader that waits for ``_SUCCESS`` never reads a half-written output. A kept
@@ -56,13 +59,20 @@ import time
 from pathlib import Path
 
 from helpers.errors import InputError, PublishError, SettingsError
-from helpers.pipeline.output import PARTIAL_MARKER, SUCCESS_MARKER, SUMMARY, ownership_problem
+from helpers.pipeline.output import PARTIAL_MARKER, PUBLISH_CLAIM, SUCCESS_MARKER, SUMMARY, ownership_problem
 
 SCHEMES = ("s3",)
 #: The marker's text in an upload whose publish stopped: no run writes it any more.
 STOPPED = b"stopped\n"
 #: After this long, an upload not marked stopped is taken for a killed run's, not a live one's (2 days).
 STALE_UPLOAD_S = 2 * 24 * 3600
+#: PUBLISH_CLAIM is written into an upload, once, when its run starts replacing the output (steps 2-4):
+#: its time, by the store's clock, orders two runs that publish into one output at the same moment.
+#: The marker's text in an upload that gave way to another run's publish: kept, as a stopped one is not.
+YIELDED = b"yielded\n"
+#: A publish rewrites its marker this often; a claim whose marker is older than CLAIM_ALIVE_S is a dead run's.
+HEARTBEAT_S = 30
+CLAIM_ALIVE_S = 300
 
 
 class StorageURI(str):
@@ -230,12 +240,77 @@ def _is_left_over(target_fs, marker: str) -> bool:
         return stream.read() == STOPPED
 
 
-def _mark_stopped(target_fs, partial: str) -> None:
-    """Say in an upload's marker that no run writes it any more (best effort: else it goes once stale)."""
+def _write_marker(target_fs, partial: str, text: bytes) -> None:
+    """Rewrite an upload's marker (best effort: a marker not rewritten goes stale in time)."""
     try:
-        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", STOPPED)
+        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", text)
     except OSError:
         pass
+
+
+def _mark_stopped(target_fs, partial: str, text: bytes = STOPPED) -> None:
+    """Say in an upload's marker that no run writes it any more (best effort: else it goes once stale).
+
+    The marker also voids the upload's claim on the output, if it made one
+    (:func:`_claim_key`); a copy of the claim in the output counts as ours.
+    """
+    _write_marker(target_fs, partial, text)
+
+
+def _heartbeat(target_fs, partial: str):
+    """A function to call between the steps of a publish: every :data:`HEARTBEAT_S` it rewrites the marker,
+    so that the claim keeps counting (:func:`_claim_key`) however long the publish takes."""
+    last = time.monotonic()
+
+    def beat() -> None:
+        nonlocal last
+        if time.monotonic() - last >= HEARTBEAT_S:
+            _write_marker(target_fs, partial, b"")
+            last = time.monotonic()
+
+    return beat
+
+
+def _claim_key(target_fs, upload: str) -> tuple[float, str] | None:
+    """``(when the upload's claim was written, the upload)`` while its run is replacing the output, else None.
+
+    A claim counts while the upload's marker is neither stopped nor yielded
+    and was rewritten within :data:`CLAIM_ALIVE_S` (a publish rewrites it every
+    :data:`HEARTBEAT_S`): a run that died mid-publish blocks others that long.
+    """
+    from pyarrow import fs
+
+    claim, marker = target_fs.get_file_info([f"{upload}/{PUBLISH_CLAIM}", f"{upload}/{PARTIAL_MARKER}"])
+    if claim.type != fs.FileType.File or marker.type != fs.FileType.File or None in (claim.mtime, marker.mtime):
+        return None
+    if time.time() - max(claim.mtime, marker.mtime).timestamp() > CLAIM_ALIVE_S:
+        return None
+    with target_fs.open_input_stream(f"{upload}/{PARTIAL_MARKER}") as stream:
+        if stream.read() in (STOPPED, YIELDED):
+            return None
+    return claim.mtime.timestamp(), upload
+
+
+def _earlier_publishes(target_fs, target: str, partial: str) -> list[str]:
+    """Claim the output for the upload ``partial``; the uploads of other runs that claimed it first.
+
+    An object store has no lock. Each run writes its claim, then reads every
+    claim of the output's uploads, and gives way to any written no later than
+    its own (by the store's clock): a run that saw no other claim may already
+    be deleting. S3 reads what was just written, so of two runs that claim at
+    once at most one goes on; within the same second of the clock both give
+    way, and both keep their uploads.
+    """
+    from pyarrow import fs
+
+    _write_object(target_fs, f"{partial}/{PUBLISH_CLAIM}", b"")
+    mine = _claim_key(target_fs, partial)
+    parent, name = target.rsplit("/", 1)
+    siblings = target_fs.get_file_info(fs.FileSelector(parent, allow_not_found=True))
+    others = [_claim_key(target_fs, info.path) for info in siblings
+              if info.type == fs.FileType.Directory and info.base_name.startswith(f"{name}.partial-")
+              and info.path != partial]
+    return [key[1] for key in sorted(filter(None, others)) if mine is None or key[0] <= mine[0]]
 
 
 def start_upload(uri: str) -> StorageURI:
@@ -286,13 +361,23 @@ def publish_upload(partial: str, uri: str) -> None:
     target_fs, target = filesystem(uri)
     scheme, partial = str(partial).split("://", 1)
     try:  # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
-        files = sorted((rel for rel in _files_under(target_fs, partial) if rel != PARTIAL_MARKER),
-                       key=lambda rel: (rel == SUMMARY, rel))
-        old, summary = _contents(target_fs, target)
+        earlier = _earlier_publishes(target_fs, target, partial)
+        if not earlier:  # read only now: a publish that finished a moment ago is in this listing
+            ours = (rel for rel in _files_under(target_fs, partial) if rel not in (PARTIAL_MARKER, PUBLISH_CLAIM))
+            files = sorted(ours, key=lambda rel: (rel == SUMMARY, rel))
+            old, summary = _contents(target_fs, target)
     except BaseException as err:
         _mark_stopped(target_fs, partial)
         raise PublishError(f"listing the new output in {scheme}://{partial} failed ({_reason(err)}); {uri} was "
                            "left as it was: run the pipeline again") from err
+    if earlier:
+        _mark_stopped(target_fs, partial, YIELDED)
+        raise PublishError(
+            f"{uri} was not replaced: another run is replacing it at this moment (its upload {scheme}://"
+            f"{earlier[0]}), and the two would mix their files. {uri} is left to that run, and this run's complete "
+            f"output is in {scheme}://{partial}: run the pipeline again once the other has finished (a run that "
+            f"stopped while replacing it counts for {CLAIM_ALIVE_S // 60} minutes)"
+        )
     problem = ownership_problem(uri, old, summary)  # again: someone may have added objects during the run
     if problem:
         _mark_stopped(target_fs, partial)
@@ -302,13 +387,16 @@ def publish_upload(partial: str, uri: str) -> None:
     step = "delete"
     try:
         old = set(old)
+        beat = _heartbeat(target_fs, partial)
         if SUCCESS_MARKER in old:  # 2. delete: readers stop trusting the prefix first
             target_fs.delete_file(f"{target}/{SUCCESS_MARKER}")
         for rel in sorted(old - set(files) - {SUCCESS_MARKER, SUMMARY}):
             target_fs.delete_file(f"{target}/{rel}")
+            beat()
         step = "copy"
         for rel in files:  # 3. copy
             target_fs.copy_file(f"{partial}/{rel}", f"{target}/{rel}")
+            beat()
         step = "marker"
         _write_object(target_fs, f"{target}/{SUCCESS_MARKER}", b"")  # 4. marker
     except BaseException as err:
