@@ -34,11 +34,16 @@ fi
 step() { printf '\n== %s\n' "$*"; }
 
 step "Python environment (.venv)"
-# A .venv without pip (an interrupted first run, or a Python without its venv module's
-# ensurepip) or of another Python would fail every later step: it is made again.
-if [ -e .venv ] && ! .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
-  echo "setup.sh: .venv is incomplete or of another Python; making it again"
-  rm -rf .venv
+# A .venv without pip (an interrupted first run, a Python without its venv module's ensurepip,
+# or one made without pip) gets pip if it can; one that cannot, or of another Python, would
+# fail every later step: it is made again.
+venv_ok() { .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; }
+if [ -e .venv ] && ! venv_ok; then
+  .venv/bin/python -m ensurepip >/dev/null 2>&1 || true
+  if ! venv_ok; then
+    echo "setup.sh: .venv is incomplete or of another Python; making it again"
+    rm -rf .venv
+  fi
 fi
 if [ ! -x .venv/bin/python ]; then
   if ! "$PYTHON" -m venv .venv; then

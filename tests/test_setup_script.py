@@ -121,6 +121,23 @@ def test_a_half_built_venv_is_made_again(mac_like_copy, tmp_path):
     assert calls[-1] == "-m helpers.commands.setup_workshop"
 
 
+def test_a_venv_without_pip_gets_pip_and_is_kept(mac_like_copy, tmp_path):
+    """A ``.venv`` made without pip (``uv venv``, ``--without-pip``) is given pip by ensurepip, not made again."""
+    root, env, log = mac_like_copy
+    pip_there = tmp_path / "pip-installed"
+    venv_python = fake_python(root / ".venv" / "bin" / "python", (
+        f'if [ "$1" = "-m" ] && [ "$2" = "ensurepip" ]; then : > {pip_there}; exit 0; fi\n'
+        f'if [ "$1" = "-c" ]; then [ -e {pip_there} ]; exit $?; fi\n'
+        + FAKE_PYTHON.removeprefix("#!/bin/sh\n")
+    ))  # fmt: skip
+    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pip_there.exists() and "making it again" not in done.stdout
+    assert venv_python.read_text().count("ensurepip") == 1, "the environment was kept"
+    assert log.read_text().splitlines()[-1] == "-m helpers.commands.setup_workshop"
+
+
 def test_a_venv_that_cannot_be_made_says_what_to_install(mac_like_copy, tmp_path):
     root, env, _ = mac_like_copy
     shutil.rmtree(root / ".venv")

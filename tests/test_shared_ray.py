@@ -112,6 +112,7 @@ def test_lessons_share_one_ray_which_survives_nothing_it_should_not_and_stops_wh
                                     capture_output=True, text=True, timeout=60, check=True).stdout
             assert str(first.pid) in status and str(second.pid) in status, status
             crashed = shared_ray.running(ray_dir)
+            assert shared_ray.is_workshop_group(crashed.pgid, ray_dir), "stop would leave the real one running"
             os.killpg(crashed.pgid, signal.SIGKILL)  # the whole group at once, as an out-of-memory kill might
             wait_until(lambda: not shared_ray.group_alive(crashed.pgid), 60, "the killed group lingers")
         finally:
@@ -183,17 +184,20 @@ def test_a_lesson_whose_shared_ray_was_stopped_says_to_restart_its_kernel(ray_di
 
 
 def a_group_like_the_workshops() -> subprocess.Popen:
-    """A process group that ``stop`` takes for a workshop Ray: its command names the supervisor's module."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "helpers.runtime.shared_ray"],
-                            start_new_session=True)
+    """A process group that ``stop`` takes for a workshop Ray: its command is the supervisor's."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "helpers.runtime.shared_ray",
+                             "serve"], start_new_session=True)
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="which group runs a workshop Ray is read from /proc")
 def test_a_recorded_group_that_is_not_a_workshop_ray_is_never_signalled(ray_dir):
-    """After a reboot the recorded number may name another group of this user's: stop forgets it, kills nothing."""
-    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    """After a reboot the recorded number may name another group of this user's, a kernel with a Ray of its own
+    too: stop forgets it and kills nothing."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "raylet gcs_server ray::IDLE",
+                              "--temp-dir=/tmp/ray"], start_new_session=True)
     try:
         (ray_dir / "state.json").write_text(json.dumps({"pgid": other.pid, "address": "127.0.0.1:1"}))
-        assert shared_ray.is_workshop_group(other.pid) is False
+        assert shared_ray.is_workshop_group(other.pid, ray_dir) is False
         assert shared_ray.stop(ray_dir) is False
         assert other.poll() is None, "an unrelated process group was signalled"
         assert not (ray_dir / "state.json").exists()

@@ -465,7 +465,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             # environment, WORKSHOP_* included. A runtime_env here would only cost
             # time: every worker of it must be set up by Ray's runtime-env agent
             # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
-            ray_context = _init_local(**_local_init_kwargs(before_ray))
+            # address="local": a new Ray even where `ray start` runs, whose record Ray would otherwise join.
+            ray_context = _init_local(address="local", **_local_init_kwargs(before_ray))
     started_here = not address and shared is None
     resources = ray.cluster_resources()
     try:
@@ -477,7 +478,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         try:
             check_settings_fit(settings, cluster_nodes(), sized_here=started_here or shared is not None)
         except SettingsError as err:
-            if found_here:
+            if found_here and not resources.get("GPU"):  # a `ray start` without GPUs, as on a laptop
                 raise SettingsError(f"{err} {_joined_ray_start_note(found_here)}") from None
             if connected_here or not started_here:
                 raise

@@ -139,21 +139,25 @@ def _group_names(pgid: int) -> list[str]:
     return names
 
 
-#: What a workshop Ray's process group runs: its supervisor (this module), ``ray start``, Ray's own servers.
-_WORKSHOP_COMMANDS = ("helpers.runtime.shared_ray", "raylet", "gcs_server", "ray start", "ray::")
+#: The command of a workshop Ray's supervisor (its process group's leader).
+_SUPERVISOR_COMMAND = "helpers.runtime.shared_ray serve"
 
 
-def is_workshop_group(pgid: int) -> bool:
-    """Whether group ``pgid`` runs a workshop Ray, not something else that took the number after a reboot.
+def is_workshop_group(pgid: int, folder: Path) -> bool:
+    """Whether group ``pgid`` runs the workshop Ray of ``folder``, not something else that took the number.
 
+    After a reboot the recorded number may name any group of this user's, a
+    kernel with a Ray of its own included: only the supervisor's command, or
+    Ray's processes started with this folder's ``--temp-dir``, say it is ours.
     Read from /proc; without it (macOS) the recorded group is trusted.
     """
     if not Path("/proc").is_dir():
         return group_alive(pgid)
-    for folder in _group_processes(pgid):
+    marks = (_SUPERVISOR_COMMAND, f"--temp-dir={folder / 'ray'} ", f"{folder / 'ray'}/session_")
+    for process in _group_processes(pgid):
         with contextlib.suppress(OSError):
-            command = (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if any(word in command for word in _WORKSHOP_COMMANDS):
+            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(mark in command for mark in marks):
                 return True
     return False
 
@@ -284,11 +288,12 @@ def _refuse_unreachable(folder: Path) -> None:
         pgid, address = int(recorded["pgid"]), recorded["address"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if is_workshop_group(pgid):
+    if is_workshop_group(pgid, folder):
         raise RuntimeError(
-            f"the workshop's Ray (process group {pgid}) still runs but does not answer at {address}, the address "
-            "this machine had when it started (did the network change?): stop it with python -m "
-            "helpers.workshop_ray stop (or helpers.stop_workshop_ray()), then run helpers.start() again"
+            f"the workshop's Ray (process group {pgid}) still runs but does not answer at {address}: if it is "
+            "stopping, run helpers.start() again in a minute; if this machine's network address changed since it "
+            "started, stop it with python -m helpers.workshop_ray stop (or helpers.stop_workshop_ray()), then run "
+            "helpers.start() again"
         )
 
 
@@ -320,7 +325,7 @@ def stop(folder: Path | None = None) -> bool:
         pgid = json.loads(_state_file(folder).read_text())["pgid"]
     except (OSError, ValueError, KeyError):
         return False
-    if not is_workshop_group(pgid):  # ended, or the number now names another group: nothing of ours to stop
+    if not is_workshop_group(pgid, folder):  # ended, or the number names another group: nothing of ours to stop
         _forget(folder, pgid)
         return False
     try:
