@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,14 @@ from helpers.runtime.settings import (
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RAY_MODES = ("auto", "shared", "process")
-#: Where ``ray start --head`` records its address (a cluster head, e.g. Anyscale's, has one).
-RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")
+def _ray_address_file() -> Path:
+    """Where ``ray start --head`` records its address, by Ray's own rule: ``RAY_TMPDIR``, then on Linux
+    ``TMPDIR``, else ``/tmp``, and ``ray/ray_current_cluster`` under it (a cluster head, e.g. Anyscale's, has one)."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return Path(base or "/tmp") / "ray" / "ray_current_cluster"
+
+
+RAY_CURRENT_CLUSTER = _ray_address_file()
 
 #: Lesson 05 runs two stages of two actors at once; each actor takes one
 #: logical CPU, and Ray Data needs CPUs left for reading and small map tasks.
