@@ -103,10 +103,17 @@ def _processes_of_the_browser_driver() -> list[str]:
 @pytest.mark.notebooks
 def test_the_lessons_benchmark_runs_a_lesson_in_jupyterlab_as_a_learner_does(learners_ray):
     """``python -m helpers.bench lessons`` on lesson 00 only, in JupyterLab and Chromium: the line's schema;
-    JupyterLab, its kernel and the shared Ray the lesson started are stopped."""
+    JupyterLab, its kernel and the shared Ray the lesson started are stopped, and the workshop's Ray of a
+    learner's own open lessons (started here first) is left running, its outputs untouched."""
     from helpers.runtime import shared_ray
+    from helpers.runtime.settings import resolve_storage
 
     _skip_without_chromium()
+    subprocess.run([sys.executable, "-c", "import helpers; helpers.start(quiet=True)"], cwd=REPO_ROOT,
+                   env={**os.environ, "WORKSHOP_RAY": "shared"}, check=True, capture_output=True, timeout=300)
+    learners = shared_ray.running(learners_ray)
+    assert learners is not None
+    bench_dirs = set(Path("/tmp").glob("rdwb*"))
     done = subprocess.run([sys.executable, "-m", "helpers.bench", "lessons", "--only", "00"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -123,7 +130,9 @@ def test_the_lessons_benchmark_runs_a_lesson_in_jupyterlab_as_a_learner_does(lea
         assert isinstance(line[key], float), (key, line[key])
     assert line["memory_after_last_gb"] == lesson["memory_in_use_gb"]
     assert len(line["load_before"]) == len(line["load_after"]) == 3 and line["machine"]["cpus"] >= 1
-    assert shared_ray.running(learners_ray) is None, "the benchmark left the workshop's Ray running"
+    assert shared_ray.running(learners_ray) == learners, "the benchmark stopped a learner's workshop Ray"
+    assert set(Path("/tmp").glob("rdwb*")) == bench_dirs, "the benchmark left its own workshop Ray's folder"
+    assert not list((resolve_storage() / "outputs").glob("lessons-bench-*")), "the benchmark left its outputs"
     assert _processes_of_the_browser_driver() == []
 
 

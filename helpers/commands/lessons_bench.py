@@ -17,10 +17,13 @@ lines go to stderr as each lesson ends. A cell that raises ends the run: the
 line names the lesson and the error's first line, and the exit status is 1.
 
 Nothing is prepared: the first lesson's ``helpers.start()`` starts the Ray the
-lessons share, as on a learner's laptop. At the end JupyterLab, Chromium and
-the kernels are shut down and that Ray is stopped the way the README says, also
+lessons share, as on a learner's laptop. So that a learner's own open lessons
+are not touched, that Ray has a folder of its own (``WORKSHOP_RAY_DIR``) and the
+lessons write as a learner of their own (``WORKSHOP_USER=lessons-bench-<pid>``).
+At the end JupyterLab, Chromium and the kernels are shut down, that Ray is
+stopped the way the README says and the lessons' outputs are removed, also
 after an error or Ctrl-C; ``--keep`` leaves that Ray (and the kernels driver's
-kernels) running. Memory in use is ``MemTotal - MemAvailable`` from
+kernels) running, and says how to stop it. Memory in use is ``MemTotal - MemAvailable`` from
 ``/proc/meminfo`` (Linux), measured before anything starts and after each lesson.
 """
 
@@ -169,6 +172,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _own_workshop() -> tuple[Path, Path | None]:
+    """Give the lessons a workshop Ray folder and a learner name of their own, in this process's environment
+    (which JupyterLab and the kernels inherit); return that folder and the learner's outputs folder."""
+    from helpers.runtime.settings import learner_outputs_dir
+
+    ray_dir = Path(tempfile.mkdtemp(prefix="rdwb", dir="/tmp"))  # short: Ray's socket paths live under it
+    learner = f"lessons-bench-{os.getpid()}"
+    os.environ.update(WORKSHOP_RAY_DIR=str(ray_dir), WORKSHOP_USER=learner)
+    outputs = learner_outputs_dir(learner=learner)
+    return ray_dir, outputs if isinstance(outputs, Path) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=("notebooks", "solutions"), default="notebooks",
@@ -189,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = {"memory_before_gb": memory_in_use_gb()}
     load_before = os.getloadavg()
     results = []
+    ray_dir, outputs = _own_workshop()
     try:
         driver = in_browser(REPO_ROOT / args.set, memory) if args.driver == "browser" else in_kernels(args.keep)
         with driver as run_lesson:
@@ -208,9 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum
     finally:
-        if not args.keep:
+        if args.keep:
+            print(f"{PROG}: the lessons' Ray runs on; stop it with WORKSHOP_RAY_DIR={ray_dir} "
+                  f"{sys.executable} -m helpers.workshop_ray stop", file=sys.stderr)
+        else:
             subprocess.run([sys.executable, "-m", "helpers.workshop_ray", "stop"], check=False,
                            stdout=subprocess.DEVNULL)
+            shutil.rmtree(ray_dir, ignore_errors=True)
+        if outputs is not None:
+            shutil.rmtree(outputs, ignore_errors=True)
     before = memory["memory_before_gb"]
     after_all = results[-1]["memory_in_use_gb"] if results else None
     timed = [r for r in results if r["seconds"] is not None]
