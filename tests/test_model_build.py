@@ -216,3 +216,14 @@ def test_the_benchmarks_llm_stand_in_has_qwens_shape_and_replies_to_the_last_tok
     assert replies.shape == (2, 8), "every reply runs to max_new_tokens"
     assert not set(replies.flatten().tolist()) & set(tokenizer.all_special_ids), "no end of text, no padding"
     assert all(text.strip() for text in tokenizer.batch_decode(replies)), "replies of words"
+
+
+def test_the_benchmarks_llm_is_never_built_over_a_folder_of_other_files(tmp_path, capsys):
+    """``--benchmark-llm .`` by mistake: refused before anything is built, and nothing there is touched."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    notes.chmod(0o600)
+    assert model_build.main(["--benchmark-llm", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path} is not empty; give a new folder for the benchmark's LLM")
+    assert notes.read_text() == "mine" and notes.stat().st_mode & 0o777 == 0o600

@@ -287,7 +287,7 @@ def test_a_run_that_claims_the_output_second_gives_way_and_keeps_its_upload(aws)
     put(aws, prefix, OLD)
     first, second = an_upload(uri, "first", [1, 2]), an_upload(uri, "second", [3])
     first_fs, first_path = storage.filesystem(first)
-    assert storage._earlier_publishes(first_fs, prefix_path(uri), first_path) == [], "the first claim wins"
+    assert storage._earlier_publishes(first_fs, prefix_path(uri), first_path)[0] == [], "the first claim wins"
     time.sleep(1.1)  # the store's clock counts whole seconds: the second claim comes in a later one
     with pytest.raises(PublishError) as raised:
         publish_upload(second, uri)  # while the first run is replacing the output
@@ -307,14 +307,46 @@ def test_a_run_that_claims_the_output_second_gives_way_and_keeps_its_upload(aws)
 
 
 def test_a_claim_of_a_run_that_died_mid_publish_stops_counting(aws, monkeypatch):
-    """Unit test: the claim's lifetime is set below zero here, so a claim written a moment ago counts as dead."""
+    """Unit test: a claim lasts 1 s here (5 minutes in use), so a claim 2 s old counts as a dead run's."""
     prefix, uri = "dead-claim/out", f"s3://{BUCKET}/dead-claim/out"
+    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", 1)
     dead, live = an_upload(uri, "dead", [1]), an_upload(uri, "live", [2])
     dead_fs, dead_path = storage.filesystem(dead)
     storage._earlier_publishes(dead_fs, prefix_path(uri), dead_path)  # claimed, then the run was killed
-    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", -1)
+    time.sleep(2.1)
     publish_upload(live, uri)
     assert json.loads(objects(aws, prefix)["summary.json"])["label"] == "live"
+
+
+def test_a_publish_that_paused_longer_than_its_claim_does_not_mark_the_output_complete(aws, monkeypatch):
+    """Unit test: a claim lasts 1 s here, and one copy takes 2 s (a laptop asleep mid-publish): another run may
+    have taken the output over meanwhile, so the run leaves it without _SUCCESS and keeps its upload."""
+    prefix, uri = "paused/out", f"s3://{BUCKET}/paused/out"
+    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", 1)
+    upload = an_upload(uri, "paused", [1, 2])
+    real_filesystem, slept = storage.filesystem, []
+
+    class SleepyCopies:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def copy_file(self, source, destination):
+            if not slept:
+                slept.append(time.sleep(2.1))
+            return self.real.copy_file(source, destination)
+
+    def sleepy_filesystem(uri):
+        real_fs, path = real_filesystem(uri)
+        return SleepyCopies(real_fs), path
+
+    monkeypatch.setattr(storage, "filesystem", sleepy_filesystem)
+    with pytest.raises(PublishError, match=r"stopped at the marker step \(this run paused for longer than its claim"):
+        publish_upload(upload, uri)
+    assert SUCCESS_MARKER not in objects(aws, prefix)
+    assert objects(aws, upload.split("/", 3)[3])[PARTIAL_MARKER] == STOPPED, "the complete upload is kept"
 
 
 def test_runs_publishing_at_once_never_mix_their_files(aws):

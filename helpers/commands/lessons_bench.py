@@ -172,16 +172,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _own_workshop() -> tuple[Path, Path | None]:
-    """Give the lessons a workshop Ray folder and a learner name of their own, in this process's environment
-    (which JupyterLab and the kernels inherit); return that folder and the learner's outputs folder."""
+def _own_workshop(ray_dir: Path) -> Path | None:
+    """Give the lessons the workshop Ray folder ``ray_dir`` and a learner name of their own, in this process's
+    environment (which JupyterLab and the kernels inherit); return that learner's outputs folder (None on an
+    object store, where the lessons write nothing)."""
     from helpers.runtime.settings import learner_outputs_dir
 
-    ray_dir = Path(tempfile.mkdtemp(prefix="rdwb", dir="/tmp"))  # short: Ray's socket paths live under it
     learner = f"lessons-bench-{os.getpid()}"
     os.environ.update(WORKSHOP_RAY_DIR=str(ray_dir), WORKSHOP_USER=learner)
     outputs = learner_outputs_dir(learner=learner)
-    return ray_dir, outputs if isinstance(outputs, Path) else None
+    return outputs if isinstance(outputs, Path) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     memory = {"memory_before_gb": memory_in_use_gb()}
     load_before = os.getloadavg()
     results = []
-    ray_dir, outputs = _own_workshop()
+    ray_dir, outputs = Path(tempfile.mkdtemp(prefix="rdwb", dir="/tmp")), None  # short: Ray's sockets live under it
     try:
+        outputs = _own_workshop(ray_dir)
         driver = in_browser(REPO_ROOT / args.set, memory) if args.driver == "browser" else in_kernels(args.keep)
         with driver as run_lesson:
             for path in lessons:

@@ -459,6 +459,8 @@ QWEN25_05B_SHAPE = {
     "max_position_embeddings": 32768,
 }  # fmt: skip
 
+#: The marker's ``source`` of that stand-in: a folder with it may be built again in place.
+BENCHMARK_LLM_SOURCE = "untrained, Qwen2.5-0.5B-Instruct's shape"
 _BENCHMARK_LLM_README = """\
 # An untrained LLM of Qwen2.5-0.5B-Instruct's shape (benchmark stand-in)
 
@@ -496,7 +498,7 @@ def build_benchmark_llm(target: Path, tokenizer_from: Path, layers: int | None =
     model.to(torch.float16).save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
     del model
-    _write_marker(target, "llm", _BENCHMARK_LLM_README, source="untrained, Qwen2.5-0.5B-Instruct's shape",
+    _write_marker(target, "llm", _BENCHMARK_LLM_README, source=BENCHMARK_LLM_SOURCE,
                   layers=shape["num_hidden_layers"], seed=seed)
     _make_readable(target)
     return target
@@ -666,8 +668,15 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = load_settings().models_dir
     try:
         if args.benchmark_llm:
+            target = args.benchmark_llm.expanduser().resolve()
+            if target.is_file() or (target.is_dir() and any(target.iterdir())
+                                    and (read_marker(target) or {}).get("source") != BENCHMARK_LLM_SOURCE):
+                print(f"error: {target} is not empty; give a new folder for the benchmark's LLM", file=sys.stderr)
+                return 2
             small = ensure_model_folder(prepare_cpu_models(models_dir)["llm"], "llm")
-            folders = {"benchmark llm": build_benchmark_llm(args.benchmark_llm, small)}
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _build_atomically(target, lambda folder: build_benchmark_llm(folder, small))
+            folders = {"benchmark llm": target}
         elif args.download:
             folders = download_real_models(models_dir)
         else:

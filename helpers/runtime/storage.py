@@ -53,6 +53,7 @@ a younger one may be another run's, still being written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -257,42 +258,69 @@ def _mark_stopped(target_fs, partial: str, text: bytes = STOPPED) -> None:
     _write_marker(target_fs, partial, text)
 
 
-def _heartbeat(target_fs, partial: str):
-    """A function to call between the steps of a publish: every :data:`HEARTBEAT_S` it rewrites the marker,
-    so that the claim keeps counting (:func:`_claim_key`) however long the publish takes."""
-    last = time.monotonic()
-
-    def beat() -> None:
-        nonlocal last
-        if time.monotonic() - last >= HEARTBEAT_S:
-            _write_marker(target_fs, partial, b"")
-            last = time.monotonic()
-
-    return beat
+def _stamp(target_fs, path: str) -> float | None:
+    """When the object at ``path`` was last written, by the store's clock (None when it cannot say)."""
+    try:
+        mtime = target_fs.get_file_info(path).mtime
+    except OSError:
+        return None
+    return mtime.timestamp() if mtime is not None else None
 
 
-def _claim_key(target_fs, upload: str) -> tuple[float, str] | None:
+class _Heartbeat:
+    """Called between the steps of a publish: every :data:`HEARTBEAT_S` it rewrites the marker, so that the
+    claim keeps counting (:func:`_claim_key`) however long the publish takes.
+
+    ``lapsed`` turns True when two beats were further apart, by the store's
+    clock, than a claim lasts: the process was stopped or the machine slept,
+    and meanwhile another run may have taken the output over.
+    """
+
+    def __init__(self, target_fs, partial: str, claimed_at: float):
+        self.target_fs, self.marker = target_fs, f"{partial}/{PARTIAL_MARKER}"
+        self.last_stamp, self.last_beat, self.lapsed = claimed_at, time.monotonic(), False
+
+    def __call__(self, now: bool = False) -> None:
+        if not now and time.monotonic() - self.last_beat < HEARTBEAT_S:
+            return
+        with contextlib.suppress(OSError):
+            _write_object(self.target_fs, self.marker, b"")
+        stamp = _stamp(self.target_fs, self.marker)
+        if stamp is not None:
+            self.lapsed = self.lapsed or stamp - self.last_stamp > CLAIM_ALIVE_S
+            self.last_stamp = stamp
+        self.last_beat = time.monotonic()
+
+
+def _claim_key(target_fs, upload: str, now: float) -> tuple[float, str] | None:
     """``(when the upload's claim was written, the upload)`` while its run is replacing the output, else None.
 
     A claim counts while the upload's marker is neither stopped nor yielded
-    and was rewritten within :data:`CLAIM_ALIVE_S` (a publish rewrites it every
-    :data:`HEARTBEAT_S`): a run that died mid-publish blocks others that long.
+    and was rewritten within :data:`CLAIM_ALIVE_S` of ``now`` (a publish
+    rewrites it every :data:`HEARTBEAT_S`): a run that died mid-publish
+    blocks others that long. ``now`` and the objects' times are the store's
+    clock, whatever this machine's says. An upload removed meanwhile (a
+    publish that just finished) has no claim.
     """
     from pyarrow import fs
 
-    claim, marker = target_fs.get_file_info([f"{upload}/{PUBLISH_CLAIM}", f"{upload}/{PARTIAL_MARKER}"])
-    if claim.type != fs.FileType.File or marker.type != fs.FileType.File or None in (claim.mtime, marker.mtime):
-        return None
-    if time.time() - max(claim.mtime, marker.mtime).timestamp() > CLAIM_ALIVE_S:
-        return None
-    with target_fs.open_input_stream(f"{upload}/{PARTIAL_MARKER}") as stream:
-        if stream.read() in (STOPPED, YIELDED):
+    try:
+        claim, marker = target_fs.get_file_info([f"{upload}/{PUBLISH_CLAIM}", f"{upload}/{PARTIAL_MARKER}"])
+        if claim.type != fs.FileType.File or marker.type != fs.FileType.File or None in (claim.mtime, marker.mtime):
             return None
+        if now - max(claim.mtime, marker.mtime).timestamp() > CLAIM_ALIVE_S:
+            return None
+        with target_fs.open_input_stream(f"{upload}/{PARTIAL_MARKER}") as stream:
+            if stream.read() in (STOPPED, YIELDED):
+                return None
+    except OSError:
+        return None
     return claim.mtime.timestamp(), upload
 
 
-def _earlier_publishes(target_fs, target: str, partial: str) -> list[str]:
-    """Claim the output for the upload ``partial``; the uploads of other runs that claimed it first.
+def _earlier_publishes(target_fs, target: str, partial: str) -> tuple[list[str], float]:
+    """Claim the output for the upload ``partial``: the uploads of other runs that claimed it first, and when
+    this claim was written (the store's clock).
 
     An object store has no lock. Each run writes its claim, then reads every
     claim of the output's uploads, and gives way to any written no later than
@@ -304,13 +332,14 @@ def _earlier_publishes(target_fs, target: str, partial: str) -> list[str]:
     from pyarrow import fs
 
     _write_object(target_fs, f"{partial}/{PUBLISH_CLAIM}", b"")
-    mine = _claim_key(target_fs, partial)
+    mine = _stamp(target_fs, f"{partial}/{PUBLISH_CLAIM}")
+    mine = time.time() if mine is None else mine
     parent, name = target.rsplit("/", 1)
     siblings = target_fs.get_file_info(fs.FileSelector(parent, allow_not_found=True))
-    others = [_claim_key(target_fs, info.path) for info in siblings
+    others = [_claim_key(target_fs, info.path, now=mine) for info in siblings
               if info.type == fs.FileType.Directory and info.base_name.startswith(f"{name}.partial-")
               and info.path != partial]
-    return [key[1] for key in sorted(filter(None, others)) if mine is None or key[0] <= mine[0]]
+    return [key[1] for key in sorted(filter(None, others)) if key[0] <= mine], mine
 
 
 def start_upload(uri: str) -> StorageURI:
@@ -361,7 +390,7 @@ def publish_upload(partial: str, uri: str) -> None:
     target_fs, target = filesystem(uri)
     scheme, partial = str(partial).split("://", 1)
     try:  # summary.json last: it marks the prefix as this pipeline's, so it is never missing mid-way.
-        earlier = _earlier_publishes(target_fs, target, partial)
+        earlier, claimed_at = _earlier_publishes(target_fs, target, partial)
         if not earlier:  # read only now: a publish that finished a moment ago is in this listing
             ours = (rel for rel in _files_under(target_fs, partial) if rel not in (PARTIAL_MARKER, PUBLISH_CLAIM))
             files = sorted(ours, key=lambda rel: (rel == SUMMARY, rel))
@@ -387,7 +416,7 @@ def publish_upload(partial: str, uri: str) -> None:
     step = "delete"
     try:
         old = set(old)
-        beat = _heartbeat(target_fs, partial)
+        beat = _Heartbeat(target_fs, partial, claimed_at)
         if SUCCESS_MARKER in old:  # 2. delete: readers stop trusting the prefix first
             target_fs.delete_file(f"{target}/{SUCCESS_MARKER}")
         for rel in sorted(old - set(files) - {SUCCESS_MARKER, SUMMARY}):
@@ -398,7 +427,13 @@ def publish_upload(partial: str, uri: str) -> None:
             target_fs.copy_file(f"{partial}/{rel}", f"{target}/{rel}")
             beat()
         step = "marker"
+        beat(now=True)
+        if beat.lapsed:
+            raise RuntimeError(f"this run paused for longer than its claim on {uri} lasts ({CLAIM_ALIVE_S // 60} "
+                               "minutes: the machine slept, or the process was stopped), so another run may have "
+                               "replaced it meanwhile")
         _write_object(target_fs, f"{target}/{SUCCESS_MARKER}", b"")  # 4. marker
+        _mark_stopped(target_fs, partial)  # published: the claim ends here, not when the upload is removed
     except BaseException as err:
         _mark_stopped(target_fs, partial)
         raise PublishError(
