@@ -127,7 +127,7 @@ unmounted = "/mnt/not-mounted-on-the-workers"
 reports, silent = ask_gpu_nodes(unmounted, [])
 settings = dataclasses.replace(session.settings, storage=pathlib.Path(unmounted))
 try:
-    check_nodes(ProfileDecision("cpu", "test", tuple(reports)), settings, 2)
+    check_nodes(ProfileDecision("cpu", "test", tuple(reports)), settings)
     unreadable = None
 except ClusterMismatchError as err:
     unreadable = str(err)

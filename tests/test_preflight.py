@@ -34,14 +34,14 @@ def like_the_driver(**changes) -> NodeReport:
     return dataclasses.replace(NodeReport("3f2a1b" + "0" * 50, "10.0.0.3", python=python, packages=packages), **changes)
 
 
-def problems(settings, *reports, gpus: float = 2) -> str:
+def problems(settings, *reports) -> str:
     with pytest.raises(ClusterMismatchError) as raised:
-        preflight.check_nodes(ProfileDecision(settings.profile, "test", reports), settings, gpus)
+        preflight.check_nodes(ProfileDecision(settings.profile, "test", reports), settings)
     return str(raised.value)
 
 
 def test_a_node_like_the_driver_passes(settings):
-    assert preflight.check_nodes(ProfileDecision("cpu", "test", (like_the_driver(),)), settings, 2) == []
+    assert preflight.check_nodes(ProfileDecision("cpu", "test", (like_the_driver(),)), settings) == []
 
 
 def test_another_transformers_on_a_worker_names_the_node_the_versions_and_the_fix(settings):
@@ -64,7 +64,7 @@ def test_a_cuda_build_on_the_worker_is_the_same_release(settings):
     _, packages = preflight.driver_report()
     cuda_build = {**packages, "torch": packages["torch"].split("+")[0] + "+cu128"}
     assert preflight.check_nodes(ProfileDecision("cpu", "test", (like_the_driver(packages=cuda_build),)),
-                                 settings, 2) == []
+                                 settings) == []
 
 
 def test_a_storage_root_the_worker_cannot_read(settings):
@@ -80,20 +80,39 @@ def test_a_model_folder_incomplete_on_the_worker(settings):
     assert f"cannot load the model folder {settings.llm.model} (missing config.json): run ./setup.sh" in message
 
 
-def test_a_gpu_too_small_for_the_lessons_packing(settings):
-    gpu = dataclasses.replace(settings, profile="gpu")
-    gpu = with_stage(with_stage(gpu, "image", model=HUB_IMAGE_MODEL), "llm", model=HUB_LLM_MODEL)
+def gpu_settings(cluster_gpus: int):
+    """The gpu profile's requests for ``cluster_gpus`` GPUs, with the models coming from the hub (7 + 1 GB)."""
+    gpu = load_settings("gpu", cluster_gpus=cluster_gpus)
+    return with_stage(with_stage(gpu, "image", model=HUB_IMAGE_MODEL), "llm", model=HUB_LLM_MODEL)
+
+
+def test_a_gpu_too_small_for_the_weights_ray_may_put_on_one(settings):
+    """Lesson 05 on two GPUs: Ray may put both sdxl-turbo actors (0.5 each) on one GPU, 14 GB, not one of each."""
     small = like_the_driver(cuda=True, device="a 12 GiB GPU", gpu_memory_bytes=12 * 2**30)
-    # Two GPUs: one of each model per GPU (about 8 GB of weights) fits; one GPU: two of each (16 GB) does not.
-    notes = preflight.check_nodes(ProfileDecision("gpu", "test", (small,)), gpu, 2)
+    message = problems(gpu_settings(2), small)
+    assert ("worker 10.0.0.3 (node 3f2a1b)'s GPU (a 12 GiB GPU) has 12.0 GiB, and Ray may put 2 image actor(s) and "
+            "0 LLM actor(s) on one GPU, whose weights need 13.0 GiB: use GPUs with more memory, or fewer actors") in (
+        message)
+    enough = like_the_driver(cuda=True, device="a 16 GiB GPU", gpu_memory_bytes=16 * 2**30)
+    notes = preflight.check_nodes(ProfileDecision("gpu", "test", (enough,)), gpu_settings(2))
     assert notes == [
         f"{model} is not staged on the GPU nodes: each downloads it on first use (about {size}); "
         "stage it once with ./setup.sh --download"
         for model, size in ((HUB_IMAGE_MODEL, "7 GB"), (HUB_LLM_MODEL, "1 GB"))
     ]
-    message = problems(gpu, small, gpus=1)
-    assert ("worker 10.0.0.3 (node 3f2a1b)'s GPU (a 12 GiB GPU) has 12.0 GiB, the weights of 2 image actor(s) and "
-            "2 LLM actor(s) per GPU need 14.9 GiB: use GPUs with more memory, or fewer actors") in message
+    # One GPU: every actor of lesson 05 on it, two of each model (16 GB).
+    message = problems(gpu_settings(1), small)
+    assert "Ray may put 2 image actor(s) and 2 LLM actor(s) on one GPU, whose weights need 14.9 GiB" in message
+
+
+def test_the_heaviest_gpu_follows_the_shares(settings):
+    """Unit test of the search: which actors' shares fit on one GPU, and the heaviest such set."""
+    weights = {"image": 7.0, "llm": 1.0}
+    two = gpu_settings(2)
+    assert preflight.heaviest_gpu(two, weights) == (14.0, 2, 0)
+    three_llms = with_stage(with_stage(two, "llm", actors=3, num_gpus=0.3), "image", num_gpus=1.0)
+    # Beside the LLM each image actor gets 0.7: one image and one LLM actor (8), or three LLM actors (3).
+    assert preflight.heaviest_gpu(three_llms, weights) == (8.0, 1, 1)
 
 
 def test_a_web_servers_port_is_refused_at_once():

@@ -51,6 +51,7 @@ def test_no_gpus_or_no_answer_mean_the_cpu_profile():
     silent = decide_profile([], ["node 10.0.0.3 (aaaaaa)"], cluster_gpus=1)
     assert silent.profile == "cpu" and "no GPU node answered" in silent.reason
     assert any("did not answer" in line for line in silent.lines())
+    assert silent.nodes_resolve_differently, "a silent GPU node may pick gpu for itself: the decision must travel"
 
 
 def test_models_ready_on_every_gpu_node_decide_staged_or_hub(monkeypatch, tmp_path):
@@ -96,3 +97,54 @@ def test_a_node_reports_its_versions_storage_and_model_folders(tmp_path, session
     folder = report.model(str(complete))
     assert folder.complete and folder.weight_bytes == 1000
     assert not report.model(str(tmp_path / "empty")).complete
+
+
+def test_a_node_whose_gpus_another_lesson_holds_answers_without_one(session, monkeypatch):
+    """Another learner's lesson holds every GPU of the node: the probe's twin, which asks for no GPU, answers
+    instead of the start waiting for that lesson to end. The sliver's wait is 2 s here (15 s in use)."""
+    import ray
+
+    from helpers.runtime import probe
+    from tests.conftest import deadline
+
+    monkeypatch.setattr(probe, "GPU_WAIT_S", 2.0)
+
+    @ray.remote(num_gpus=session.resources["GPU"], num_cpus=0)
+    class HoldsEveryGpu:
+        def ready(self):
+            return True
+
+    holder = HoldsEveryGpu.remote()
+    try:
+        assert ray.get(holder.ready.remote(), timeout=120)
+        with deadline(60, "the probe while every GPU is reserved"):
+            reports, silent = probe.ask_gpu_nodes(None, [])
+        assert silent == [] and len(reports) == 1
+        assert reports[0].gpus_reserved and not reports[0].cuda
+        assert "(its GPUs were all reserved: asked without one)" in reports[0].describe()
+    finally:
+        ray.kill(holder)
+    with deadline(120, "the probe with the GPUs free"):
+        reports, silent = probe.ask_gpu_nodes(None, [])
+    assert silent == [] and [report.gpus_reserved for report in reports] == [False]
+
+
+def test_a_node_without_the_helpers_package_is_named_with_the_setting_that_said_it_had_it(session, monkeypatch):
+    """The probe task fails on such a node as it would there (a stand-in task raising Python's own error): one
+    line with the node and the fix, not a worker's traceback."""
+    import pytest
+    import ray
+
+    from helpers.errors import ClusterMismatchError
+    from helpers.runtime import probe
+
+    @ray.remote
+    def cannot_import_helpers():
+        raise ModuleNotFoundError("No module named 'helpers'")
+
+    node = {"NodeManagerAddress": "10.0.0.9", "NodeID": "c0ffee" + "0" * 50}
+    monkeypatch.setenv("WORKSHOP_CLUSTER_HAS_HELPERS", "1")
+    with pytest.raises(ClusterMismatchError) as raised:
+        probe._answer(cannot_import_helpers.remote(), node, timeout=60)
+    assert str(raised.value).startswith("node 10.0.0.9 (c0ffee) cannot import this workshop's helpers package, but "
+                                        "WORKSHOP_CLUSTER_HAS_HELPERS=1 says every node has it: unset")

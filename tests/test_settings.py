@@ -72,6 +72,20 @@ def test_environment_overrides_each_stage(monkeypatch):
     assert settings.max_new_tokens == 12
 
 
+@pytest.mark.parametrize(("given", "model"), [
+    ("/models/mine/", "/models/mine"), ("~/models/mine", "{home}/models/mine"), ("./mine", "{cwd}/mine"),
+    ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"),
+])  # fmt: skip
+def test_a_model_folder_is_named_as_the_nodes_report_it(monkeypatch, given, model):
+    """The pre-flight check finds a folder in the GPU nodes' reports by this name: a trailing '/' must not hide it."""
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv("WORKSHOP_PROFILE", "cpu")
+    monkeypatch.setenv("WORKSHOP_LLM_MODEL", given)
+    assert config.load_settings().llm.model == model.format(home=Path.home(), cwd=os.getcwd())
+
+
 @pytest.mark.parametrize(
     ("name", "value", "words"),
     [

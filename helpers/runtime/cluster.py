@@ -419,7 +419,7 @@ def settings_where_models_run(profile: str | None, joined: str | None, storage,
             ray.init(address=joined, runtime_env=join_runtime_env(), log_to_driver=True)
     settings = load_settings(decision.profile, cluster_gpus=cluster_gpus,
                              ready_model_folders=decision.ready_model_folders())
-    notes = check_nodes(decision, settings, cluster_gpus or 0) if joined else []
+    notes = check_nodes(decision, settings) if joined else []
     return settings, decision, notes
 
 

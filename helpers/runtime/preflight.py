@@ -16,7 +16,6 @@ refuses a web server's port, such as the dashboard's, at once).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -108,28 +107,48 @@ def storage_problems(report: NodeReport, settings: Settings) -> list[str]:
     return problems
 
 
-def actors_per_gpu(actors: int, cluster_gpus: float) -> int:
-    """The lessons' packing: two of each model per GPU on one GPU, one of each on two."""
-    return math.ceil(actors / max(1.0, cluster_gpus))
+def heaviest_gpu(settings: Settings, weights: dict[str, float]) -> tuple[float, int, int]:
+    """The most model weight Ray may put on one GPU, and of how many image and LLM actors.
+
+    Lessons 03-04 run the image actors alone (``settings.image.num_gpus`` each),
+    lessons 05-06 beside the LLM's (the image share then is what the LLM's
+    leaves, :func:`helpers.runtime.settings.image_gpus_beside_llm`). Ray puts
+    a fractional actor on the GPU it fills most, so any actors whose shares
+    add up to at most one GPU may end up together: two sdxl-turbo actors of
+    lesson 05 on one GPU and both LLM actors on the other, not one of each.
+    """
+    from helpers.runtime.settings import image_gpus_beside_llm
+
+    def on_one_gpu(image_share: float, llm_share: float, llm_actors: int) -> tuple[float, int, int]:
+        most = (0.0, 0, 0)
+        for images in range(settings.image.actors + 1):
+            for llms in range(llm_actors + 1):
+                shares = images * min(image_share, 1.0) + llms * min(llm_share, 1.0)
+                if (images and image_share <= 0) or (llms and llm_share <= 0) or shares > 1 + 1e-6:
+                    continue
+                most = max(most, (images * weights["image"] + llms * weights["llm"], images, llms))
+        return most
+
+    alone = on_one_gpu(settings.image.num_gpus, 0.0, 0)
+    beside = on_one_gpu(image_gpus_beside_llm(settings), settings.llm.num_gpus, settings.llm.actors)
+    return max(alone, beside)
 
 
-def memory_problems(report: NodeReport, settings: Settings, cluster_gpus: float) -> list[str]:
-    """GPUs too small for the weights the lessons put on each (activations come on top: this is a floor)."""
+def memory_problems(report: NodeReport, settings: Settings) -> list[str]:
+    """GPUs too small for the weights Ray may put on one (activations come on top: this is a floor)."""
     if not report.cuda or settings.profile != "gpu":
         return []
-    need, parts = 0.0, []
-    for stage, label in ((settings.image, "image"), (settings.llm, "LLM")):
+    weights = {}
+    for stage, kind in ((settings.image, "image"), (settings.llm, "llm")):
         folder = report.model(stage.model)
-        weights = folder.weight_bytes if folder is not None else HUB_DOWNLOAD_BYTES.get(stage.model, 0)
-        count = actors_per_gpu(stage.actors, cluster_gpus)
-        need += count * weights
-        parts.append(f"{count} {label} actor(s)")
+        weights[kind] = folder.weight_bytes if folder is not None else HUB_DOWNLOAD_BYTES.get(stage.model, 0)
+    need, images, llms = heaviest_gpu(settings, weights)
     if report.gpu_memory_bytes >= need:
         return []
     problem = (
-        f"{report.name}'s GPU ({report.device}) has {report.gpu_memory_bytes / 2**30:.1f} GiB, the weights of "
-        f"{' and '.join(parts)} per GPU need {need / 2**30:.1f} GiB: use GPUs with more memory, or fewer actors "
-        "(WORKSHOP_IMAGE_ACTORS, WORKSHOP_LLM_ACTORS)"
+        f"{report.name}'s GPU ({report.device}) has {report.gpu_memory_bytes / 2**30:.1f} GiB, and Ray may put "
+        f"{images} image actor(s) and {llms} LLM actor(s) on one GPU, whose weights need {need / 2**30:.1f} GiB: "
+        "use GPUs with more memory, or fewer actors (WORKSHOP_IMAGE_ACTORS, WORKSHOP_LLM_ACTORS)"
     )
     return [problem]
 
@@ -146,14 +165,14 @@ def download_notes(decision: ProfileDecision, settings: Settings) -> list[str]:
     ]
 
 
-def check_nodes(decision: ProfileDecision, settings: Settings, cluster_gpus: float) -> list[str]:
+def check_nodes(decision: ProfileDecision, settings: Settings) -> list[str]:
     """Raise :class:`ClusterMismatchError` listing every difference; return notes for the start table."""
     python, packages = driver_report()
     problems = []
     for report in decision.reports:
         problems += version_problems(report, python, packages)
         problems += storage_problems(report, settings)
-        problems += memory_problems(report, settings, cluster_gpus)
+        problems += memory_problems(report, settings)
     if problems:
         raise ClusterMismatchError(
             f"{len(problems)} problem(s) on the nodes that run the models:\n" + "\n".join(problems)

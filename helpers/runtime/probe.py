@@ -38,6 +38,11 @@ from helpers.runtime.settings import (
 #: The GPU share the probe asks for: enough for Ray to assign it a GPU, little enough
 #: to fit beside another learner's actors on a shared GPU that has any room left.
 PROBE_GPU = 0.01
+#: How long the probe waits for that sliver before it takes the answer of its twin, which
+#: asks for no GPU: while another learner's lesson holds every GPU of a node, the sliver
+#: would wait until that lesson ends. Ray 2.60 leaves ``CUDA_VISIBLE_DEVICES`` as the node
+#: has it for a task without GPUs, so the twin still sees the node's GPUs.
+GPU_WAIT_S = 15.0
 #: How long the probes may take all together: a fresh worker on a cluster node must
 #: first unpack the job's runtime environment (this package); a node whose GPUs stay
 #: busy that long is reported as not answering instead of holding up the start.
@@ -75,6 +80,7 @@ class NodeReport:
     packages: dict[str, str | None] = field(default_factory=dict)  # None: not installed there
     storage_unreadable: str | None = None  # why the node cannot read the storage root
     models: tuple[ModelFolder, ...] = ()
+    gpus_reserved: bool = False  # answered without a GPU of its own: every GPU of the node was reserved
 
     @property
     def name(self) -> str:
@@ -89,7 +95,8 @@ class NodeReport:
             gpu = f"CUDA {self.device}, {self.gpu_memory_bytes / 2**30:.0f} GiB"
         else:
             gpu = "logical GPU, no CUDA"
-        return f"{self.name}: {gpu}"
+        busy = " (its GPUs were all reserved: asked without one)" if self.gpus_reserved else ""
+        return f"{self.name}: {gpu}{busy}"
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,9 @@ class ProfileDecision:
 
     @property
     def nodes_resolve_differently(self) -> bool:
-        """Whether some GPU node would pick another profile for itself (workers resolve ``auto`` locally)."""
-        return any(report.cuda != (self.profile == "gpu") for report in self.reports)
+        """Whether some GPU node would, or may, pick another profile for itself (workers resolve ``auto``
+        locally): one that answered otherwise, or one that did not answer."""
+        return bool(self.silent) or any(report.cuda != (self.profile == "gpu") for report in self.reports)
 
     def ready_model_folders(self) -> frozenset[str] | None:
         """The model folders complete on every GPU node that answered; None when none answered."""
@@ -186,28 +194,65 @@ def gpu_nodes() -> list[dict]:
 
 def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
                   timeout: float = PROBE_TIMEOUT_S) -> tuple[list[NodeReport], list[str]]:
-    """One :func:`report_node` task on every GPU node: the reports, and the nodes that did not answer in time."""
+    """Two :func:`report_node` tasks on every GPU node: the reports, and the nodes that did not answer in time.
+
+    One asks for a sliver of a GPU, as a model actor gets one; its twin asks
+    for none and answers at once even while every GPU of the node is reserved
+    (another learner's lesson). The first's answer is taken when it comes
+    within :data:`GPU_WAIT_S`, else the twin's.
+    """
+    import time
+
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(report_node)
-    asked = {}
+    began = time.monotonic()
+    asked = []  # (node, with a GPU, without one)
     for node in gpu_nodes():
-        ref = probe.options(
-            num_cpus=0,  # a node whose CPUs are all taken still answers
-            num_gpus=PROBE_GPU,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-        ).remote(storage, model_folders)
-        asked[ref] = node
-    ready, pending = ray.wait(list(asked), num_returns=len(asked), timeout=timeout) if asked else ([], [])
-    for ref in pending:
-        ray.cancel(ref)
-    reports = []
-    for ref in ready:
-        head = "node:__internal_head__" in asked[ref]["Resources"]
-        reports.append(replace(ray.get(ref, timeout=timeout), head=head))
-    silent = [f"node {asked[ref]['NodeManagerAddress']} ({asked[ref]['NodeID'][:6]})" for ref in pending]
+        on_node = {"num_cpus": 0,  # a node whose CPUs are all taken still answers
+                   "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
+        asked.append((node, probe.options(num_gpus=PROBE_GPU, **on_node).remote(storage, model_folders),
+                      probe.options(num_gpus=0, **on_node).remote(storage, model_folders)))
+    with_gpu = [gpu_ref for _, gpu_ref, _ in asked]
+    if with_gpu:
+        ray.wait(with_gpu, num_returns=len(with_gpu), timeout=min(GPU_WAIT_S, timeout))
+    reports, silent = [], []
+    for node, gpu_ref, free_ref in asked:
+        left = max(0.0, timeout - (time.monotonic() - began))
+        ready, _ = ray.wait([gpu_ref], timeout=0)
+        if not ready:
+            ready, _ = ray.wait([gpu_ref, free_ref], num_returns=1, timeout=left)
+        for ref in (gpu_ref, free_ref):
+            if ref not in ready:
+                ray.cancel(ref)
+        if not ready:
+            silent.append(f"node {node['NodeManagerAddress']} ({node['NodeID'][:6]})")
+            continue
+        head = "node:__internal_head__" in node["Resources"]
+        report = _answer(ready[0], node, timeout)
+        reports.append(replace(report, head=head, gpus_reserved=ready[0] == free_ref))
     return sorted(reports, key=lambda r: (r.node_ip, r.node_id)), silent
+
+
+def _answer(ref, node: dict, timeout: float) -> NodeReport:
+    """The probe's report; a node that cannot even run it is a mismatch that names the node and the fix."""
+    import ray
+
+    from helpers.errors import ClusterMismatchError
+
+    try:
+        return ray.get(ref, timeout=timeout)
+    except Exception as err:  # noqa: BLE001 - whatever the node raised, said in one line
+        where = f"node {node['NodeManagerAddress']} ({node['NodeID'][:6]})"
+        if "No module named 'helpers'" in str(err) and _env("WORKSHOP_CLUSTER_HAS_HELPERS", "0") == "1":
+            raise ClusterMismatchError(
+                f"{where} cannot import this workshop's helpers package, but WORKSHOP_CLUSTER_HAS_HELPERS=1 says every "
+                "node has it: unset WORKSHOP_CLUSTER_HAS_HELPERS (the package then travels with each job), or "
+                "install the clone on every node (pip install -e .)"
+            ) from None
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        raise ClusterMismatchError(f"{where} could not report what it has: {lines[-1] if lines else err!r}") from None
 
 
 def decide_profile(reports: list[NodeReport], silent: list[str] = (), cluster_gpus: float = 0) -> ProfileDecision:

@@ -321,7 +321,8 @@ def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, sma
                   ready_folders: frozenset[str] | None) -> str:
     explicit = _env(env_name)
     if explicit is not None:
-        return explicit
+        # A folder (not a hub id) as the nodes' reports name it: absolute, without a trailing "/".
+        return os.path.abspath(os.path.expanduser(explicit)) if explicit.startswith(("/", ".", "~")) else explicit
     if profile == "cpu":
         return str(models_dir / small)
     staged_path = models_dir / staged
