@@ -113,6 +113,9 @@ def test_the_heaviest_gpu_follows_the_shares(settings):
     three_llms = with_stage(with_stage(two, "llm", actors=3, num_gpus=0.3), "image", num_gpus=1.0)
     # Beside the LLM each image actor gets 0.7: one image and one LLM actor (8), or three LLM actors (3).
     assert preflight.heaviest_gpu(three_llms, weights) == (8.0, 1, 1)
+    # Actors of no GPU share load onto the node's first GPU all the same: every one of them counts.
+    no_share = with_stage(with_stage(two, "llm", num_gpus=0.0), "image", num_gpus=0.0)
+    assert preflight.heaviest_gpu(no_share, weights) == (16.0, 2, 2)
 
 
 def test_a_web_servers_port_is_refused_at_once():

@@ -443,3 +443,37 @@ def test_a_discarded_upload_leaves_nothing_even_for_a_writer_still_at_work(aws):
     with pytest.raises(OutputUnreachableError, match="the run stopped"):
         write_part(two_rows([2]), upload)
     assert partial_prefixes(aws, prefix) == []
+
+
+def test_a_heartbeat_that_fails_once_is_not_taken_for_a_pause(monkeypatch):
+    """Unit test with a stand-in file system (the store's clock set by hand): one marker write that fails must not
+    let the older time of the marker, written when the run began, look like a five-minute gap."""
+    import contextlib
+    import datetime
+
+    class Store:
+        def __init__(self):
+            self.clock, self.written, self.fail_next = 1000.0, {"u/.workshop-partial": 0.0}, False
+
+        @contextlib.contextmanager
+        def open_output_stream(self, path):
+            if self.fail_next:
+                self.fail_next = False
+                raise OSError("connection reset")
+            self.written[path] = self.clock
+            yield type("Stream", (), {"write": lambda self, data: None})()
+
+        def get_file_info(self, path):
+            mtime = datetime.datetime.fromtimestamp(self.written[path], tz=datetime.UTC)
+            return type("Info", (), {"mtime": mtime})()
+
+    store = Store()
+    beat = storage._Heartbeat(store, "u", claimed_at=1000.0)
+    store.clock, store.fail_next = 1030.0, True
+    beat(now=True)
+    store.clock = 1060.0
+    beat(now=True)
+    assert not beat.lapsed and beat.last_stamp == 1060.0
+    store.clock = 1060.0 + storage.CLAIM_ALIVE_S + 1  # a real pause between two beats
+    beat(now=True)
+    assert beat.lapsed

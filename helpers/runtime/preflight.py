@@ -116,6 +116,8 @@ def heaviest_gpu(settings: Settings, weights: dict[str, float]) -> tuple[float, 
     a fractional actor on the GPU it fills most, so any actors whose shares
     add up to at most one GPU may end up together: two sdxl-turbo actors of
     lesson 05 on one GPU and both LLM actors on the other, not one of each.
+    Actors of no GPU share (``WORKSHOP_*_GPUS=0``) on a GPU node still load
+    onto its first GPU, so all of them count.
     """
     from helpers.runtime.settings import image_gpus_beside_llm
 
@@ -123,8 +125,9 @@ def heaviest_gpu(settings: Settings, weights: dict[str, float]) -> tuple[float, 
         most = (0.0, 0, 0)
         for images in range(settings.image.actors + 1):
             for llms in range(llm_actors + 1):
-                shares = images * min(image_share, 1.0) + llms * min(llm_share, 1.0)
-                if (images and image_share <= 0) or (llms and llm_share <= 0) or shares > 1 + 1e-6:
+                # An actor of no GPU share still loads onto a GPU of its node (the first): any number may.
+                shares = images * min(max(image_share, 0.0), 1.0) + llms * min(max(llm_share, 0.0), 1.0)
+                if shares > 1 + 1e-6:
                     continue
                 most = max(most, (images * weights["image"] + llms * weights["llm"], images, llms))
         return most

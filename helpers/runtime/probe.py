@@ -80,7 +80,7 @@ class NodeReport:
     packages: dict[str, str | None] = field(default_factory=dict)  # None: not installed there
     storage_unreadable: str | None = None  # why the node cannot read the storage root
     models: tuple[ModelFolder, ...] = ()
-    gpus_reserved: bool = False  # answered without a GPU of its own: every GPU of the node was reserved
+    gpus_reserved: bool = False  # answered without a GPU of its own: the GPUs were all reserved (or slow)
 
     @property
     def name(self) -> str:
@@ -95,7 +95,7 @@ class NodeReport:
             gpu = f"CUDA {self.device}, {self.gpu_memory_bytes / 2**30:.0f} GiB"
         else:
             gpu = "logical GPU, no CUDA"
-        busy = " (its GPUs were all reserved: asked without one)" if self.gpus_reserved else ""
+        busy = " (asked without a GPU: its GPUs were all reserved, or slow to answer)" if self.gpus_reserved else ""
         return f"{self.name}: {gpu}{busy}"
 
 

@@ -53,7 +53,6 @@ a younger one may be another run's, still being written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import time
@@ -283,10 +282,12 @@ class _Heartbeat:
     def __call__(self, now: bool = False) -> None:
         if not now and time.monotonic() - self.last_beat < HEARTBEAT_S:
             return
-        with contextlib.suppress(OSError):
+        try:
             _write_object(self.target_fs, self.marker, b"")
+        except OSError:
+            return  # the next beat tries again; a stamp read now would be an older write's
         stamp = _stamp(self.target_fs, self.marker)
-        if stamp is not None:
+        if stamp is not None and stamp >= self.last_stamp:
             self.lapsed = self.lapsed or stamp - self.last_stamp > CLAIM_ALIVE_S
             self.last_stamp = stamp
         self.last_beat = time.monotonic()
