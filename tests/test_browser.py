@@ -69,15 +69,20 @@ def lab(workspace, tmp_path_factory, learners_ray):
 
 @pytest.fixture(scope="module")
 def lab_with_slow_images(workspace, tmp_path_factory, learners_ray):
-    """A JupyterLab whose kernels draw each image in :data:`IMAGE_STEPS` steps instead of one.
+    """A JupyterLab whose kernels draw each image in :data:`IMAGE_STEPS` steps instead of one, and
+    write replies of up to 120 tokens (the GPU profile's) instead of 40.
 
     On the CPU profile the image model draws lesson 05's first batch in half a second, the
     last half second of the run: too short for a view that refreshes every 2 s to show both
-    actor pools at work. With more steps the image stage runs for seconds beside the LLM's.
+    actor pools at work. With more steps the image stage runs for seconds beside the LLM's; with
+    longer replies the LLM's batches last seconds too, so that on a busy machine (the suite's other
+    worker) an LLM batch is still running while the images are drawn, instead of waiting for them.
+    Set-up a learner would not have, said here: both only slow the models down.
     """
     _chromium_or_skip()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WORKSHOP_IMAGE_STEPS", str(IMAGE_STEPS))
+        env.setenv("WORKSHOP_MAX_NEW_TOKENS", "120")
         server = browser_lab.Lab(workspace, tmp_path_factory.mktemp("jupyter_home_slow"))
     try:
         server.require_kernel()
