@@ -52,6 +52,8 @@ from helpers.runtime.settings import (
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 RAY_MODES = ("auto", "shared", "process")
+
+
 def _ray_address_file() -> Path:
     """Where ``ray start --head`` records its address, by Ray's own rule: ``RAY_TMPDIR``, then on Linux
     ``TMPDIR``, else ``/tmp``, and ``ray/ray_current_cluster`` under it (a cluster head, e.g. Anyscale's, has one)."""
@@ -180,7 +182,7 @@ def address_to_join() -> tuple[str | None, str | None]:
     """
     if _env("RAY_ADDRESS"):
         return _env("RAY_ADDRESS"), None
-    if (_env("WORKSHOP_RAY", "auto") or "auto").strip().lower() != "auto":
+    if _ray_mode_setting() != "auto":
         return None, None
     found_here = _running_local_cluster()
     return ("auto", found_here) if found_here else (None, None)
@@ -191,9 +193,9 @@ def _joined_ray_start_note(address: str) -> str:
     return (
         f"This lesson joined the Ray that `ray start` runs on this machine ({address}, named in "
         f"{RAY_CURRENT_CLUSTER}), not the workshop's own Ray. To use the workshop's own Ray instead, start "
-        "JupyterLab with WORKSHOP_RAY=shared "
-        "(WORKSHOP_RAY=shared .venv/bin/jupyter lab), or run os.environ['WORKSHOP_RAY'] = 'shared' in this notebook "
-        "and helpers.start() again; or, if that Ray is yours and nothing else uses it, stop it with `ray stop`."
+        "JupyterLab with WORKSHOP_RAY=shared (WORKSHOP_RAY=shared .venv/bin/jupyter lab), or run "
+        "os.environ['WORKSHOP_RAY'] = 'shared' in this notebook and helpers.start() again; or, if that Ray "
+        "is yours and nothing else uses it, stop it with `ray stop`."
     )
 
 
@@ -201,6 +203,14 @@ def _idle_minutes() -> float:
     from helpers.runtime.settings import _env_number
 
     return _env_number("WORKSHOP_RAY_IDLE_MINUTES", shared_ray.DEFAULT_IDLE_MINUTES, kind=float, minimum=0)
+
+
+def _ray_mode_setting() -> str:
+    """``WORKSHOP_RAY`` as set (``auto`` when unset), refused when it names no mode."""
+    mode = (_env("WORKSHOP_RAY", "auto") or "auto").strip().lower()
+    if mode not in RAY_MODES:
+        raise SettingsError(f"WORKSHOP_RAY={mode!r}: use one of {', '.join(RAY_MODES)}")
+    return mode
 
 
 def ray_mode() -> str:
@@ -212,9 +222,7 @@ def ray_mode() -> str:
     """
     from helpers.show.ipython import in_notebook
 
-    mode = (_env("WORKSHOP_RAY", "auto") or "auto").strip().lower()
-    if mode not in RAY_MODES:
-        raise SettingsError(f"WORKSHOP_RAY={mode!r}: use one of {', '.join(RAY_MODES)}")
+    mode = _ray_mode_setting()
     if mode == "auto":
         return "shared" if in_notebook() else "process"
     return mode
