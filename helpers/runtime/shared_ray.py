@@ -111,8 +111,8 @@ def _forget(folder: Path, pgid: int) -> None:
         _state_file(folder).unlink(missing_ok=True)
 
 
-def _group_processes(pgid: int) -> list[Path]:
-    """The /proc folders of this user's running processes in group ``pgid`` (zombies do not count).
+def _group_processes(pgid: int) -> list[tuple[Path, str]]:
+    """The /proc folder and name of each of this user's running processes in group ``pgid`` (zombies do not count).
 
     Another user's processes never count: after a reboot, the recorded number
     may name a group of theirs.
@@ -123,7 +123,7 @@ def _group_processes(pgid: int) -> list[Path]:
             text = stat.read_text()
             fields = text.rsplit(")", 1)[1].split()
             if int(fields[2]) == pgid and fields[0] != "Z" and stat.parent.stat().st_uid == os.getuid():
-                found.append(stat.parent)
+                found.append((stat.parent, text[text.find("(") + 1 : text.rfind(")")]))
         except (OSError, IndexError, ValueError):
             continue
     return found
@@ -131,12 +131,7 @@ def _group_processes(pgid: int) -> list[Path]:
 
 def _group_names(pgid: int) -> list[str]:
     """The names of this user's running processes in group ``pgid``, read from /proc."""
-    names = []
-    for folder in _group_processes(pgid):
-        with contextlib.suppress(OSError):
-            text = (folder / "stat").read_text()
-            names.append(text[text.find("(") + 1 : text.rfind(")")])
-    return names
+    return [name for _, name in _group_processes(pgid)]
 
 
 #: The command of a workshop Ray's supervisor (its process group's leader).
@@ -154,7 +149,7 @@ def is_workshop_group(pgid: int, folder: Path) -> bool:
     if not Path("/proc").is_dir():
         return group_alive(pgid)
     marks = (_SUPERVISOR_COMMAND, f"--temp-dir={folder / 'ray'} ", f"{folder / 'ray'}/session_")
-    for process in _group_processes(pgid):
+    for process, _ in _group_processes(pgid):
         with contextlib.suppress(OSError):
             command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             if any(mark in command for mark in marks):
