@@ -21,6 +21,7 @@ import sys
 
 from helpers.errors import ClusterMismatchError, SettingsError
 from helpers.runtime import ray_internals
+from helpers.runtime.node_constraints import EPS
 from helpers.runtime.probe import PACKAGES, NodeReport, ProfileDecision, package_version
 from helpers.runtime.settings import HUB_IMAGE_MODEL, HUB_LLM_MODEL, Settings
 
@@ -127,7 +128,7 @@ def heaviest_gpu(settings: Settings, weights: dict[str, float]) -> tuple[float, 
             for llms in range(llm_actors + 1):
                 # An actor of no GPU share still loads onto a GPU of its node (the first): any number may.
                 shares = images * min(max(image_share, 0.0), 1.0) + llms * min(max(llm_share, 0.0), 1.0)
-                if shares > 1 + 1e-6:
+                if shares > 1 + EPS:
                     continue
                 most = max(most, (images * weights["image"] + llms * weights["llm"], images, llms))
         return most

@@ -66,9 +66,9 @@ SCHEMES = ("s3",)
 STOPPED = b"stopped\n"
 #: After this long, an upload not marked stopped is taken for a killed run's, not a live one's (2 days).
 STALE_UPLOAD_S = 2 * 24 * 3600
-#: PUBLISH_CLAIM is written into an upload, once, when its run starts replacing the output (steps 2-4):
-#: its time, by the store's clock, orders two runs that publish into one output at the same moment.
 #: The marker's text in an upload that gave way to another run's publish: kept, as a stopped one is not.
+#: (Such a run wrote PUBLISH_CLAIM into its upload, once, before giving way: its time, by the store's
+#: clock, orders two runs that publish into one output at the same moment.)
 YIELDED = b"yielded\n"
 #: A publish rewrites its marker this often; a claim whose marker is older than CLAIM_ALIVE_S is a dead run's.
 HEARTBEAT_S = 30
@@ -240,21 +240,16 @@ def _is_left_over(target_fs, marker: str) -> bool:
         return stream.read() == STOPPED
 
 
-def _write_marker(target_fs, partial: str, text: bytes) -> None:
-    """Rewrite an upload's marker (best effort: a marker not rewritten goes stale in time)."""
-    try:
-        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", text)
-    except OSError:
-        pass
-
-
 def _mark_stopped(target_fs, partial: str, text: bytes = STOPPED) -> None:
     """Say in an upload's marker that no run writes it any more (best effort: else it goes once stale).
 
     The marker also voids the upload's claim on the output, if it made one
     (:func:`_claim_key`); a copy of the claim in the output counts as ours.
     """
-    _write_marker(target_fs, partial, text)
+    try:
+        _write_object(target_fs, f"{partial}/{PARTIAL_MARKER}", text)
+    except OSError:
+        pass
 
 
 def _stamp(target_fs, path: str) -> float | None:
