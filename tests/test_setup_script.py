@@ -79,12 +79,16 @@ def mac_like_copy(tmp_path) -> tuple[Path, dict, Path]:
     return root, env, log
 
 
+def run_setup(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``bash setup.sh ARGS`` in the copy ``root``, with the environment ``env``."""
+    return subprocess.run([shutil.which("bash"), "setup.sh", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
 @pytest.mark.parametrize("args", [[], ["--download"]])
 def test_setup_sh_runs_without_sha256sum(mac_like_copy, args):
     root, env, log = mac_like_copy
-    bash = shutil.which("bash")
-    done = subprocess.run([bash, "setup.sh", *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    done = run_setup(root, env, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     # The stamp written as sha256sum wrote it still matches: installed packages are not reinstalled.
     assert "packages already match requirements.txt" in done.stdout
@@ -101,19 +105,23 @@ def fake_python(path: Path, body: str) -> Path:
     return path
 
 
+def chosen_python(folder: Path, on_venv: str) -> str:
+    """A ``python3.11`` for ``PYTHON=``: its own checks run the real Python, and ``-m venv DIR`` runs the shell
+    commands ``on_venv`` instead (``$3`` is DIR) and exits with their status."""
+    return str(fake_python(folder / "python3.11", (
+        f'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then {on_venv}; exit $?; fi\nexec {sys.executable} "$@"\n'
+    )))  # fmt: skip
+
+
 def test_a_half_built_venv_is_made_again(mac_like_copy, tmp_path):
     """A ``.venv`` whose python has no pip (an interrupted first run, or a Debian Python without
     ``python3.11-venv``) is removed and made again, instead of failing every later run."""
     root, env, log = mac_like_copy
     fake_python(root / ".venv" / "bin" / "python", "exit 1\n")  # `import pip` fails
     recorder = fake_python(tmp_path / "recorder", FAKE_PYTHON.removeprefix("#!/bin/sh\n"))
-    # The chosen Python: its own checks run for real; `-m venv DIR` makes DIR/bin/python the recorder.
-    env["PYTHON"] = str(fake_python(tmp_path / "python3.11", (
-        f'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then /bin/mkdir -p "$3/bin" && /bin/cp {recorder} "$3/bin/python"; '
-        f'exit $?; fi\nexec {sys.executable} "$@"\n'
-    )))  # fmt: skip
-    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    # `-m venv DIR` makes DIR/bin/python the recorder.
+    env["PYTHON"] = chosen_python(tmp_path, f'/bin/mkdir -p "$3/bin" && /bin/cp {recorder} "$3/bin/python"')
+    done = run_setup(root, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "setup.sh: .venv is incomplete or of another Python; making it again" in done.stdout
     calls = log.read_text().splitlines()
@@ -130,8 +138,7 @@ def test_a_venv_without_pip_gets_pip_and_is_kept(mac_like_copy, tmp_path):
         f'if [ "$1" = "-c" ]; then [ -e {pip_there} ]; exit $?; fi\n'
         + FAKE_PYTHON.removeprefix("#!/bin/sh\n")
     ))  # fmt: skip
-    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    done = run_setup(root, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert pip_there.exists() and "making it again" not in done.stdout
     assert venv_python.read_text().count("ensurepip") == 1, "the environment was kept"
@@ -141,12 +148,8 @@ def test_a_venv_without_pip_gets_pip_and_is_kept(mac_like_copy, tmp_path):
 def test_a_venv_that_cannot_be_made_says_what_to_install(mac_like_copy, tmp_path):
     root, env, _ = mac_like_copy
     shutil.rmtree(root / ".venv")
-    env["PYTHON"] = str(fake_python(tmp_path / "python3.11", (
-        f'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then /bin/mkdir -p "$3/bin"; echo "ensurepip is not available" >&2; '
-        f'exit 1; fi\nexec {sys.executable} "$@"\n'
-    )))  # fmt: skip
-    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    env["PYTHON"] = chosen_python(tmp_path, '/bin/mkdir -p "$3/bin"; echo "ensurepip is not available" >&2; false')
+    done = run_setup(root, env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "sudo apt install python3.11-venv; then run ./setup.sh again" in done.stderr
     assert not (root / ".venv").exists(), "the half-made environment is removed"
@@ -158,8 +161,7 @@ def test_another_python_is_refused_before_anything_is_made(mac_like_copy, tmp_pa
     env["PYTHON"] = str(fake_python(tmp_path / "python3.12", (
         'case "$2" in *platform*) echo 3.12.4; exit 0;; esac\nexit 1\n'
     )))  # fmt: skip
-    done = subprocess.run([shutil.which("bash"), "setup.sh"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    done = run_setup(root, env)
     assert done.returncode == 2
     assert done.stderr.startswith(f"setup.sh: {env['PYTHON']} is Python 3.12.4, and the pinned packages are for "
                                   "Python 3.11."), done.stderr
