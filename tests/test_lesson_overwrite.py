@@ -253,6 +253,23 @@ def test_only_the_leftovers_of_the_same_folder_are_removed():
     ]
 
 
+def test_once_the_folder_is_complete_every_leftover_goes_kept_or_made_again_late():
+    """A task of an interrupted write, cancelled while finishing its file, can make its sibling folder again after
+    the next write's start removed it; that write, once complete, removes it with the kept copies."""
+    from helpers.runtime.overwrite import KEEP_MARKER, _remove_leftovers
+
+    memory = mock_filesystem({f"out/a{WRITING}0123abcd/x.parquet": b"", f"out/a{WRITING}89abcdef/{KEEP_MARKER}": b"",
+                              "out/a/new.parquet": b""})
+    _remove_leftovers(memory, "out/a")
+    assert [p for p in listing(memory, "out") if p.count("/") == 1] == ["out/a", f"out/a{WRITING}89abcdef"], (
+        "before the folder is complete, the kept copy stays")
+    memory.create_dir(f"out/a{WRITING}0123abcd")  # the late task's folder and file
+    with memory.open_output_stream(f"out/a{WRITING}0123abcd/x.parquet") as late:
+        late.write(b"")
+    _remove_leftovers(memory, "out/a", complete=True)
+    assert [p for p in listing(memory, "out") if p.count("/") == 1] == ["out/a"]
+
+
 def test_a_local_replace_that_fails_half_way_puts_the_earlier_folder_back(tmp_path, monkeypatch):
     import os
 

@@ -96,7 +96,7 @@ def replace_only_when_complete() -> None:
         if target is None:
             result = complete(self, write_result)
             if _overwrites(self):  # after a replace that stopped half-way the folder was empty: Ray's own path
-                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, kept=True)
+                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, complete=True)
             return result
         try:
             _replace(self.filesystem, self.path, target)
@@ -106,7 +106,7 @@ def replace_only_when_complete() -> None:
             raise
         setattr(self, _TARGET, None)
         self.path = target
-        _remove_leftovers(self.filesystem, target, kept=True)
+        _remove_leftovers(self.filesystem, target, complete=True)
 
     @functools.wraps(failed)
     def on_write_failed(self, error):
@@ -140,12 +140,14 @@ def _has_earlier_output(datasink) -> bool:
     return bool(datasink.filesystem.get_file_info(FileSelector(datasink.path)))
 
 
-def _remove_leftovers(filesystem, target: str, kept: bool = False) -> None:
+def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
     """Delete the siblings that interrupted overwrites of ``target`` left behind.
 
     A sibling with :data:`KEEP_MARKER` may be the only complete copy (its
-    replace stopped half-way), so it is left alone, except with ``kept``:
-    then only such siblings go, once a new write has made ``target`` complete.
+    replace stopped half-way), so it is left alone until ``complete``: once a
+    new write has made ``target`` complete, every sibling goes, kept ones and
+    those that a task of an interrupted write, still finishing its file when
+    Ray cancelled it, made again after this write had started.
     """
     from pyarrow.fs import FileSelector, FileType
 
@@ -154,10 +156,9 @@ def _remove_leftovers(filesystem, target: str, kept: bool = False) -> None:
     for entry in filesystem.get_file_info(FileSelector(parent)):
         if entry.type != FileType.Directory or not ours.fullmatch(entry.base_name):
             continue
-        if _is_kept(filesystem, entry.path) != kept:
-            if not kept:
-                log.warning("keeping %s: the only complete copy of an overwrite of %s that stopped half-way",
-                            entry.path, target)
+        if not complete and _is_kept(filesystem, entry.path):
+            log.warning("keeping %s: the only complete copy of an overwrite of %s that stopped half-way",
+                        entry.path, target)
             continue
         log.info("removing %s, left by an interrupted write", entry.path)
         _delete_dir(filesystem, entry.path)
