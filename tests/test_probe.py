@@ -148,3 +148,53 @@ def test_a_node_without_the_helpers_package_is_named_with_the_setting_that_said_
         probe._answer(cannot_import_helpers.remote(), node, timeout=60)
     assert str(raised.value).startswith("node 10.0.0.9 (c0ffee) cannot import this workshop's helpers package, but "
                                         "WORKSHOP_CLUSTER_HAS_HELPERS=1 says every node has it: unset")
+
+
+#: Run in a Ray of its own, started as a cluster node would be with Ray's switch back to blanking
+#: ``CUDA_VISIBLE_DEVICES`` for tasks without GPUs: the probe while a lesson holds the node's one GPU,
+#: its report carrying (in ``device``) the ``CUDA_VISIBLE_DEVICES`` the answering task saw.
+_BLANKING_NODE = """
+import os, sys
+from dataclasses import replace
+import ray
+from helpers.runtime import probe
+
+ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+real_report = probe.report_node
+probe.report_node = lambda storage, folders: replace(real_report(storage, folders),
+                                                    device=os.environ.get("CUDA_VISIBLE_DEVICES"))
+probe.GPU_WAIT_S = 1.0
+
+@ray.remote(num_gpus=1, num_cpus=0)
+class HoldsTheGpu:
+    def ready(self):
+        return True
+
+holder = HoldsTheGpu.remote()
+ray.get(holder.ready.remote(), timeout=120)
+reports, silent = probe.ask_gpu_nodes(None, [], timeout=90)
+print("SAW", [(report.gpus_reserved, report.device) for report in reports], silent)
+"""
+
+
+def test_the_twin_sees_the_nodes_gpus_where_the_cluster_blanks_them_for_tasks_without_gpus():
+    """A cluster node set to ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1`` hands a task without GPUs an empty
+    ``CUDA_VISIBLE_DEVICES``; the twin, which answers while every GPU is reserved, would report no CUDA
+    there and ``auto`` would pick the CPU models. A real Ray started with that setting (logical GPU
+    "0"); the report is the real one, carrying the variable the twin saw."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    ray_dir = tempfile.mkdtemp(prefix="rtw", dir="/tmp")  # short: Ray's socket paths live under it
+    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1", "CUDA_VISIBLE_DEVICES": "0",
+           "RAY_TMPDIR": ray_dir}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        done = subprocess.run([sys.executable, "-c", _BLANKING_NODE], check=False, env=env, capture_output=True,
+                              text=True, timeout=240)
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SAW [(True, '0')] []" in done.stdout, done.stdout + done.stderr[-3000:]

@@ -43,6 +43,10 @@ PROBE_GPU = 0.01
 #: would wait until that lesson ends. Ray 2.60 leaves ``CUDA_VISIBLE_DEVICES`` as the node
 #: has it for a task without GPUs, so the twin still sees the node's GPUs.
 GPU_WAIT_S = 15.0
+#: The twin's worker: a cluster started with ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1`` (Ray's
+#: switch back to its older behaviour) blanks ``CUDA_VISIBLE_DEVICES`` for a task without
+#: GPUs, and the twin would then report no CUDA on a GPU node; its own worker switches it off.
+TWIN_RUNTIME_ENV = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}}
 #: How long the probes may take all together: a fresh worker on a cluster node must
 #: first unpack the job's runtime environment (this package); a node whose GPUs stay
 #: busy that long is reported as not answering instead of holding up the start.
@@ -212,8 +216,9 @@ def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
     for node in gpu_nodes():
         on_node = {"num_cpus": 0,  # a node whose CPUs are all taken still answers
                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
+        twin = probe.options(num_gpus=0, runtime_env=TWIN_RUNTIME_ENV, **on_node)
         asked.append((node, probe.options(num_gpus=PROBE_GPU, **on_node).remote(storage, model_folders),
-                      probe.options(num_gpus=0, **on_node).remote(storage, model_folders)))
+                      twin.remote(storage, model_folders)))
     with_gpu = [gpu_ref for _, gpu_ref, _ in asked]
     if with_gpu:
         ray.wait(with_gpu, num_returns=len(with_gpu), timeout=min(GPU_WAIT_S, timeout))
