@@ -24,6 +24,7 @@ import pytest
 from helpers.runtime.contention import WAIT_S, Look, WaitWatch, driver_name, missing, wait_note
 from helpers.runtime.ray_internals import ActorHold, JobDriver, OperatorProgress
 from helpers.runtime.resources import NodeCapacity, StageRequest
+from tests.kernels import run_ok, workshop_kernel
 
 IMAGES = StageRequest("MapBatches(ImageGen)", 2, cpus=1, gpus=1, is_actor_pool=True)
 OTHER_JOB, OUR_JOB, NODE = "02000000", "03000000", "node-a"
@@ -179,25 +180,12 @@ print("ROWS", ds.count())
 """
 
 
-def kernel(env: dict):
-    from jupyter_client.manager import start_new_kernel
-
-    from helpers.kernel import KERNEL_NAME
-
-    return start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env)
-
-
 def reply_to(client, msg_id: str, timeout: float) -> dict:
     """The shell reply to ``msg_id``; replies to earlier requests (the kernel_info of the start) are passed over."""
     while True:
         reply = client.get_shell_msg(timeout=timeout)
         if reply["parent_header"].get("msg_id") == msg_id:
             return reply["content"]
-
-
-def run(client, code: str, timeout: float = 300) -> None:
-    content = reply_to(client, client.execute(code), timeout)
-    assert content["status"] == "ok", content
 
 
 def texts_until(client, msg_id: str, marker: str | None, seconds: float) -> tuple[list[str], str]:
@@ -231,20 +219,16 @@ def texts_until(client, msg_id: str, marker: str | None, seconds: float) -> tupl
 def test_a_lesson_waiting_for_gpus_another_lessons_kernel_holds_is_told_whose_they_are(learners_ray):
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu"}
     env.pop("RAY_ADDRESS", None)
-    first_manager, first = kernel({**env, "JPY_SESSION_NAME": "notebooks/03_image_generation.ipynb"})
-    second_manager, second = kernel({**env, "JPY_SESSION_NAME": "notebooks/04_join.ipynb"})
-    try:
-        run(first, FIRST_LESSON)
+    first_lesson = {**env, "JPY_SESSION_NAME": "notebooks/03_image_generation.ipynb"}
+    with workshop_kernel(first_lesson) as (first_manager, first), \
+            workshop_kernel({**env, "JPY_SESSION_NAME": "notebooks/04_join.ipynb"}) as (_, second):
+        run_ok(first, FIRST_LESSON)
         msg_id = second.execute(SECOND_LESSON)
         shown, stopped = texts_until(second, msg_id, "is waiting", 120)
-        run(first, "del rows")  # what the note advises: the half-read Dataset's actors let go
+        run_ok(first, "del rows")  # what the note advises: the half-read Dataset's actors let go
         rest, _ = texts_until(second, msg_id, None, 180) if stopped != "idle" else (shown, "idle")
         reply = reply_to(second, msg_id, 60)
         pid = first_manager.provisioner.pid
-    finally:
-        for client, manager in ((first, first_manager), (second, second_manager)):
-            client.stop_channels()
-            manager.shutdown_kernel(now=True)
     assert stopped == "marker", f"no explanation while waiting ({stopped}):\n" + "".join(shown[-10:])
     note = next(text for text in shown if "is waiting" in text)
     assert "MapBatches(Passthrough) is waiting: each of its actors needs 1 GPU" in note, note
@@ -258,9 +242,8 @@ def test_a_cell_waiting_for_gpus_its_own_notebook_holds_says_how_to_free_them(le
     """One kernel: the half-read iterator of an earlier cell holds both GPUs, so the next pipeline waits."""
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu", "JPY_SESSION_NAME": "notebooks/03_image_generation.ipynb"}
     env.pop("RAY_ADDRESS", None)
-    manager, client = kernel(env)
-    try:
-        run(client, FIRST_LESSON)
+    with workshop_kernel(env) as (manager, client):
+        run_ok(client, FIRST_LESSON)
         waiting = client.execute(SECOND_LESSON.replace("session = helpers.start()", ""))
         shown, stopped = texts_until(client, waiting, "is waiting", 120)
         manager.interrupt_kernel()  # what the note says: interrupt, delete the iterator, run again
@@ -269,9 +252,6 @@ def test_a_cell_waiting_for_gpus_its_own_notebook_holds_says_how_to_free_them(le
         again = client.execute("del rows\n" + SECOND_LESSON.replace("session = helpers.start()", ""))
         rest, _ = texts_until(client, again, None, 180)
         reply = reply_to(client, again, 60)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
     assert stopped == "marker", f"no explanation while waiting ({stopped}):\n" + "".join(shown[-10:])
     note = next(text for text in shown if "is waiting" in text)
     assert "this notebook holds it itself: 2 actor(s) MapWorker(MapBatches(Slow)) of an earlier run" in note, note

@@ -8,15 +8,13 @@ as JupyterLab sends them.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from helpers.kernel import EXTENSION_ARGUMENT, KERNEL_NAME, restart_advice
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+from tests.kernels import ANSI, run_cell, workshop_kernel
 
 
 def test_the_registered_kernel_loads_the_advice():
@@ -36,18 +34,13 @@ def test_only_the_lessons_names_get_advice():
 
 @pytest.fixture(scope="module")
 def kernel():
-    from jupyter_client.manager import start_new_kernel
-
-    manager, client = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120)
-    yield manager, client
-    client.stop_channels()
-    manager.shutdown_kernel(now=True)
+    with workshop_kernel() as started:
+        yield started
 
 
 def run(client, code: str) -> dict:
     """Run ``code`` as a cell; return its error (ename, evalue, traceback without colours), or {}."""
-    reply = client.execute_interactive(code, timeout=60, output_hook=lambda message: None)
-    content = reply["content"]
+    content = run_cell(client, code, timeout=60)
     if content["status"] != "error":
         return {}
     return {**content, "traceback": [ANSI.sub("", line) for line in content["traceback"]]}

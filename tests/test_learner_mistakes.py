@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,13 +24,12 @@ import pytest
 
 from helpers.commands.notebooks import kernel_env
 from helpers.errors import NotReadyError, SettingsError
-from helpers.kernel import KERNEL_NAME
 from helpers.runtime import shared_ray
 from helpers.runtime.readiness import LESSON_NEEDS, check_ready, needs
 from helpers.runtime.resources import NodeCapacity, check_settings_fit
 from helpers.runtime.settings import REPO_ROOT, TINY_IMAGE_MODEL, load_settings
+from tests.kernels import ANSI, run_cell, workshop_kernel
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STUDENT = {path.name[:2]: path for path in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
 TWO_GPUS = [NodeCapacity(cpus=8, gpus=2)]
 
@@ -83,19 +81,11 @@ def test_a_model_folder_setup_does_not_make_names_its_variable(empty_storage, mo
 
 def _kernel_error(lesson: str, ray_dir: Path) -> tuple[dict, bool]:
     """The error of the lesson's first code cell in a fresh workshop kernel, and whether Ray was started."""
-    from jupyter_client.manager import start_new_kernel
-
     first_cell = next(cell for cell in _code_cells(STUDENT[lesson]) if "helpers.start()" in cell)
     env = {**kernel_env(STUDENT[lesson]), "WORKSHOP_RAY_DIR": str(ray_dir)}
-    manager, client = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env,
-                                       cwd=str(STUDENT[lesson].parent))
-    try:
-        reply = client.execute_interactive(first_cell, timeout=120, output_hook=lambda message: None)["content"]
-        started = client.execute_interactive("import ray\nassert not ray.is_initialized()", timeout=60,
-                                             output_hook=lambda message: None)["content"]["status"] != "ok"
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    with workshop_kernel(env, cwd=str(STUDENT[lesson].parent)) as (_, client):
+        reply = run_cell(client, first_cell, timeout=120)
+        started = run_cell(client, "import ray\nassert not ray.is_initialized()", timeout=60)["status"] != "ok"
     return reply, started
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from helpers.runtime.progress import KNOWN_NOISE, hide_known_noise, without_noise
+from tests.kernels import workshop_kernel
 
 NOISE = (
     "[2026-11-24 12:01:13,084 E 19877 19877] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatches(P))'"
@@ -86,14 +87,9 @@ def test_the_pickled_objects_warning_is_not_repeated_in_the_lessons(tmp_path):
     The same stage with Ray's own default (the setting unset) shows it, in the
     same kernel, before its actor's second batch: so its absence is no accident of timing.
     """
-    from jupyter_client.manager import start_new_kernel
-
-    from helpers.kernel import KERNEL_NAME
-
     env = {**os.environ, "WORKSHOP_RAY": "process", "WORKSHOP_PROFILE": "cpu", "WORKSHOP_RAY_DIR": str(tmp_path)}
     env.pop("RAY_ADDRESS", None)
-    manager, client = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env)
-    try:
+    with workshop_kernel(env) as (_, client):
         def run(code):
             reply = client.execute(code, reply=True, timeout=300)["content"]
             assert reply["status"] == "ok", reply
@@ -103,6 +99,3 @@ def test_the_pickled_objects_warning_is_not_repeated_in_the_lessons(tmp_path):
         assert PICKLED_WARNING not in _stderr_until(client, "lesson batch 2")
         run('ray.data.DataContext.get_current().enable_fallback_to_arrow_object_ext_type = None\ndraw("default")')
         assert PICKLED_WARNING in _stderr_until(client, "default batch 2")
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)

@@ -20,6 +20,7 @@ import pytest
 from helpers.runtime.progress import HideProgressRecords, LiveProgress, Run
 from helpers.runtime.ray_internals import OperatorProgress
 from helpers.show.progress import ProgressView, RunTimeline, render, show_run
+from tests.kernels import workshop_kernel
 
 READ, EXPAND, LLM, IMAGES = "ReadCSV", "MapBatches(expand_prompt)", "MapBatches(Enhancer)", "MapBatches(ImageGen)"
 
@@ -254,14 +255,9 @@ def _answers(url: str, tries: int = 60) -> bool:
 @pytest.mark.notebooks
 def test_a_kernel_shows_each_operator_live_then_its_summary_and_the_dashboard_answers(learners_ray):
     """One run of two actor pools in a lesson's kernel, on the shared Ray started with WORKSHOP_DASHBOARD=1."""
-    from jupyter_client.manager import start_new_kernel
-
-    from helpers.kernel import KERNEL_NAME
-
     env = {**os.environ, "WORKSHOP_PROFILE": "cpu", "WORKSHOP_DASHBOARD": "1"}
     env.pop("RAY_ADDRESS", None)
-    manager, client = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120, env=env)
-    try:
+    with workshop_kernel(env) as (_, client):
         def run(code):
             msg_id = client.execute(code)
             bundles, streams = _outputs(client, msg_id)
@@ -274,9 +270,6 @@ def test_a_kernel_shows_each_operator_live_then_its_summary_and_the_dashboard_an
         assert dashboard, started
         bundles, streams = run("materialized = ds.materialize()")
         timeline, _ = run("helpers.show_run()")
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
     texts = [bundle["text/plain"] for bundle in bundles]
     assert len(texts) >= 3 and all("text/html" in bundle for bundle in bundles), texts
