@@ -9,6 +9,7 @@ workshop Ray a developer has open is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -319,3 +320,62 @@ def test_a_ray_start_cluster_is_left_alone_when_workshop_ray_names_the_workshops
         assert cluster.address_to_join() == ("10.0.0.1:6379", None), "RAY_ADDRESS comes first, whatever the mode"
     note = cluster._joined_ray_start_note(address)
     assert f"({address}, named in {record})" in note and "WORKSHOP_RAY=shared" in note and "ray stop" in note
+
+
+#: The first lesson's ``helpers.start()``, interrupted (Kernel > Interrupt) while the workshop's Ray starts: the
+#: interrupt comes once the supervisor runs (a process whose working folder is the Ray's folder).
+INTERRUPTED_START = """
+import _thread, os, sys, threading, time
+from pathlib import Path
+folder = Path(os.environ["WORKSHOP_RAY_DIR"]).resolve()
+
+def supervisor_runs():
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) != os.getpid() and Path(os.readlink(proc / "cwd")) == folder:
+                return True
+        except OSError:
+            pass
+    return False
+
+def interrupt_once_it_runs():
+    while not supervisor_runs():
+        time.sleep(0.05)
+    _thread.interrupt_main()
+
+threading.Thread(target=interrupt_once_it_runs, daemon=True).start()
+import helpers
+try:
+    helpers.start()
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+"""
+
+
+def _processes_of(folder: Path) -> list[int]:
+    """The processes that work in ``folder`` or name it on their command line: the supervisor and its Ray."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            in_folder = Path(os.readlink(proc / "cwd")) == folder.resolve()
+            named = str(folder) in (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if in_folder or named:
+            found.append(int(proc.name))
+    return found
+
+
+def test_an_interrupted_first_start_leaves_no_ray_behind(ray_dir):
+    """Interrupted while its Ray starts, the lesson's start stops that Ray too: left running, it would record itself
+    after the next start had begun a second Ray beside it, and only one of the two could be stopped."""
+    with deadline(180, "the interrupted start"):
+        done = subprocess.run([sys.executable, "-c", INTERRUPTED_START], env=lesson_env(), capture_output=True,
+                              text=True, check=False, timeout=170)
+    assert "INTERRUPTED" in done.stdout, done.stdout + done.stderr[-3000:]
+    time.sleep(2)  # what a supervisor left running would do meanwhile: go on starting its Ray
+    left = _processes_of(ray_dir)
+    for pid in left:  # the test's own clean-up, so that a failure leaves nothing running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+    assert left == [], "processes of the interrupted start still run"

@@ -257,18 +257,31 @@ def ensure_running(args: list[str], env: dict[str, str], idle_minutes: float) ->
         with open(log, "wb") as out:
             supervisor = subprocess.Popen(command, env=child_env, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            shared = running(folder)
-            if shared is not None:
-                return shared, True
-            if supervisor.poll() is not None:
-                break
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(supervisor.pid, signal.SIGKILL)
-        supervisor.wait()
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline:
+                shared = running(folder)
+                if shared is not None:
+                    return shared, True
+                if supervisor.poll() is not None:
+                    break
+                time.sleep(0.2)
+        except BaseException:  # an interrupted start (Kernel > Interrupt) must not leave a Ray nobody knows of
+            _kill_starting(supervisor)
+            raise
+        _kill_starting(supervisor)
         raise RuntimeError(f"the workshop's Ray did not start: {_tail(log) or 'see ' + str(log)}")
+
+
+def _kill_starting(supervisor: subprocess.Popen) -> None:
+    """Stop a supervisor whose Ray has not come up, with every process it started (its own session).
+
+    Left running, it would record its Ray after the next start had begun another
+    beside it, and ``status`` and ``stop`` would only see one of the two.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
 
 
 def _refuse_unreachable(folder: Path) -> None:
