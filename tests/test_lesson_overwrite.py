@@ -119,23 +119,24 @@ def test_rerun_failing_half_way_keeps_the_earlier_output(session, tmp_path, writ
     assert siblings(folder) == []
 
 
-def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it(session, tmp_path, tmp_path_factory):
-    """Ctrl-C in the driver (Jupyter's "interrupt kernel") once the re-run has written files, then a re-run."""
-    go_on = tmp_path_factory.mktemp("flags") / "go-on"  # made once the interrupt has landed; not beside the folder
+def interrupted_write(folder: Path, before: dict[str, bytes], go_on: Path) -> None:
+    """Write lab 03's answer into ``folder`` and press Ctrl-C (Jupyter's "interrupt kernel") once it has written files.
+
+    ``before`` is what the folder held. ``go_on`` (not beside the folder) is made once the interrupt has landed.
+    """
+
+    def new_files() -> bool:  # in the folder or beside it
+        return not {p.name for p in folder.parent.glob("**/*.parquet")} <= set(before)
 
     def slow(batch):
         time.sleep(0.5)  # a model stage's pace
-        # Once the re-run has written a file, its other tasks wait here (at most 2 min), so the
+        # Once the write has written a file, its other tasks wait here (at most 2 min), so the
         # interrupt lands half-way on a loaded machine too; Ray cancels them while they wait.
         deadline = time.monotonic() + 120
         while not go_on.exists() and time.monotonic() < deadline and new_files():
             time.sleep(0.05)
         return batch
 
-    folder, before = written_correctly(tmp_path, "parquet")
-
-    def new_files() -> bool:  # in the folder or beside it
-        return not {p.name for p in tmp_path.glob("**/*.parquet")} <= set(before)
     driver = threading.get_ident()
 
     def interrupt_when_new_files_appear():
@@ -159,11 +160,30 @@ def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it
         go_on.touch()
         watcher.join()
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it(session, tmp_path, tmp_path_factory):
+    """Ctrl-C in the driver once the re-run has written files, then a re-run."""
+    folder, before = written_correctly(tmp_path, "parquet")
+    interrupted_write(folder, before, tmp_path_factory.mktemp("flags") / "go-on")
     assert_kept(folder, before, "parquet")
     assert [name.split(WRITING)[0] for name in siblings(folder)] == [folder.name], "the interrupted run's files"
 
     write("parquet", answer("parquet").repartition(2), folder)
     assert len(list(folder.glob("*.parquet"))) == 2
+    assert lab_says("parquet", folder).status == CORRECT
+    assert siblings(folder) == [], "the next run removes what the interrupted one left"
+
+
+def test_an_interrupted_first_write_leaves_no_folder_for_the_lab_to_read(session, tmp_path, tmp_path_factory):
+    """Ctrl-C in the learner's first write: the lab finds nothing written, not part of an answer it would call a
+    sample of the data; the next run writes the folder whole."""
+    folder = tmp_path / WRITERS["parquet"][0]
+    interrupted_write(folder, {}, tmp_path_factory.mktemp("flags") / "go-on")
+    assert not folder.exists(), "the interrupted first write left a half-written folder"
+    assert "does not exist: nothing has been written there yet" in lab_says("parquet", folder).message
+
+    write("parquet", answer("parquet").repartition(2), folder)
     assert lab_says("parquet", folder).status == CORRECT
     assert siblings(folder) == [], "the next run removes what the interrupted one left"
 
@@ -370,8 +390,8 @@ def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_cop
 
 
 def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(monkeypatch):
-    """The copy fails before its first file: the prefix is left empty, so the next overwrite has nothing earlier
-    to keep and takes Ray's own path; once it completes, the copy kept aside is no longer needed.
+    """The copy fails before its first file: the prefix is left empty. The next overwrite writes beside it as
+    always; once it completes, the copy kept aside is no longer needed.
 
     Unit test with a simulated failure: pyarrow's ``copy_files`` raises at once.
     """
@@ -393,6 +413,6 @@ def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(mo
     monkeypatch.undo()
     assert not [path for path in listing(memory, "bucket") if path.startswith("bucket/out/")]
     retry = _overwrite_two_files(memory)
-    assert retry.path.rstrip("/") == "bucket/out", "with nothing to keep, Ray writes in place"
+    assert retry.path.startswith(f"bucket/out{WRITING}"), "the retry wrote into the prefix itself"
     retry.on_write_complete(SimpleNamespace(num_rows=2))
     assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]

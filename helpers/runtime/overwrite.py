@@ -9,14 +9,16 @@ are built), a stage that fails half-way, Ctrl-C. Each of them used to leave the
 learner's earlier, checked output deleted and the lab saying *incorrect*.
 
 :func:`replace_only_when_complete` changes that one case and leaves the lessons'
-cells exactly as Ray's documentation writes them: when an overwrite finds an
-earlier output, the write goes into a sibling ``<folder>.writing-<id>`` and
-replaces the folder once every write task has finished (``on_write_complete``).
+cells exactly as Ray's documentation writes them: an overwrite goes into a
+sibling ``<folder>.writing-<id>``, which takes the folder's place (or becomes
+the folder, on a first write) once every write task has finished (``on_write_complete``).
 A failed write removes its sibling (``on_write_failed``, also when a write task
 that Ray was cancelling finishes a file after that) and leaves the folder as it
 was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no ``Exception``), so
-the next overwrite of the folder removes what it left. A
-write into a missing or empty folder, and every other mode, is Ray's own.
+the next overwrite of the folder removes what it left. So an
+interrupted first write leaves no half-written folder that a later cell or a
+lab check would read as the output. Every other mode is Ray's own, and so is an
+overwrite of a path that is a file (Ray says what is wrong).
 
 Replacing the folder: on a local or mounted file system, two renames (an
 interrupt between them puts the earlier folder back); on an object store, which
@@ -81,7 +83,7 @@ def replace_only_when_complete() -> None:
 
     @functools.wraps(start)
     def on_write_start(self, schema=None):
-        if not write_started(self) and _has_earlier_output(self):
+        if not write_started(self) and _stages(self):
             # Ray keeps a trailing slash ("out/"): without it the sibling is "out.writing-...", not "out/.writing-..."
             # inside the folder it is to replace (a rename into itself; on an object store, deleted with the rest).
             target = self.path.rstrip("/") or self.path
@@ -94,10 +96,7 @@ def replace_only_when_complete() -> None:
     def on_write_complete(self, write_result):
         target = getattr(self, _TARGET, None)
         if target is None:
-            result = complete(self, write_result)
-            if _overwrites(self):  # after a replace that stopped half-way the folder was empty: Ray's own path
-                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, complete=True)
-            return result
+            return complete(self, write_result)
         try:
             _replace(self.filesystem, self.path, target)
         except ReplaceStoppedError:
@@ -130,14 +129,11 @@ def _overwrites(datasink) -> bool:
     return datasink.mode == SaveMode.OVERWRITE
 
 
-def _has_earlier_output(datasink) -> bool:
-    from pyarrow.fs import FileSelector, FileType
+def _stages(datasink) -> bool:
+    """Whether the write goes into a sibling first: every overwrite, unless a file is in the way (Ray's to report)."""
+    from pyarrow.fs import FileType
 
-    if not _overwrites(datasink):
-        return False
-    if datasink.filesystem.get_file_info(datasink.path).type != FileType.Directory:
-        return False  # nothing to keep (a file in the way is Ray's to report)
-    return bool(datasink.filesystem.get_file_info(FileSelector(datasink.path)))
+    return _overwrites(datasink) and datasink.filesystem.get_file_info(datasink.path).type != FileType.File
 
 
 def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
@@ -184,6 +180,9 @@ def _replace(filesystem, finished: str, target: str) -> None:
     if _local(filesystem):
         if not os.path.isdir(finished):
             os.makedirs(finished)  # a write of zero rows replaces the output with an empty folder, as Ray's does
+        if not os.path.lexists(target):  # a first write
+            os.rename(finished, target)
+            return
         earlier = finished + SET_ASIDE
         os.rename(target, earlier)
         try:
