@@ -171,6 +171,18 @@ def test_parquet_appended_second_write_is_incorrect(parquet_lab, tmp_path):
     assert "overwrite" not in outcome.message  # says what is wrong, not the answer
 
 
+def test_parquet_a_trial_write_left_in_the_folder_is_incorrect_and_says_so(parquet_lab, tmp_path):
+    """``limit(3).write_parquet(path)`` to try it, then the whole dataset into the same folder."""
+    folder = tmp_path / "out"
+    png_answer(folder, prompts=PROMPTS[:3])
+    write_parquet(
+        folder, {"prompt": PROMPTS, "image": [encoded(tiny_image(i)) for i in range(len(PROMPTS))]}, prefix="second_run"
+    )
+    outcome = parquet_lab.evaluate(parquet_path=str(folder))
+    assert status(outcome) == INCORRECT and f"holds {len(PROMPTS) + 3} rows" in outcome.message
+    assert "files of an earlier write (a trial run) may still be there" in outcome.message
+
+
 def test_parquet_pickles_are_incorrect_without_ray(parquet_lab, tmp_path):
     """Ray's pickled-object column as a Ray-less pyarrow reads it: binary plus extension metadata."""
     import pickle

@@ -109,6 +109,7 @@ def test_png_too_few_files_is_incorrect(png_lab, rows, tmp_path):
     """What writing ``take_batch(4)``'s images by hand would leave."""
     outcome = png_lab.evaluate(folder=str(write_pngs(tmp_path / "04_png", 4)))
     assert status(outcome) == INCORRECT and f"holds 4 PNG files, but the join gives {rows}" in outcome.message
+    assert "files of the same name replace each other" in outcome.message  # the whole dataset, under repeated names
 
 
 def test_png_leftovers_of_an_earlier_run_are_incorrect(png_lab, rows, tmp_path):

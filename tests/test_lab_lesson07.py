@@ -106,6 +106,14 @@ def test_the_number_of_blocks_is_incorrect(lab, four_blocks):
     assert outcome.status == INCORRECT and "one number, 4" in outcome.message
 
 
+def test_the_blocks_themselves_are_incorrect_and_say_what_they_hold(lab, ray_data, four_blocks):
+    """``ray.get(entry.ref)`` without ``.num_rows``: the blocks (pyarrow Tables), not their row counts."""
+    tables = [ray_data.get(e.ref) for bundle in four_blocks.iter_internal_ref_bundles() for e in bundle.blocks]
+    outcome = lab.evaluate(four_blocks=four_blocks, block_rows=tables)
+    assert outcome.status == INCORRECT
+    assert "`block_rows` is a list of Table values; make it a list of whole numbers" in outcome.message
+
+
 def test_bytes_per_block_are_incorrect(lab, four_blocks):
     """``entry.metadata.size_bytes`` instead of the rows."""
     sizes = [e.metadata.size_bytes for bundle in four_blocks.iter_internal_ref_bundles() for e in bundle.blocks]

@@ -145,8 +145,9 @@ class ParquetLab(Lab):
         ),
         (
             "A small `map_batches` function can replace the `image` column with PNG bytes "
-            "(`helpers.models.png_bytes(image)` encodes one image), then `write_parquet(parquet_path)` writes "
-            "the result. Ray's writers add files to the folder on every run unless you ask them to replace it."
+            "(`from helpers.models import png_bytes`; `png_bytes(image)` encodes one image), "
+            "then `write_parquet(parquet_path)` writes the result. Ray's writers add files to the folder "
+            "on every run unless you ask them to replace it."
         ),
         (
             '`write_parquet(parquet_path, mode="overwrite")` replaces what an earlier run wrote; '
@@ -213,6 +214,10 @@ class ParquetLab(Lab):
                 "not a sample of it."
             )
         if len(prompts) > total:
-            self.incorrect(f"the folder holds {len(prompts)} rows but animals.csv has {total} animals.")
+            self.incorrect(
+                f"the folder holds {len(prompts)} rows but animals.csv has {total} animals: files of an earlier "
+                "write (a trial run) may still be there. Ray's writers add files by default; make the write "
+                "replace them."
+            )
         stranger = next(p for p in found if p not in expected or found[p] != expected[p])
         self.incorrect(f"the prompts do not match animals.csv (for example {stranger!r}); write the lesson's dataset.")

@@ -66,7 +66,8 @@ class PngFilesLab(Lab):
         ),
         too_few=(
             "{path} holds {found} PNG files, but the join gives {expected} rows; write the whole dataset, "
-            "not a batch taken from it."
+            "not a batch taken from it, and give each row a file name of its own (files of the same name "
+            "replace each other)."
         ),
         unreadable=_png_problem,
     )

@@ -102,7 +102,11 @@ class BlocksLab(Lab):
             )
         counts = _whole_numbers(value)
         if counts is None:
-            self.incorrect(f"`block_rows` is a {type_name(value)}; make it a list of whole numbers, one per block.")
+            items = sorted({type_name(item) for item in value}) if isinstance(value, (list, tuple)) else []
+            holds = f" of {', '.join(items)} values" if items else ""
+            self.incorrect(
+                f"`block_rows` is a {type_name(value)}{holds}; make it a list of whole numbers, one per block."
+            )
         if len(counts) != blocks:
             batches = " Batches are not blocks: `iter_batches` cuts rows to the batch size it is given." if (
                 sum(counts) == rows
