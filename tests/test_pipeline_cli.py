@@ -278,6 +278,8 @@ def test_skipped_lines_and_cut_prompts_are_counted_and_said(unmatched_run):
     notes = [line for line in unmatched_run.proc.stderr.splitlines() if line.startswith("note: ")]
     assert any("skipped 2 line(s) with no data" in line and "animals_1_10.csv" in line for line in notes), notes
     assert any("1 prompt(s) longer than 1000 characters were cut" in line for line in notes), notes
+    assert any(line.startswith("note: 4 row(s) of") and "animals_1_10.csv" in line and "were not drawn" in line
+               for line in notes), notes
     assert summary["image_prompts_cut"] == 1, "the long prompt is also past the image model's 77 tokens"
     assert any("1 prompt(s) were longer than the image model reads (77 tokens" in line for line in notes), notes
 

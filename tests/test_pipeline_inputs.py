@@ -457,3 +457,45 @@ def test_an_ordinary_run_has_no_closing_notes():
     _, _, report = load_inputs(args)
     assert report["prompts_cut"] == 0 and report["skipped_blank_lines"] == {"animals": 0, "outfits": 0}
     assert closing_notes(report, args) == []
+
+
+def test_rows_the_join_leaves_out_are_said_on_each_side(tmp_path):
+    """Only an empty join is an error; rows without a partner are counted in the JSON and said in words."""
+    animals = write(tmp_path, "id,animal\n1,fox\n2,owl\n3,cat\n")
+    outfits = write(tmp_path, "id,outfit\n2,hat\n3,scarf\n4,boots\n5,cape\n", "outfits.csv")
+    args = argparse.Namespace(animals=animals, outfits=outfits, limit=None)
+    _, _, report = load_inputs(args)
+    assert report["unmatched_animals"] == 1 and report["unmatched_outfits"] == 2
+    said = "have an id that {} does not have, and were not drawn (rows are paired by equal ids)"
+    assert closing_notes(report, args) == [
+        f"note: 1 row(s) of {animals} " + said.format(outfits),
+        f"note: 2 row(s) of {outfits} " + said.format(animals),
+    ]
+
+
+@pytest.mark.parametrize(("separator", "words"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_quoted_header_with_another_separator_is_told_to_use_commas(tmp_path, separator, words):
+    """R's write.csv2 and "quote all text cells" quote the names: the reader trips on the quotes first."""
+    message = error_of(write(tmp_path, f'"id"{separator}"animal"\n1{separator}"fox"\n'))
+    assert f"separated by {words}: separate them with commas" in message and "id,animal" in message
+    assert "closing quote" not in message
+
+
+@pytest.mark.parametrize("invisible", ["\ufeff", "\u200b"])
+def test_invisible_characters_around_a_header_name_do_not_count(tmp_path, invisible):
+    """A second byte-order mark (a file saved twice with one) or a zero-width space pasted from a web page."""
+    table = read_animals(write(tmp_path, f"\ufeff{invisible}id,animal{invisible}\n1,fox\n"))
+    assert table.column_names == ["id", "animal"]
+
+
+def test_a_misspelt_header_name_is_shown_with_what_cannot_be_seen(tmp_path):
+    message = error_of(write(tmp_path, "i\u200bd,animal\n1,fox\n"))
+    assert "(found 'i\\u200bd', did you mean it?)" in message
+
+
+def test_a_pipe_is_told_to_save_to_a_file(tmp_path):
+    """``--animals <(zcat animals.csv.gz)``: a pipe has no size, and its bytes can be read only once."""
+    pipe = tmp_path / "animals.csv"
+    os.mkfifo(pipe)
+    message = error_of(pipe)
+    assert "is not a file but a pipe or a device" in message and "zcat animals.csv.gz > animals.csv" in message

@@ -307,6 +307,12 @@ def closing_notes(summary: dict, args: argparse.Namespace) -> list[str]:
     for kind, skipped in summary["skipped_blank_lines"].items():
         if skipped:
             notes.append(f"note: skipped {skipped} line(s) with no data (blank, or only commas) in {inputs[kind]}")
+    for kind, other in (("animals", "outfits"), ("outfits", "animals")):
+        if summary.get(f"unmatched_{kind}"):
+            notes.append(
+                f"note: {summary[f'unmatched_{kind}']} row(s) of {inputs[kind]} have an id that {inputs[other]} "
+                "does not have, and were not drawn (rows are paired by equal ids)"
+            )
     if summary["prompts_cut"]:
         notes.append(
             f"note: {summary['prompts_cut']} prompt(s) longer than {MAX_PROMPT_CHARS} characters were cut to that "

@@ -5,14 +5,16 @@ line that says which file, which column or row, and what to change, not after
 a minute of model loading with a 40-frame traceback. :func:`read_table` does
 every check the pipeline relies on:
 
-* the path is an existing, readable, non-empty file (not a folder), and
+* the path is an existing, readable, non-empty file (not a folder, nor a pipe
+  such as ``<(zcat ...)``, whose bytes could be read only once), and
   text rather than a compressed file or a spreadsheet workbook (its first
   bytes are a gzip or zip signature: an ``.xlsx`` is a zip);
 * the header has every required column (a misspelling is pointed out with the
   closest name found, a header separated by ``;`` or tabs is told to use
-  commas); names are compared without the spaces around them, so ``id ,animal``
-  reads, and a name that is then repeated is refused; extra columns are kept
-  in the table and ignored by the pipeline;
+  commas, also when its names are quoted); names are compared without the
+  spaces and invisible characters around them, so ``id ,animal`` reads, and
+  a name that is then repeated is refused; extra columns are kept in the
+  table and ignored by the pipeline;
 * the file is well-formed CSV: every row has as many fields as the header,
   every quote (``"``) that opens a field closes it, right before a comma or
   the line's end (a quote inside quoted text is written ``""``);
@@ -46,6 +48,7 @@ import csv
 import difflib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +83,9 @@ _NOT_TEXT = (
 )
 #: Separators a spreadsheet may export instead of the comma, as a message names them.
 _OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs"}
+#: Characters that show as nothing, which a header name may carry from a spreadsheet or a web page: a second
+#: byte-order mark, zero-width spaces and joiners. Stripped from around header names, with the spaces.
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,11 @@ def _check_path(path: Path, name: str, kind: str, example: str) -> None:
         raise InputError(f"{name} does not exist ({path.resolve()}); check the path of the {kind} file, e.g. {example}")
     if not os.access(path, os.R_OK):
         raise InputError(f"{name} cannot be read (permission denied); make it readable, e.g. chmod a+r {name}")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise InputError(
+            f"{name} is not a file but a pipe or a device (as <(...) gives); the pipeline reads each input more "
+            f"than once: save it to a file first, e.g. zcat {kind}.csv.gz > {kind}.csv"
+        )
     if path.stat().st_size == 0:
         raise InputError(
             f"{name} is empty (0 bytes); it needs a header line {example_header(kind)} and one row per line"
@@ -164,10 +175,10 @@ def _missing_column_message(column: str, found: list[str], name: str, required: 
     close = by_case or difflib.get_close_matches(column, found, n=1, cutoff=0.6)
     if close:
         return (
-            f"column '{column}' is missing from {name} (found '{close[0]}', did you mean it?); "
+            f"column '{column}' is missing from {name} (found {close[0]!r}, did you mean it?); "
             f"rename that header to '{column}'"
         )
-    shown = ", ".join(f"'{f}'" for f in found) or "none"
+    shown = ", ".join(repr(f) for f in found) or "none"
     return (
         f"column '{column}' is missing from {name} (found columns: {shown}); "
         f"the first line must be a header with {','.join(required)}"
@@ -181,7 +192,7 @@ def _other_separator(found: list[str]) -> str | None:
     return next((words for char, words in _OTHER_SEPARATORS.items() if char in found[0]), None)
 
 
-def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int], int]:
+def _read(path: Path, name: str, required: tuple[str, ...]) -> tuple[list[str], list[list[str]], list[int], int]:
     """The header, the data rows, the line each row starts on and how many lines were skipped, in one pass.
 
     A skipped line is one with no data (blank, or only spaces and commas).
@@ -210,10 +221,25 @@ def _read(path: Path, name: str) -> tuple[list[str], list[list[str]], list[int],
     except UnicodeDecodeError:
         raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
     except csv.Error as err:
+        separator = _quoted_separator(path) if start == 1 else None
+        if separator:  # `"id";"animal"`: the quotes trip the reader before the header's one column is seen
+            raise InputError(
+                f"{name}: its columns are separated by {separator}: separate them with commas (in a spreadsheet, "
+                f"export as CSV, comma-separated), e.g. {','.join(required)}"
+            ) from None
         raise InputError(_csv_message(name, start, str(err))) from None
     finally:
         csv.field_size_limit(previous_limit)
     return header, rows, lines, skipped
+
+
+def _quoted_separator(path: Path) -> str | None:
+    """The separator of a first line of quoted names that has no comma (``"id";"animal"``), as a message names it."""
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline()
+    if "," in first:
+        return None
+    return next((words for char, words in _OTHER_SEPARATORS.items() if f'"{char}"' in first), None)
 
 
 def _csv_message(name: str, line: int, detail: str) -> str:
@@ -322,8 +348,8 @@ def read_input(path, required_columns: tuple[str, ...], kind: str, shown_as: str
     name = shown_as or str(path)
     example = f"data/{kind}.csv"
     _check_path(path, name, kind, example)
-    raw_header, rows, lines, skipped = _read(path, name)
-    header = [column.strip() for column in raw_header]  # as the values are: `id ,animal` names `id`
+    raw_header, rows, lines, skipped = _read(path, name, required_columns)
+    header = [_header_name(column) for column in raw_header]  # as the values are: `id ,animal` names `id`
     if not any(header):
         raise InputError(f"{name} has no header line; the first line must be {','.join(required_columns)}")
     _check_header(header, raw_header, name, required_columns)
@@ -339,6 +365,11 @@ def read_input(path, required_columns: tuple[str, ...], kind: str, shown_as: str
         values = columns[at]
         arrays[at] = _ids(values, lines, name) if column == KEY else _text(values, lines, column, name)
     return InputFile(pa.Table.from_arrays(arrays, names=header), skipped)
+
+
+def _header_name(raw: str) -> str:
+    """A header name without the spaces and the invisible characters (:data:`_INVISIBLE`) around it."""
+    return raw.strip().strip(_INVISIBLE).strip()
 
 
 def _check_header(header: list[str], raw_header: list[str], name: str, required: tuple[str, ...]) -> None:
