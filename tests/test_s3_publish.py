@@ -17,19 +17,17 @@ import pyarrow as pa
 import pytest
 
 from helpers.errors import InputError, OutputUnreachableError, PublishError
-from helpers.pipeline.output import PARTIAL_MARKER, PUBLISH_CLAIM, WRITTEN_BY
-from helpers.pipeline.writer import check_written, write_file, write_part
-from helpers.runtime import storage
-from helpers.runtime.storage import (
+from helpers.pipeline import s3_publish
+from helpers.pipeline.output import PARTIAL_MARKER, PUBLISH_CLAIM, SUCCESS_MARKER, WRITTEN_BY
+from helpers.pipeline.s3_publish import (
     STOPPED,
-    SUCCESS_MARKER,
     check_output_prefix,
     discard_upload,
-    publish_dir,
     publish_upload,
     remove_uploads,
     start_upload,
 )
+from helpers.pipeline.writer import check_written, write_file, write_part
 from tests import test_s3_storage
 from tests.test_s3_storage import BUCKET, FAKE_AWS, _run
 
@@ -37,6 +35,27 @@ pytestmark = pytest.mark.s3
 
 #: The moto server with the workshop's inputs (a fixture, used by name).
 s3 = test_s3_storage.s3
+
+
+def publish_dir(local: Path, uri: str) -> None:
+    """Replace the prefix ``uri`` with the files of the local folder ``local``, as the pipeline publishes its upload.
+
+    The pipeline's workers write their upload themselves; the tests write theirs from a folder made here.
+    """
+    partial = None
+    try:  # 1. upload
+        partial = start_upload(uri)
+        partial_fs, path = s3_publish.filesystem(partial)
+        for rel in sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()):
+            s3_publish._write_object(partial_fs, f"{path}/{rel}", (local / rel).read_bytes())
+    except BaseException as err:
+        if partial is not None:
+            discard_upload(partial)
+        raise PublishError(
+            f"uploading the new output failed ({s3_publish._reason(err)}); {uri} was left as it was"
+        ) from err
+    publish_upload(partial, uri)
+    remove_uploads(partial, uri)
 
 OLD = {
     "parquet/part-00000.parquet": b"old parquet",
@@ -108,7 +127,7 @@ class FailingFileSystem:
         return failing
 
 
-REAL_FILESYSTEM = storage.filesystem
+REAL_FILESYSTEM = s3_publish.filesystem
 
 
 def inject(monkeypatch, method: str, fails, error: BaseException) -> None:
@@ -116,7 +135,7 @@ def inject(monkeypatch, method: str, fails, error: BaseException) -> None:
         real_fs, path = REAL_FILESYSTEM(uri)
         return FailingFileSystem(real_fs, method, fails, error), path
 
-    monkeypatch.setattr(storage, "filesystem", failing_filesystem)
+    monkeypatch.setattr(s3_publish, "filesystem", failing_filesystem)
 
 
 def after(count: int, condition=lambda path: True):
@@ -179,7 +198,7 @@ def test_a_failure_at_any_step_keeps_a_complete_copy_and_says_where(aws, tmp_pat
     assert SUCCESS_MARKER not in left, "a reader must not trust a half-replaced prefix"
     assert "summary.json" in left, "the prefix stays recognisable as ours"
 
-    monkeypatch.setattr(storage, "filesystem", REAL_FILESYSTEM)  # the network is back
+    monkeypatch.setattr(s3_publish, "filesystem", REAL_FILESYSTEM)  # the network is back
     assert check_output_prefix(uri) is True, "the next run may replace it"
     publish_dir(local_output(tmp_path), uri)
     assert objects(aws, prefix) == {**NEW, SUCCESS_MARKER: b""}
@@ -193,7 +212,7 @@ def test_the_advice_of_a_stopped_publish_works(aws, tmp_path, monkeypatch):
     inject(monkeypatch, "copy_file", after(1), OSError("connection reset"))
     with pytest.raises(PublishError, match=r"or copy that prefix to .* and add an empty .*/_SUCCESS"):
         publish_dir(local_output(tmp_path), uri)
-    monkeypatch.setattr(storage, "filesystem", REAL_FILESYSTEM)
+    monkeypatch.setattr(s3_publish, "filesystem", REAL_FILESYSTEM)
     [upload] = partial_prefixes(aws, prefix)
     put(aws, prefix, {**objects(aws, f"advice/{upload}"), SUCCESS_MARKER: b""})
     assert check_output_prefix(uri) is True, "the copied marker must not make the output look foreign"
@@ -233,7 +252,7 @@ def test_an_upload_older_than_any_run_is_removed(aws, tmp_path, monkeypatch):
     """
     prefix, uri = "stale/out", f"s3://{BUCKET}/stale/out"
     start_upload(uri)
-    monkeypatch.setattr(storage, "STALE_UPLOAD_S", -1)
+    monkeypatch.setattr(s3_publish, "STALE_UPLOAD_S", -1)
     publish_dir(local_output(tmp_path), uri)
     assert partial_prefixes(aws, prefix) == []
 
@@ -286,8 +305,8 @@ def test_a_run_that_claims_the_output_second_gives_way_and_keeps_its_upload(aws)
     prefix, uri = "claims/out", f"s3://{BUCKET}/claims/out"
     put(aws, prefix, OLD)
     first, second = an_upload(uri, "first", [1, 2]), an_upload(uri, "second", [3])
-    first_fs, first_path = storage.filesystem(first)
-    assert storage._earlier_publishes(first_fs, prefix_path(uri), first_path)[0] == [], "the first claim wins"
+    first_fs, first_path = s3_publish.filesystem(first)
+    assert s3_publish._earlier_publishes(first_fs, prefix_path(uri), first_path)[0] == [], "the first claim wins"
     time.sleep(1.1)  # the store's clock counts whole seconds: the second claim comes in a later one
     with pytest.raises(PublishError) as raised:
         publish_upload(second, uri)  # while the first run is replacing the output
@@ -303,16 +322,16 @@ def test_a_run_that_claims_the_output_second_gives_way_and_keeps_its_upload(aws)
         ["images/1.png", "images/2.png", "summary.json", SUCCESS_MARKER])
     assert len([k for k in published if k.startswith("parquet/")]) == 1
     kept = objects(aws, second.split("/", 3)[3])
-    assert kept[PARTIAL_MARKER] == storage.YIELDED and "images/3.png" in kept, "the yielded upload is kept"
+    assert kept[PARTIAL_MARKER] == s3_publish.YIELDED and "images/3.png" in kept, "the yielded upload is kept"
 
 
 def test_a_claim_of_a_run_that_died_mid_publish_stops_counting(aws, monkeypatch):
     """Unit test: a claim lasts 1 s here (5 minutes in use), so a claim 2 s old counts as a dead run's."""
     prefix, uri = "dead-claim/out", f"s3://{BUCKET}/dead-claim/out"
-    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", 1)
+    monkeypatch.setattr(s3_publish, "CLAIM_ALIVE_S", 1)
     dead, live = an_upload(uri, "dead", [1]), an_upload(uri, "live", [2])
-    dead_fs, dead_path = storage.filesystem(dead)
-    storage._earlier_publishes(dead_fs, prefix_path(uri), dead_path)  # claimed, then the run was killed
+    dead_fs, dead_path = s3_publish.filesystem(dead)
+    s3_publish._earlier_publishes(dead_fs, prefix_path(uri), dead_path)  # claimed, then the run was killed
     time.sleep(2.1)
     publish_upload(live, uri)
     assert json.loads(objects(aws, prefix)["summary.json"])["label"] == "live"
@@ -322,9 +341,9 @@ def test_a_publish_that_paused_longer_than_its_claim_does_not_mark_the_output_co
     """Unit test: a claim lasts 1 s here, and one copy takes 2 s (a laptop asleep mid-publish): another run may
     have taken the output over meanwhile, so the run leaves it without _SUCCESS and keeps its upload."""
     prefix, uri = "paused/out", f"s3://{BUCKET}/paused/out"
-    monkeypatch.setattr(storage, "CLAIM_ALIVE_S", 1)
+    monkeypatch.setattr(s3_publish, "CLAIM_ALIVE_S", 1)
     upload = an_upload(uri, "paused", [1, 2])
-    real_filesystem, slept = storage.filesystem, []
+    real_filesystem, slept = s3_publish.filesystem, []
 
     class SleepyCopies:
         def __init__(self, real):
@@ -342,7 +361,7 @@ def test_a_publish_that_paused_longer_than_its_claim_does_not_mark_the_output_co
         real_fs, path = real_filesystem(uri)
         return SleepyCopies(real_fs), path
 
-    monkeypatch.setattr(storage, "filesystem", sleepy_filesystem)
+    monkeypatch.setattr(s3_publish, "filesystem", sleepy_filesystem)
     with pytest.raises(PublishError, match=r"stopped at the marker step \(this run paused for longer than its claim"):
         publish_upload(upload, uri)
     assert SUCCESS_MARKER not in objects(aws, prefix)
@@ -386,7 +405,7 @@ def test_runs_publishing_at_once_never_mix_their_files(aws):
 
 
 def prefix_path(uri: str) -> str:
-    return storage.filesystem(uri)[1]
+    return s3_publish.filesystem(uri)[1]
 
 
 def test_the_workers_upload_is_published_and_then_removed(aws):
@@ -468,12 +487,12 @@ def test_a_heartbeat_that_fails_once_is_not_taken_for_a_pause(monkeypatch):
             return type("Info", (), {"mtime": mtime})()
 
     store = Store()
-    beat = storage._Heartbeat(store, "u", claimed_at=1000.0)
+    beat = s3_publish._Heartbeat(store, "u", claimed_at=1000.0)
     store.clock, store.fail_next = 1030.0, True
     beat(now=True)
     store.clock = 1060.0
     beat(now=True)
     assert not beat.lapsed and beat.last_stamp == 1060.0
-    store.clock = 1060.0 + storage.CLAIM_ALIVE_S + 1  # a real pause between two beats
+    store.clock = 1060.0 + s3_publish.CLAIM_ALIVE_S + 1  # a real pause between two beats
     beat(now=True)
     assert beat.lapsed

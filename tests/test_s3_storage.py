@@ -17,10 +17,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.pipeline.output import WRITTEN_BY
+from helpers.pipeline.output import SUCCESS_MARKER, WRITTEN_BY
 from helpers.runtime.ports import free_port
 from helpers.runtime.settings import REPO_ROOT
-from helpers.runtime.storage import SUCCESS_MARKER, StorageURI, filesystem
+from helpers.runtime.storage import StorageURI, filesystem
 
 pytestmark = pytest.mark.s3
 

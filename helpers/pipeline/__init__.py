@@ -5,5 +5,5 @@
 its Parquet and PNG files, :mod:`.command` is ``python -m helpers.pipeline``
 (arguments, messages, the summary), and :mod:`.output` owns the output
 folder: what may be replaced, the lock, and the atomic publish. The ``s3://``
-publish is :mod:`helpers.runtime.storage`'s.
+publish is :mod:`.s3_publish`'s.
 """

@@ -21,8 +21,8 @@ earlier output of this pipeline, writes into a marked sibling
 that a second run into the same ``DIR`` stops at once (:mod:`helpers.pipeline.output`).
 A failed or interrupted run leaves the previous output as it was.
 ``--animals``, ``--outfits`` and ``--output`` may also be ``s3://`` locations
-(:mod:`helpers.runtime.storage`): inputs are fetched through pyarrow, the
-workers write into a marked ``DIR.partial-<random>`` prefix, and the output
+(:mod:`helpers.runtime.storage`, :mod:`helpers.pipeline.s3_publish`): inputs are
+fetched through pyarrow, the workers write into a marked ``DIR.partial-<random>`` prefix, and the output
 prefix is replaced under the same ownership rule, with ``_SUCCESS`` written last.
 
 The last line on stdout is one JSON object with the counts of the run (rows
@@ -61,6 +61,13 @@ from helpers.errors import InputError, ModelFolderError, PublishError, SettingsE
 from helpers.models.safeguards import MAX_PROMPT_CHARS
 from helpers.pipeline.inputs import ANIMALS_COLUMNS, KEY, OUTFITS_COLUMNS, match_report, read_input
 from helpers.pipeline.output import SUMMARY, WRITTEN_BY, claim_output, discard_partial, publish
+from helpers.pipeline.s3_publish import (
+    check_output_prefix,
+    discard_upload,
+    publish_upload,
+    remove_uploads,
+    start_upload,
+)
 from helpers.pipeline.stages import build_pipeline, count_long_prompts, shared_gpu_settings
 from helpers.pipeline.writer import (
     Written,
@@ -71,17 +78,7 @@ from helpers.pipeline.writer import (
     write_file,
 )
 from helpers.runtime.settings import Settings, load_settings
-from helpers.runtime.storage import (
-    StorageURI,
-    check_output_prefix,
-    check_scheme,
-    discard_upload,
-    fetch,
-    is_uri,
-    publish_upload,
-    remove_uploads,
-    start_upload,
-)
+from helpers.runtime.storage import StorageURI, check_scheme, fetch, is_uri
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,7 +35,7 @@ so the command only ever deletes what it wrote itself:
   a network share): the partial folder beside it would be on another file
   system, which no rename can cross; a folder inside the mount works.
 
-The ``s3://`` side of the same rules is in :mod:`helpers.runtime.storage`.
+The ``s3://`` side of the same rules is in :mod:`helpers.pipeline.s3_publish`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ WRITTEN_BY = "helpers.pipeline.command"
 PARTIAL_MARKER = ".workshop-partial"
 #: A file inside an earlier output while the fallback publish sets it aside: "put me back, or delete me".
 SET_ASIDE_MARKER = ".workshop-set-aside"
-#: A file inside an upload to an object store while its run replaces the output (helpers.runtime.storage).
+#: A file inside an upload to an object store while its run replaces the output (helpers.pipeline.s3_publish).
 PUBLISH_CLAIM = "_PUBLISHING"
 #: Fields every summary of this pipeline has had (outputs written before ``written_by`` existed).
 _SUMMARY_FIELDS = {"joined", "parquet_rows", "png_files", "llm", "output"}

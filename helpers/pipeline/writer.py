@@ -18,7 +18,7 @@ files (:func:`check_written`): every joined id once, each with its PNG.
 The benchmark's plain loop (:mod:`helpers.commands.bench`) writes through
 :func:`write_part` too, so it times the same writes as a run. Where the
 partial output comes from and how it replaces an earlier output is
-:mod:`helpers.pipeline.output`'s (a folder) and :mod:`helpers.runtime.storage`'s
+:mod:`helpers.pipeline.output`'s (a folder) and :mod:`helpers.pipeline.s3_publish`'s
 (``s3://``).
 """
 
