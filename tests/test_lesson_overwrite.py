@@ -175,6 +175,15 @@ def test_interrupted_rerun_keeps_the_earlier_output_and_the_next_run_replaces_it
     assert siblings(folder) == [], "the next run removes what the interrupted one left"
 
 
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_first_write_makes_the_folders_on_its_path(session, tmp_path, writer):
+    """A learner's first write: ``output_path()`` names a folder inside an outputs folder not made yet."""
+    folder = tmp_path / "outputs" / "ada" / WRITERS[writer][0]
+    write(writer, answer(writer), folder)
+    assert lab_says(writer, folder).status == CORRECT
+    assert siblings(folder) == []
+
+
 def test_an_interrupted_first_write_leaves_no_folder_for_the_lab_to_read(session, tmp_path, tmp_path_factory):
     """Ctrl-C in the learner's first write: the lab finds nothing written, not part of an answer it would call a
     sample of the data; the next run writes the folder whole."""

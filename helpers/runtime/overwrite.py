@@ -149,7 +149,7 @@ def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
 
     parent, name = posixpath.split(target.rstrip("/"))
     ours = re.compile(re.escape(name + WRITING) + r"[0-9a-f]{8}(?:" + re.escape(SET_ASIDE) + ")?")
-    for entry in filesystem.get_file_info(FileSelector(parent)):
+    for entry in filesystem.get_file_info(FileSelector(parent, allow_not_found=True)):  # a first write
         if entry.type != FileType.Directory or not ours.fullmatch(entry.base_name):
             continue
         if not complete and _is_kept(filesystem, entry.path):
