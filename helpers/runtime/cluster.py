@@ -347,10 +347,10 @@ def _init_local(**kwargs):
         try:
             return ray.init(**kwargs)
         except Exception as err:
-            if "timed out during startup" not in str(err) and "Failed to connect" not in str(err):
+            if shared_ray.RAY_SLOW_START not in str(err) and "Failed to connect" not in str(err):
                 raise
             ray.shutdown()
-            print("Ray was slow to start on this busy machine; trying once more ...")
+            print(shared_ray.TRYING_AGAIN)
             return ray.init(**kwargs)
 
 
@@ -551,4 +551,4 @@ def stop_workshop_ray() -> None:
     if _session is not None and _session.shared and ray.is_initialized():
         ray.shutdown()
         _session = None
-    print("Stopped the workshop's Ray." if shared_ray.stop() else "The workshop's Ray was not running.")
+    print(shared_ray.stopped_message(shared_ray.stop()))

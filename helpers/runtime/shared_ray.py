@@ -97,17 +97,22 @@ def _state_file(folder: Path) -> Path:
     return folder / "state.json"
 
 
+def _record(folder: Path) -> dict:
+    """What ``state.json`` records of the workshop's Ray (its address, process group, ...); {} when it is unreadable."""
+    try:
+        recorded = json.loads(_state_file(folder).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def _forget(folder: Path, pgid: int) -> None:
     """Remove the state file if it still records the Ray of group ``pgid``.
 
     A stop waits up to a minute; meanwhile a lesson's ``helpers.start()`` may have
     started a new workshop Ray, whose record must survive the old one's stop.
     """
-    try:
-        recorded = json.loads(_state_file(folder).read_text()).get("pgid")
-    except (OSError, ValueError, AttributeError):
-        return
-    if recorded == pgid:
+    if _record(folder).get("pgid") == pgid:
         _state_file(folder).unlink(missing_ok=True)
 
 
@@ -170,22 +175,21 @@ def group_alive(pgid: int) -> bool:
 
 def running(folder: Path | None = None) -> SharedRay | None:
     """The shared Ray of this user and clone, when its processes live and its address answers."""
-    folder = folder or state_dir()
+    raw = _record(folder or state_dir())
     try:
-        raw = json.loads(_state_file(folder).read_text())
         shared = SharedRay(**{name: raw[name] for name in SharedRay.__dataclass_fields__ if name in raw})
-    except (OSError, ValueError, KeyError, TypeError):
+    except TypeError:  # a field missing: a record of another version, or none
         return None
     if group_alive(shared.pgid) and answers(shared.address):
         return shared
     return None
 
 
-def register_driver(folder: Path | None = None, pid: int | None = None) -> None:
+def register_driver() -> None:
     """Record this process as a user of the shared Ray, so the supervisor keeps it up while it lives."""
-    kernels = (folder or state_dir()) / "kernels"
+    kernels = state_dir() / "kernels"
     kernels.mkdir(exist_ok=True)
-    (kernels / str(pid or os.getpid())).touch()
+    (kernels / str(os.getpid())).touch()
 
 
 def live_drivers(folder: Path) -> list[int]:
@@ -291,10 +295,10 @@ def _refuse_unreachable(folder: Path) -> None:
     of network (another Wi-Fi, a VPN) nothing reaches it, and a new Ray beside
     it would leave it running where ``status`` and ``stop`` no longer see it.
     """
+    recorded = _record(folder)
     try:
-        recorded = json.loads(_state_file(folder).read_text())
         pgid, address = int(recorded["pgid"]), recorded["address"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return
     if is_workshop_group(pgid, folder):
         raise RuntimeError(
@@ -329,9 +333,8 @@ def kill_once_idle(pgid: int) -> None:
 def stop(folder: Path | None = None) -> bool:
     """Stop the shared Ray of this user and clone. Returns False when none was running."""
     folder = folder or state_dir()
-    try:
-        pgid = json.loads(_state_file(folder).read_text())["pgid"]
-    except (OSError, ValueError, KeyError):
+    pgid = _record(folder).get("pgid")
+    if not isinstance(pgid, int):
         return False
     if not is_workshop_group(pgid, folder):  # ended, or the number names another group: nothing of ours to stop
         _forget(folder, pgid)
@@ -349,6 +352,11 @@ def stop(folder: Path | None = None) -> bool:
         time.sleep(0.2)
     _forget(folder, pgid)
     return True
+
+
+def stopped_message(stopped: bool) -> str:
+    """What ``stop`` says, from the command line and from a notebook alike."""
+    return "Stopped the workshop's Ray." if stopped else "The workshop's Ray was not running."
 
 
 def describe(folder: Path | None = None) -> str:
@@ -371,6 +379,8 @@ def describe(folder: Path | None = None) -> str:
 RAY_STARTED = "Ray runtime started."
 #: What it says when its processes missed Ray's start-up deadline on a busy machine: worth one more try.
 RAY_SLOW_START = "timed out during startup"
+#: What a start that tries once more says (a lesson's own Ray and the workshop's alike).
+TRYING_AGAIN = "Ray was slow to start on this busy machine; trying once more ..."
 
 
 def _start_head(folder: Path, args: list[str]) -> tuple[subprocess.Popen, str] | None:
@@ -409,7 +419,7 @@ def serve(args: list[str], env: dict, idle_minutes: float) -> int:
     signal.signal(signal.SIGINT, on_term)
     started = _start_head(folder, args)
     if started is None and RAY_SLOW_START in _tail(folder / "supervisor.log"):
-        print("Ray was slow to start on this busy machine; trying once more ...", flush=True)
+        print(TRYING_AGAIN, flush=True)
         started = _start_head(folder, args)
     if started is None or stopping:
         return 1
@@ -465,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "status":
         print(describe())
     elif options.command == "stop":
-        print("Stopped the workshop's Ray." if stop() else "The workshop's Ray was not running.")
+        print(stopped_message(stop()))
     else:
         ray_args = [a for a in options.ray_args if a != "--"]
         return serve(ray_args, json.loads(options.env), options.idle_minutes)
