@@ -189,3 +189,39 @@ def test_prompts_past_the_text_encoders_length_are_counted():
     assert safeguards.count_token_cuts(pipe, prompts) == 2
     assert safeguards.count_token_cuts(pipe, prompts[:1]) == 0
     assert safeguards.count_token_cuts(None, prompts) == 0, "a model without a tokenizer counts nothing"
+
+
+def test_a_model_that_does_not_fit_as_it_loads_names_the_actor_counts(cpu_settings, monkeypatch):
+    """Unit test that injects the error CUDA raises when sdxl-turbo's weights meet a GPU already holding others
+    (no GPU here): the learner reads which settings put that many actors on one GPU, not a loader traceback."""
+    from diffusers import DiffusionPipeline
+
+    from helpers.models.loading import load_image_pipeline
+
+    def out_of_gpu_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 11.76 GiB total capacity)")
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", out_of_gpu_memory)
+    monkeypatch.setenv("WORKSHOP_IMAGE_ACTORS", "3")
+    source = str(MODELS / TINY_IMAGE_MODEL)
+    with pytest.raises(StageOutOfMemoryError) as caught:
+        load_image_pipeline(source, load_settings())
+    assert str(caught.value).startswith(
+        f"the image model ran out of memory while loading {source}; Ray puts actors on one GPU while their "
+        "num_gpus shares add up to 1 or less, and their weights must fit in its memory too: lower "
+        "WORKSHOP_IMAGE_ACTORS (now 3) or WORKSHOP_LLM_ACTORS (now 2), or use a GPU with more memory"
+    ), caught.value
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bfloat16"), (False, "float16")])
+def test_the_llm_loads_in_bfloat16_where_the_gpu_has_it(monkeypatch, bf16, expected):
+    """Unit test with torch's CUDA queries answered as a GPU would answer them (no GPU here): Qwen2.5, trained in
+    bfloat16, gets it where the GPU has it; the image model keeps float16 everywhere on CUDA."""
+    import torch
+
+    from helpers.models.loading import torch_device_and_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert torch_device_and_dtype(bf16_where_supported=True) == ("cuda", getattr(torch, expected))
+    assert torch_device_and_dtype() == ("cuda", torch.float16)

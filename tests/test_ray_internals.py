@@ -18,6 +18,7 @@ import time
 
 from helpers.errors import first_line
 from helpers.runtime import ray_internals as ri
+from helpers.runtime.resources import StageRequest
 
 #: A label selector that every node meets (a label no node has, asked to be absent or different).
 ABSENT_LABEL = {"workshop-absent": "!x"}
@@ -162,7 +163,7 @@ class Checks:
     def operator_minimum(self):
         self._needs_run()
         assert self.seen.operators, "no operators to read (see execution_operators)"
-        minimums = {m.name: m for m in map(ri.operator_minimum, self.seen.operators)}
+        minimums = {m.name: m for m in (StageRequest(**ri.operator_minimum(op)) for op in self.seen.operators)}
         pool = next((m for name, m in minimums.items() if "MapBatches(Double)" in name), None)
         assert pool and (pool.is_actor_pool, pool.units, pool.cpus, pool.gpus) == (True, 2, 1.0, 0.0), minimums
         assert (pool.labels, pool.custom, pool.fallbacks) == (tuple(ABSENT_LABEL.items()), (), ()), pool

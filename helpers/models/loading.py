@@ -12,14 +12,22 @@ import importlib
 import warnings
 from pathlib import Path
 
+from helpers.models.safeguards import explain_load_out_of_memory
 from helpers.runtime.settings import Settings, load_settings
 
 
-def torch_device_and_dtype():
-    """fp16 on CUDA; float32 on CPU, where fp16 is slow and diffusers refuses it."""
+def torch_device_and_dtype(bf16_where_supported: bool = False):
+    """fp16 on CUDA; float32 on CPU, where fp16 is slow and diffusers refuses it.
+
+    ``bf16_where_supported`` asks for bfloat16 on a GPU that has it: Qwen2.5 was
+    trained in it, and in fp16 its activations may overflow into empty or "!!!"
+    replies (what transformers' own ``dtype="auto"`` avoids by loading it in bf16).
+    """
     import torch
 
     if torch.cuda.is_available():
+        if bf16_where_supported and torch.cuda.is_bf16_supported():
+            return "cuda", torch.bfloat16
         return "cuda", torch.float16
     return "cpu", torch.float32
 
@@ -83,9 +91,10 @@ def load_image_pipeline(source: str, settings: Settings | None = None):
     prepare_process(settings, "diffusers", "transformers")  # the text encoders are transformers models
     check_local_model(source, "image")
     device, dtype = torch_device_and_dtype()
-    pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    with explain_load_out_of_memory(settings, "the image model", source):
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
 
 
 def load_text_generator(source: str, settings: Settings | None = None):
@@ -95,8 +104,9 @@ def load_text_generator(source: str, settings: Settings | None = None):
     settings = settings or load_settings()
     prepare_process(settings, "transformers")
     check_local_model(source, "llm")
-    device, dtype = torch_device_and_dtype()
-    generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
+    device, dtype = torch_device_and_dtype(bf16_where_supported=True)
+    with explain_load_out_of_memory(settings, "the LLM", source):
+        generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
     # Batched generation pads on the left so every reply starts right after its prompt.
     generator.tokenizer.padding_side = "left"
     return generator

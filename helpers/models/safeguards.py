@@ -59,17 +59,35 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def out_of_memory_names(stage: str, rows: int, fix: str):
-    """Turn an out-of-memory error inside a stage into one that says what to lower."""
+def out_of_memory_names(stage: str, rows: int, fix: str, doing: str | None = None):
+    """Turn an out-of-memory error inside a stage into one that says what to lower.
+
+    ``doing`` says when it happened; by default, on a batch of ``rows`` prompts.
+    """
     try:
         yield
     except (MemoryError, RuntimeError) as err:
         if not is_out_of_memory(err) or isinstance(err, StageOutOfMemoryError):
             raise
         detail = " ".join(str(err).split())[:160] or type(err).__name__
-        raise StageOutOfMemoryError(
-            f"{stage} ran out of memory on a batch of {rows} prompts; {fix} (torch said: {detail})"
-        ) from None
+        doing = doing or f"on a batch of {rows} prompts"
+        raise StageOutOfMemoryError(f"{stage} ran out of memory {doing}; {fix} (torch said: {detail})") from None
+
+
+def explain_load_out_of_memory(settings: Settings, what: str, source: str):
+    """A model that does not fit on its GPU as it loads: more actors share that GPU than its memory holds.
+
+    Ray puts actors on one GPU while their ``num_gpus`` shares add up to 1 or
+    less, whatever their models weigh. On a cluster ``helpers.start()`` compares
+    the GPU nodes' memory with the weights first; on a machine of its own this
+    is where a GPU that is too small shows.
+    """
+    fix = (
+        "Ray puts actors on one GPU while their num_gpus shares add up to 1 or less, and their weights must fit "
+        f"in its memory too: lower WORKSHOP_IMAGE_ACTORS (now {settings.image.actors}) or WORKSHOP_LLM_ACTORS "
+        f"(now {settings.llm.actors}), or use a GPU with more memory"
+    )
+    return out_of_memory_names(what, 0, fix, doing=f"while loading {source}")
 
 
 def explain_image_out_of_memory(settings: Settings, rows: int):

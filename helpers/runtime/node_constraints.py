@@ -22,12 +22,10 @@ none of them); a stage may use a node that matches its selector or one of its
 
 from __future__ import annotations
 
-from helpers.runtime.ray_internals import ACCELERATOR_PREFIX
+from helpers.runtime.ray_internals import ACCELERATOR_PREFIX, BUILT_IN
 
 #: Tolerance in resource comparisons: Ray rounds amounts to ten-thousandths, floats add their own error.
 EPS = 1e-6
-#: Resources every node has and the resource check reads on its own; the rest are the nodes' custom resources.
-BUILT_IN = ("CPU", "GPU", "memory", "object_store_memory")
 #: The label Ray gives every node: long, unique, and no help in a message about a missing label.
 NODE_ID_LABEL = "ray.io/node-id"
 

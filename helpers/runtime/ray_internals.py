@@ -197,23 +197,10 @@ def execution_operators(executor) -> list:
 #: whose GPUs Ray detected has 1 of ``accelerator_type:<its type>`` (ray._common.utils.RESOURCE_CONSTRAINT_PREFIX).
 ACCELERATOR_PREFIX = "accelerator_type:"
 _ACCELERATOR_AMOUNT = 0.001
-#: Resources that map_batches takes through num_cpus=, num_gpus= and memory=, never through resources=.
-_BUILT_IN = ("CPU", "GPU", "memory", "object_store_memory")
+#: Resources every node has, which map_batches takes through num_cpus=, num_gpus= and memory=, never through
+#: resources=; the rest are the nodes' custom resources.
+BUILT_IN = ("CPU", "GPU", "memory", "object_store_memory")
 Pairs = tuple  # tuple[tuple[str, float | str], ...]: a mapping that stays hashable
-
-
-class OperatorMinimum(NamedTuple):
-    """What one physical operator needs before it can make progress."""
-
-    name: str
-    units: int  # actors that must start (1 for a task-based operator)
-    cpus: float  # per unit
-    gpus: float  # per unit
-    is_actor_pool: bool
-    memory: float  # bytes per unit (Ray's ``memory=``), 0 when not asked
-    custom: Pairs = ()  # (resource, amount) per unit: ``resources=`` and ``accelerator_type=``
-    labels: Pairs = ()  # (label, selector): the ``label_selector`` a node must match
-    fallbacks: tuple[Pairs, ...] = ()  # the label selectors Ray tries when ``labels`` matches no node
 
 
 def _selector(mapping) -> Pairs:
@@ -221,30 +208,33 @@ def _selector(mapping) -> Pairs:
     return tuple(sorted((str(key), str(value)) for key, value in (mapping or {}).items() if value is not None))
 
 
-def operator_minimum(op) -> OperatorMinimum:
-    """The minimum resources of one physical operator, as Ray schedules it."""
+def operator_minimum(op) -> dict[str, Any]:
+    """The minimum resources of one physical operator, as Ray schedules it.
+
+    The fields of :class:`helpers.runtime.resources.StageRequest`, which says what each one means.
+    """
     per_unit = op.min_scheduling_resources()
     pools = op.get_autoscaling_actor_pools() if hasattr(op, "get_autoscaling_actor_pools") else []
     units = sum(pool.min_size() for pool in pools) if pools else 1
     launches = hasattr(op, "_ray_remote_args")  # map operators (reads too) launch tasks or actors; others do not
     args = (op._ray_remote_args or {}) if launches else {}
     custom = {str(name): float(amount) for name, amount in (args.get("resources") or {}).items()
-              if amount and name not in _BUILT_IN}  # Ray refuses CPU or GPU there itself, with its own message
+              if amount and name not in BUILT_IN}  # Ray refuses CPU or GPU there itself, with its own message
     if args.get("accelerator_type"):
         custom[ACCELERATOR_PREFIX + str(args["accelerator_type"])] = _ACCELERATOR_AMOUNT
     labels = dict(op.data_context.execution_options.label_selector or {}) if launches else {}
     labels.update(args.get("label_selector") or {})  # the stage's own selector wins, as Ray Data merges them
-    return OperatorMinimum(
-        name=op.name,
-        units=units,
-        cpus=float(per_unit.cpu or 0),
-        gpus=float(per_unit.gpu or 0),
-        is_actor_pool=bool(pools),
-        memory=float(per_unit.memory or 0),
-        custom=tuple(sorted(custom.items())),
-        labels=_selector(labels),
-        fallbacks=tuple(_selector(option.get("label_selector")) for option in args.get("fallback_strategy") or ()),
-    )
+    return {
+        "name": op.name,
+        "units": units,
+        "cpus": float(per_unit.cpu or 0),
+        "gpus": float(per_unit.gpu or 0),
+        "is_actor_pool": bool(pools),
+        "memory": float(per_unit.memory or 0),
+        "custom": tuple(sorted(custom.items())),
+        "labels": _selector(labels),
+        "fallbacks": tuple(_selector(option.get("label_selector")) for option in args.get("fallback_strategy") or ()),
+    }
 
 
 def shutdown_operator(op) -> None:

@@ -72,7 +72,7 @@ class NodeCapacity:
 
 def stage_requests(operators) -> list[StageRequest]:
     """Read the minimum resources of each physical operator of an execution."""
-    return [StageRequest(**ray_internals.operator_minimum(op)._asdict()) for op in operators]
+    return [StageRequest(**ray_internals.operator_minimum(op)) for op in operators]
 
 
 def cluster_node(node: dict) -> NodeCapacity:
