@@ -184,6 +184,36 @@ def test_a_first_write_makes_the_folders_on_its_path(session, tmp_path, writer):
     assert siblings(folder) == []
 
 
+def test_a_first_write_of_no_rows_leaves_no_folder_as_rays_own_does(session, tmp_path):
+    """A filter that keeps nothing: Ray removes the folder it made; so does a write that went beside it."""
+    folder = tmp_path / WRITERS["parquet"][0]
+    write("parquet", answer("parquet").filter(lambda row: False), folder)
+    assert not folder.exists() and siblings(folder) == []
+    assert "does not exist: nothing has been written there yet" in lab_says("parquet", folder).message
+
+
+def test_an_overwrite_of_a_file_named_relatively_with_a_trailing_slash_leaves_the_file(tmp_path, monkeypatch):
+    """``write_parquet("out.csv/", mode="overwrite")`` beside the learner's own ``out.csv``: Ray refuses it, and the
+    file stays (pyarrow keeps the slash of a relative path, and a file does not answer to ``out.csv/``).
+
+    Unit test that calls the write's first hook as Ray's write calls it.
+    """
+    from pyarrow import fs
+    from ray.data import SaveMode
+
+    from helpers.runtime.overwrite import replace_only_when_complete
+    from helpers.runtime.ray_internals import file_datasink_class
+
+    replace_only_when_complete()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.csv").write_text("mine")
+    sink = file_datasink_class()("out.csv/", filesystem=fs.LocalFileSystem(), mode=SaveMode.OVERWRITE)
+    with pytest.raises(FileExistsError):
+        sink.on_write_start()
+    assert [path.name for path in tmp_path.iterdir()] == ["out.csv"]
+    assert (tmp_path / "out.csv").read_text() == "mine"
+
+
 def test_an_interrupted_first_write_leaves_no_folder_for_the_lab_to_read(session, tmp_path, tmp_path_factory):
     """Ctrl-C in the learner's first write: the lab finds nothing written, not part of an answer it would call a
     sample of the data; the next run writes the folder whole."""
@@ -399,8 +429,8 @@ def test_an_object_store_replace_that_stops_half_way_keeps_the_only_complete_cop
 
 
 def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(monkeypatch):
-    """The copy fails before its first file: the prefix is left empty. The next overwrite writes beside it as
-    always; once it completes, the copy kept aside is no longer needed.
+    """The copy fails before its first file: the prefix is left empty, so the next overwrite has nothing earlier
+    to keep and takes Ray's own path; once it completes, the copy kept aside is no longer needed.
 
     Unit test with a simulated failure: pyarrow's ``copy_files`` raises at once.
     """
@@ -422,6 +452,6 @@ def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(mo
     monkeypatch.undo()
     assert not [path for path in listing(memory, "bucket") if path.startswith("bucket/out/")]
     retry = _overwrite_two_files(memory)
-    assert retry.path.startswith(f"bucket/out{WRITING}"), "the retry wrote into the prefix itself"
+    assert retry.path.rstrip("/") == "bucket/out", "with nothing to keep on an object store, Ray writes in place"
     retry.on_write_complete(SimpleNamespace(num_rows=2))
     assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]

@@ -11,14 +11,16 @@ learner's earlier, checked output deleted and the lab saying *incorrect*.
 :func:`replace_only_when_complete` changes that one case and leaves the lessons'
 cells exactly as Ray's documentation writes them: an overwrite goes into a
 sibling ``<folder>.writing-<id>``, which takes the folder's place (or becomes
-the folder, on a first write) once every write task has finished (``on_write_complete``).
+the folder, on a first write to a local or mounted file system) once every
+write task has finished (``on_write_complete``).
 A failed write removes its sibling (``on_write_failed``, also when a write task
 that Ray was cancelling finishes a file after that) and leaves the folder as it
 was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no ``Exception``), so
 the next overwrite of the folder removes what it left. So an
 interrupted first write leaves no half-written folder that a later cell or a
-lab check would read as the output. Every other mode is Ray's own, and so is an
-overwrite of a path that is a file (Ray says what is wrong).
+lab check would read as the output. Every other mode is Ray's own, and so are
+an overwrite of a path that is a file (Ray says what is wrong) and a first
+write to an object store.
 
 Replacing the folder: on a local or mounted file system, two renames (an
 interrupt between them puts the earlier folder back); on an object store, which
@@ -96,7 +98,16 @@ def replace_only_when_complete() -> None:
     def on_write_complete(self, write_result):
         target = getattr(self, _TARGET, None)
         if target is None:
-            return complete(self, write_result)
+            result = complete(self, write_result)
+            if _overwrites(self):  # an object store's emptied prefix (a replace stopped half-way): Ray's own path
+                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, complete=True)
+            return result
+        if getattr(write_result, "num_rows", None) == 0 and not _exists(self.filesystem, target):
+            # A first write of no rows leaves no folder, as Ray's own does (it removes the folder it made).
+            _delete_dir(self.filesystem, self.path)
+            setattr(self, _TARGET, None)
+            self.path = target
+            return None
         try:
             _replace(self.filesystem, self.path, target)
         except ReplaceStoppedError:
@@ -130,10 +141,24 @@ def _overwrites(datasink) -> bool:
 
 
 def _stages(datasink) -> bool:
-    """Whether the write goes into a sibling first: every overwrite, unless a file is in the way (Ray's to report)."""
-    from pyarrow.fs import FileType
+    """Whether the write goes into a sibling first: an overwrite of a folder that holds files, and on a local or
+    mounted file system also of one not there yet (a first write).
 
-    return _overwrites(datasink) and datasink.filesystem.get_file_info(datasink.path).type != FileType.File
+    A file in the way is Ray's to report. On an object store a first write is
+    Ray's own: a sibling there would double its requests, and a policy that
+    grants the prefix alone would refuse it.
+    """
+    from pyarrow.fs import FileSelector, FileType
+
+    if not _overwrites(datasink):
+        return False
+    target = datasink.path.rstrip("/") or datasink.path  # relative paths keep a trailing slash, which hides a file
+    kind = datasink.filesystem.get_file_info(target).type
+    if kind == FileType.File:
+        return False
+    if kind == FileType.Directory and datasink.filesystem.get_file_info(FileSelector(target)):
+        return True
+    return _local(datasink.filesystem)
 
 
 def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
@@ -158,6 +183,12 @@ def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
             continue
         log.info("removing %s, left by an interrupted write", entry.path)
         _delete_dir(filesystem, entry.path)
+
+
+def _exists(filesystem, path: str) -> bool:
+    from pyarrow.fs import FileType
+
+    return filesystem.get_file_info(path).type != FileType.NotFound
 
 
 def _is_kept(filesystem, folder: str) -> bool:
