@@ -94,6 +94,17 @@ def test_a_users_file_inside_an_earlier_output_is_never_deleted(tmp_path):
     assert names(tmp_path) == ["X"]
 
 
+def test_what_a_file_browser_leaves_in_an_earlier_output_does_not_make_it_someone_elses(tmp_path):
+    """Finder writes ``.DS_Store`` (and ``._*`` files on some disks) into a folder someone looked at, Explorer
+    ``Thumbs.db``: the next run replaces the output with them. A user's own file beside them is still refused."""
+    output = earlier_output(tmp_path / "out")
+    for litter in (".DS_Store", "images/.DS_Store", "images/._1.png", "images/Thumbs.db", "desktop.ini"):
+        (output / litter).write_bytes(b"")
+    replace(output, "new")
+    assert label_of(output) == "new" and not (output / ".DS_Store").exists()
+    assert out.foreign_entries([".DS_Store", "images/DS_Store.png", "notes/._x", "._"]) == ["._", "images/DS_Store.png"]
+
+
 def test_a_folder_of_the_pipelines_shape_without_its_summary_is_refused(tmp_path):
     """A user's own numbered pictures in ``images/`` look like ours; without our summary they are not."""
     output = tmp_path / "X"

@@ -77,6 +77,9 @@ _OUR_PATHS = re.compile(
     rf"|{PUBLISH_CLAIM}"
     rf"|{PARQUET_DIR}/part-(?:\d+|[0-9a-f]{{32}})\.parquet|{IMAGES_DIR}/-?\d+\.png)"
 )
+#: What a desktop's file browser leaves in a folder someone looked at (macOS Finder, Windows Explorer): not a
+#: user's files, and made again whenever the folder is opened, so they never make an output someone else's.
+_BROWSER_LITTER = re.compile(r"\.DS_Store|\._.+|Thumbs\.db|desktop\.ini")
 #: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.
 _EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -85,8 +88,14 @@ _EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENO
 
 
 def foreign_entries(relative_paths) -> list[str]:
-    """The paths (relative to the output, ``/``-separated) that this pipeline never writes."""
-    return sorted(path for path in relative_paths if not _OUR_PATHS.fullmatch(path.strip("/")))
+    """The paths (relative to the output, ``/``-separated) that this pipeline never writes.
+
+    What a file browser leaves behind (:data:`_BROWSER_LITTER`, e.g. Finder's ``.DS_Store`` in ``images/``)
+    is not counted: it goes with the folder it was written in.
+    """
+    paths = [path.strip("/") for path in relative_paths]
+    return sorted(path for path in paths
+                  if not _OUR_PATHS.fullmatch(path) and not _BROWSER_LITTER.fullmatch(path.rsplit("/", 1)[-1]))
 
 
 def is_pipeline_summary(text: str | None) -> bool:
