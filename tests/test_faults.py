@@ -510,12 +510,16 @@ folder = pathlib.Path(sys.argv[1])
 go_on = folder.parent / "go-on"  # made by this driver after the interrupt
 
 
+def written():  # the files of the folder, and of the write beside it (helpers.runtime.overwrite)
+    return list(folder.parent.glob(folder.name + "*/*.parquet"))
+
+
 def slow(batch):
     time.sleep(0.3)  # a model stage's pace
     # Once three files are written, the interrupted run's other tasks wait here (at most 2 min), so
     # the interrupt lands half-way on a loaded machine too; Ray cancels them while they wait.
     deadline = time.monotonic() + 120
-    while len(list(folder.glob("*.parquet"))) >= 3 and not go_on.exists() and time.monotonic() < deadline:
+    while len(written()) >= 3 and not go_on.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return batch
 
@@ -529,12 +533,14 @@ try:
     sys.exit("the write finished before the interrupt")
 except KeyboardInterrupt:  # what Jupyter's "interrupt kernel" raises
     pass
-files_before = len(list(folder.glob("*.parquet")))
+files_before, beside = len(list(folder.glob("*.parquet"))), len(written())
 go_on.touch()
 write()  # the learner runs the cell again
 time.sleep(3)  # a task the interrupted run still had in flight would have written by now
 ids = pq.read_table(folder).column("id").to_pylist()
-print(json.dumps({"files_before": files_before, "rows": len(ids), "unique": len(set(ids))}), flush=True)
+left = sorted(path.name for path in folder.parent.iterdir() if path.name.startswith(folder.name + "."))
+print(json.dumps({"files_before": files_before, "beside": beside, "rows": len(ids), "unique": len(set(ids)),
+                  "left": left}), flush=True)
 helpers.stop()
 """
 
@@ -551,7 +557,7 @@ def test_interrupted_lesson_write_then_rerun_is_complete(tmp_path, shared_ray):
         )  # fmt: skip
     try:
         deadline = time.monotonic() + WAIT_S
-        while len(list(folder.glob("*.parquet"))) < 3:
+        while len(list(tmp_path.glob("03_parquet*/*.parquet"))) < 3:  # written beside the folder
             assert driver.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the write never started"
             time.sleep(0.05)
@@ -563,5 +569,7 @@ def test_interrupted_lesson_write_then_rerun_is_complete(tmp_path, shared_ray):
             driver.wait()
     assert driver.returncode == 0, log.read_text()[-3000:]
     result = json.loads(stdout.strip().splitlines()[-1])
-    assert 3 <= result["files_before"] < 30, "interrupted half-way"
+    assert result["files_before"] == 0, "the interrupted first write left files where the lesson reads them"
+    assert 3 <= result["beside"] < 30, "interrupted half-way"
     assert result["rows"] == result["unique"] == 60
+    assert result["left"] == [], "the re-run removes what the interrupted write left beside the folder"

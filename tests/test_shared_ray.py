@@ -190,7 +190,6 @@ def a_group_like_the_workshops() -> subprocess.Popen:
                              "serve"], start_new_session=True)
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="which group runs a workshop Ray is read from /proc")
 def test_a_recorded_group_that_is_not_a_workshop_ray_is_never_signalled(ray_dir):
     """After a reboot the recorded number may name another group of this user's, a kernel with a Ray of its own
     too: stop forgets it and kills nothing."""
@@ -374,8 +373,17 @@ def test_an_interrupted_first_start_leaves_no_ray_behind(ray_dir):
                               text=True, check=False, timeout=170)
     assert "INTERRUPTED" in done.stdout, done.stdout + done.stderr[-3000:]
     time.sleep(2)  # what a supervisor left running would do meanwhile: go on starting its Ray
-    left = _processes_of(ray_dir)
+    left = {pid: _described(pid) for pid in _processes_of(ray_dir)}
     for pid in left:  # the test's own clean-up, so that a failure leaves nothing running
         with contextlib.suppress(ProcessLookupError):
             os.killpg(os.getpgid(pid), signal.SIGKILL)
-    assert left == [], "processes of the interrupted start still run"
+    assert left == {}, "processes of the interrupted start still run"
+
+
+def _described(pid: int) -> str:
+    """A process's group and command, for a failure message."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return f"group {os.getpgid(pid)}: {command[:200]}"
+    except OSError:
+        return "ended"

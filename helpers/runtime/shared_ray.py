@@ -116,27 +116,35 @@ def _forget(folder: Path, pgid: int) -> None:
         _state_file(folder).unlink(missing_ok=True)
 
 
-def _group_processes(pgid: int) -> list[tuple[Path, str]]:
-    """The /proc folder and name of each of this user's running processes in group ``pgid`` (zombies do not count).
+def _group_processes(pgid: int) -> list:
+    """This user's running processes in group ``pgid`` (zombies do not count), as psutil finds them.
 
-    Another user's processes never count: after a reboot, the recorded number
-    may name a group of theirs.
+    psutil reads /proc on Linux and asks the kernel on macOS, so both tell a
+    workshop Ray from whatever took its number. Another user's processes never
+    count: after a reboot, the recorded number may name a group of theirs.
     """
+    import psutil
+
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process in psutil.process_iter(["uids", "status"]):
         try:
-            text = stat.read_text()
-            fields = text.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z" and stat.parent.stat().st_uid == os.getuid():
-                found.append((stat.parent, text[text.find("(") + 1 : text.rfind(")")]))
-        except (OSError, IndexError, ValueError):
+            uids, status = process.info["uids"], process.info["status"]
+            if uids is not None and uids.real == os.getuid() and status != psutil.STATUS_ZOMBIE \
+                    and os.getpgid(process.pid) == pgid:
+                found.append(process)
+        except (OSError, psutil.Error):
             continue
     return found
 
 
-def _group_names(pgid: int) -> list[str]:
-    """The names of this user's running processes in group ``pgid``, read from /proc."""
-    return [name for _, name in _group_processes(pgid)]
+def _command(process) -> str:
+    """A process's command line, each argument followed by a space (empty when it cannot be read)."""
+    import psutil
+
+    try:
+        return "".join(f"{argument} " for argument in process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 #: The command of a workshop Ray's supervisor (its process group's leader).
@@ -149,28 +157,14 @@ def is_workshop_group(pgid: int, folder: Path) -> bool:
     After a reboot the recorded number may name any group of this user's, a
     kernel with a Ray of its own included: only the supervisor's command, or
     Ray's processes started with this folder's ``--temp-dir``, say it is ours.
-    Read from /proc; without it (macOS) the recorded group is trusted.
     """
-    if not Path("/proc").is_dir():
-        return group_alive(pgid)
     marks = (_SUPERVISOR_COMMAND, f"--temp-dir={folder / 'ray'} ", f"{folder / 'ray'}/session_")
-    for process, _ in _group_processes(pgid):
-        with contextlib.suppress(OSError):
-            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if any(mark in command for mark in marks):
-                return True
-    return False
+    return any(any(mark in _command(process) for mark in marks) for process in _group_processes(pgid))
 
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (zombies waiting to be reaped do not count)."""
-    if Path("/proc").is_dir():
-        return bool(_group_names(pgid))
-    try:  # no /proc (macOS): ask the kernel, which counts zombies too
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):  # none, or a group of another user that took the number
-        return False
-    return True
+    return bool(_group_processes(pgid))
 
 
 def running(folder: Path | None = None) -> SharedRay | None:
@@ -283,8 +277,14 @@ def _kill_starting(supervisor: subprocess.Popen) -> None:
     Left running, it would record its Ray after the next start had begun another
     beside it, and ``status`` and ``stop`` would only see one of the two.
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(supervisor.pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:  # again while its group lives: a child being forked as the first signal went out escapes it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.poll()
+        if not group_alive(supervisor.pid) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     supervisor.wait()
 
 
@@ -316,9 +316,18 @@ def _still_working(pgid: int) -> bool:
     holds nothing of a learner's and, in Ray 2.60, takes 30 s to leave after
     SIGTERM: it is killed at once instead of waited for.
     """
-    if not Path("/proc").is_dir():
-        return group_alive(pgid)
-    return any(name == "raylet" or name.startswith("ray::") for name in _group_names(pgid))
+    return any(_is_raylet_or_worker(process) for process in _group_processes(pgid))
+
+
+def _is_raylet_or_worker(process) -> bool:
+    """The raylet, or a worker (``ray::...``: its name on Linux, its command line wherever it sets its title)."""
+    import psutil
+
+    try:
+        name = process.name()
+    except psutil.Error:
+        return False
+    return name == "raylet" or name.startswith("ray::") or _command(process).startswith("ray::")
 
 
 def kill_once_idle(pgid: int) -> None:
