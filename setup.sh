@@ -31,6 +31,16 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   exit 2
 fi
 
+# PyTorch publishes no macOS wheels for Intel since 2.3: an x86_64 Python (an Intel Mac, or one run
+# by Rosetta on Apple Silicon) would stop half-way through the package install.
+if [ "$(uname -s)" = Darwin ]; then
+  machine="$("$PYTHON" -c 'import platform; print(platform.machine())')"
+  if [ "$machine" != arm64 ]; then
+    echo "setup.sh: $PYTHON runs as $machine, and PyTorch's pinned version has macOS packages for Apple Silicon (arm64) only. Install an arm64 Python 3.11 (python.org's installer, or Homebrew in /opt/homebrew) and set PYTHON=/path/to/python3.11" >&2
+    exit 2
+  fi
+fi
+
 step() { printf '\n== %s\n' "$*"; }
 
 step "Python environment (.venv)"

@@ -23,7 +23,7 @@ from helpers.runtime.settings import REPO_ROOT
 
 SETUP = REPO_ROOT / "setup.sh"
 #: What setup.sh calls besides bash builtins and the chosen Python; macOS has each of them.
-MAC_TOOLS = ("cat", "dirname", "rm", "sed")
+MAC_TOOLS = ("cat", "dirname", "rm", "sed", "uname")
 FAKE_PYTHON = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$FAKE_PYTHON_LOG"\n'
 #: The files whose bytes, in this order, make the requirements stamp: a change to any reinstalls.
 STAMPED = ("requirements.txt", "requirements-test.txt", "pyproject.toml")
@@ -165,4 +165,22 @@ def test_another_python_is_refused_before_anything_is_made(mac_like_copy, tmp_pa
     assert done.returncode == 2
     assert done.stderr.startswith(f"setup.sh: {env['PYTHON']} is Python 3.12.4, and the pinned packages are for "
                                   "Python 3.11."), done.stderr
+    assert not (root / ".venv").exists()
+
+
+def test_an_intel_python_on_macos_is_refused_before_anything_is_made(mac_like_copy, tmp_path):
+    """PyTorch has no macOS packages for x86_64 since 2.3: an Intel Mac's Python, or one under Rosetta, would stop
+    half-way through pip. Here ``uname`` answers as a Mac does and the Python as an x86_64 build does."""
+    root, env, _ = mac_like_copy
+    shutil.rmtree(root / ".venv")
+    tools = Path(env["PATH"])
+    (tools / "uname").unlink()
+    fake_python(tools / "uname", "echo Darwin\n")
+    env["PYTHON"] = str(fake_python(tmp_path / "python3.11", (
+        f'case "$2" in *machine*) echo x86_64; exit 0;; esac\nexec {sys.executable} "$@"\n'
+    )))  # fmt: skip
+    done = run_setup(root, env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"setup.sh: {env['PYTHON']} runs as x86_64, and PyTorch's pinned version has "
+                                  "macOS packages for Apple Silicon (arm64) only."), done.stderr
     assert not (root / ".venv").exists()
