@@ -19,7 +19,7 @@ supervisor, ``ray start`` and every Ray process it starts share one process
 group, and only that group is signalled. One such Ray exists per user and
 clone; its files (state, token, logs, Ray's session folder) live in
 ``/tmp/rdw-<uid>-<clone hash>`` (or ``WORKSHOP_RAY_DIR``), a short path because Ray's Unix socket paths
-must stay under 108 bytes. The token (Ray 2.60's ``ray start`` turns token
+must stay under 108 bytes (104 on macOS). The token (Ray 2.60's ``ray start`` turns token
 authentication on) is readable by this user only.
 
 This module imports only the standard library at the top: the supervisor runs
