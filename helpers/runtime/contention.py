@@ -88,16 +88,16 @@ def driver_name(driver: ray_internals.JobDriver | None, here: str) -> str:
         return "a Ray program that has ended"
     if driver.ip != here:
         return f"a Ray program on {driver.ip} (pid {driver.pid})"
-    try:
-        environ = Path(f"/proc/{driver.pid}/environ").read_bytes().split(b"\0")
-        command = Path(f"/proc/{driver.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    import psutil
+
+    try:  # psutil: /proc on Linux, the kernel on macOS (a process of this user's)
+        process = psutil.Process(driver.pid)
+        notebook, command = process.environ().get("JPY_SESSION_NAME"), process.cmdline()
+    except psutil.Error:
         return f"another Ray program on this machine (pid {driver.pid})"
-    notebook = next((entry.split(b"=", 1)[1].decode() for entry in environ
-                     if entry.startswith(b"JPY_SESSION_NAME=")), None)
     if notebook:
         return f"the notebook {Path(notebook).name} (kernel pid {driver.pid})"
-    shown = " ".join(part.decode(errors="replace") for part in command if part)[:80]
+    shown = " ".join(part for part in command if part)[:80]
     return f"another Ray program on this machine (pid {driver.pid}: {shown})"
 
 
