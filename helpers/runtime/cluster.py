@@ -433,10 +433,8 @@ def settings_where_models_run(profile: str | None, joined: str | None, storage,
 
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     """Connect to Ray (or start it) and return the workshop :class:`Session`."""
-    global _session, _joined_shared
+    global _session
     import ray
-
-    from helpers.runtime.resources import check_settings_fit, cluster_nodes
 
     if _session is not None and ray.is_initialized():
         if _session.shared and not _same_shared_ray():
@@ -468,20 +466,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     ray_context = None  # what ray.init returns when it starts Ray here: it knows the dashboard's address
     connected_here = not ray.is_initialized()
     if connected_here:
-        if shared is not None:
-            ray.init(address=shared.address, runtime_env=_shared_runtime_env(shared), log_to_driver=True)
-            _joined_shared = shared.address
-        elif address:
-            check_cluster_answers(address)
-            check_token(address)
-            ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
-        else:
-            # A local Ray's processes are children of this one and inherit its
-            # environment, WORKSHOP_* included. A runtime_env here would only cost
-            # time: every worker of it must be set up by Ray's runtime-env agent
-            # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
-            # address="local": a new Ray even where `ray start` runs, whose record Ray would otherwise join.
-            ray_context = _init_local(address="local", **_local_init_kwargs(before_ray))
+        ray_context = _connect(shared, address, before_ray)
     started_here = not address and shared is None
     resources = ray.cluster_resources()
     try:
@@ -490,20 +475,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
                                                               resources.get("GPU"))
         lesson.check(settings)
-        try:
-            check_settings_fit(settings, cluster_nodes(), sized_here=started_here or shared is not None)
-        except SettingsError as err:
-            if found_here and not resources.get("GPU"):  # a `ray start` without GPUs, as on a laptop
-                raise SettingsError(f"{err} {_joined_ray_start_note(found_here)}") from None
-            if connected_here or not started_here:
-                raise
-            # A Ray this process started before start() is used as it is, and start() leaves it running:
-            # the sizes the message names cannot apply to it.
-            raise SettingsError(
-                f"{err} Ray was already running in this kernel before helpers.start() (a ray.init() or a "
-                "ray.data call ran first), so it keeps the size it was started with: restart the kernel "
-                "(Kernel > Restart Kernel) and run helpers.start() before anything else."
-            ) from None
+        _check_fit(settings, resources, found_here=found_here, connected_here=connected_here,
+                   started_here=started_here, shared=shared is not None)
     except ActionableError:
         if connected_here:
             ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
@@ -531,6 +504,50 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     if not quiet:
         print(_session.describe())
     return _session
+
+
+def _connect(shared, address: str | None, before_ray: Settings):
+    """Join the workshop's Ray, or the cluster at ``address``, or start a Ray here; ``ray.init``'s context for
+    a Ray started here (it knows the dashboard's address), else None."""
+    global _joined_shared
+    import ray
+
+    if shared is not None:
+        ray.init(address=shared.address, runtime_env=_shared_runtime_env(shared), log_to_driver=True)
+        _joined_shared = shared.address
+        return None
+    if address:
+        check_cluster_answers(address)
+        check_token(address)
+        ray.init(address=address, runtime_env=join_runtime_env(), log_to_driver=True)
+        return None
+    # A local Ray's processes are children of this one and inherit its
+    # environment, WORKSHOP_* included. A runtime_env here would only cost
+    # time: every worker of it must be set up by Ray's runtime-env agent
+    # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
+    # address="local": a new Ray even where `ray start` runs, whose record Ray would otherwise join.
+    return _init_local(address="local", **_local_init_kwargs(before_ray))
+
+
+def _check_fit(settings: Settings, resources: dict, *, found_here: str | None, connected_here: bool,
+               started_here: bool, shared: bool) -> None:
+    """The lessons' pools fit this Ray, or a :class:`SettingsError` that says which Ray and what to change."""
+    from helpers.runtime.resources import check_settings_fit, cluster_nodes
+
+    try:
+        check_settings_fit(settings, cluster_nodes(), sized_here=started_here or shared)
+    except SettingsError as err:
+        if found_here and not resources.get("GPU"):  # a `ray start` without GPUs, as on a laptop
+            raise SettingsError(f"{err} {_joined_ray_start_note(found_here)}") from None
+        if connected_here or not started_here:
+            raise
+        # A Ray this process started before start() is used as it is, and start() leaves it running:
+        # the sizes the message names cannot apply to it.
+        raise SettingsError(
+            f"{err} Ray was already running in this kernel before helpers.start() (a ray.init() or a "
+            "ray.data call ran first), so it keeps the size it was started with: restart the kernel "
+            "(Kernel > Restart Kernel) and run helpers.start() before anything else."
+        ) from None
 
 
 def stop() -> None:
