@@ -191,26 +191,32 @@ def test_prompts_past_the_text_encoders_length_are_counted():
     assert safeguards.count_token_cuts(None, prompts) == 0, "a model without a tokenizer counts nothing"
 
 
-def test_a_model_that_does_not_fit_as_it_loads_names_the_actor_counts(cpu_settings, monkeypatch):
-    """Unit test that injects the error CUDA raises when sdxl-turbo's weights meet a GPU already holding others
-    (no GPU here): the learner reads which settings put that many actors on one GPU, not a loader traceback."""
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_a_model_that_does_not_fit_as_it_loads_names_the_actor_counts(cpu_settings, monkeypatch, on_gpu):
+    """Unit test that injects the error torch raises when sdxl-turbo's weights meet a memory already holding others
+    (CUDA's answered as a GPU would: no GPU here): the learner reads which settings put that many actors there,
+    not a loader traceback."""
+    import torch
     from diffusers import DiffusionPipeline
 
     from helpers.models.loading import load_image_pipeline
 
-    def out_of_gpu_memory(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 11.76 GiB total capacity)")
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 11.76 GiB total capacity)"
+                           if on_gpu else "DefaultCPUAllocator: can't allocate memory: you tried to allocate 2 GB")
 
-    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", out_of_gpu_memory)
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", out_of_memory)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: on_gpu)
     monkeypatch.setenv("WORKSHOP_IMAGE_ACTORS", "3")
     source = str(MODELS / TINY_IMAGE_MODEL)
     with pytest.raises(StageOutOfMemoryError) as caught:
         load_image_pipeline(source, load_settings())
-    assert str(caught.value).startswith(
-        f"the image model ran out of memory while loading {source}; Ray puts actors on one GPU while their "
-        "num_gpus shares add up to 1 or less, and their weights must fit in its memory too: lower "
-        "WORKSHOP_IMAGE_ACTORS (now 3) or WORKSHOP_LLM_ACTORS (now 2), or use a GPU with more memory"
-    ), caught.value
+    actors = "lower WORKSHOP_IMAGE_ACTORS (now 3) or WORKSHOP_LLM_ACTORS (now 2)"
+    fix = (f"Ray puts actors on one GPU while their num_gpus shares add up to 1 or less, and their weights must fit "
+           f"in its memory too: {actors}, or use a GPU with more memory") if on_gpu else (
+           f"every model actor holds its own copy of the weights in this machine's memory: {actors}")
+    assert str(caught.value).startswith(f"the image model ran out of memory while loading {source}; {fix} "), \
+        caught.value
 
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bfloat16"), (False, "float16")])

@@ -455,3 +455,27 @@ def test_a_kept_copy_goes_once_an_overwrite_into_the_emptied_prefix_completes(mo
     assert retry.path.rstrip("/") == "bucket/out", "with nothing to keep on an object store, Ray writes in place"
     retry.on_write_complete(SimpleNamespace(num_rows=2))
     assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]
+
+
+def test_a_first_write_to_an_object_store_completes_where_its_parent_cannot_be_listed(monkeypatch, caplog):
+    """A policy that grants the output prefix alone refuses to list its parent, where leftovers would be: the
+    first write, Ray's own on an object store, is complete all the same.
+
+    Unit test with a simulated refusal: the look for leftovers raises as pyarrow does on a denied listing.
+    """
+    from types import SimpleNamespace
+
+    from helpers.runtime import overwrite
+
+    def refused(*args, **kwargs):
+        raise OSError("When listing objects under key '' in bucket 'bucket': AWS Error ACCESS_DENIED")
+
+    overwrite.replace_only_when_complete()
+    memory = mock_filesystem({})
+    memory.create_dir("bucket")
+    sink = _overwrite_two_files(memory)
+    assert sink.path.rstrip("/") == "bucket/out", "a first write to an object store is Ray's own"
+    monkeypatch.setattr(overwrite, "_remove_leftovers", refused)
+    sink.on_write_complete(SimpleNamespace(num_rows=2))
+    assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]
+    assert "could not look for leftovers beside bucket/out" in caplog.text

@@ -102,7 +102,17 @@ def test_what_a_file_browser_leaves_in_an_earlier_output_does_not_make_it_someon
         (output / litter).write_bytes(b"")
     replace(output, "new")
     assert label_of(output) == "new" and not (output / ".DS_Store").exists()
-    assert out.foreign_entries([".DS_Store", "images/DS_Store.png", "notes/._x", "._"]) == ["._", "images/DS_Store.png"]
+    assert out.foreign_entries([".DS_Store", "images/DS_Store.png", "notes", "notes/._x", "._"]) == [
+        "._", "images/DS_Store.png", "notes", "notes/._x"], "a ._ file describes its namesake, or it is the user's"
+
+
+def test_a_folder_that_holds_only_what_a_file_browser_left_may_be_used(tmp_path):
+    """A new folder someone opened in Finder before the first run: nothing in it is anyone's."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / ".DS_Store").write_bytes(b"")
+    replace(output, "new")
+    assert label_of(output) == "new" and names(tmp_path) == ["out"]
 
 
 def test_a_folder_of_the_pipelines_shape_without_its_summary_is_refused(tmp_path):

@@ -387,3 +387,21 @@ def _described(pid: int) -> str:
         return f"group {os.getpgid(pid)}: {command[:200]}"
     except OSError:
         return "ended"
+
+
+def test_a_workshop_ray_started_under_the_folders_real_path_is_still_ours(tmp_path):
+    """On macOS ``/tmp`` is a link to ``/private/tmp``, and the supervisor, which runs in the folder, names Ray's
+    temporary folder by the real path: the folder as the learner names it still finds its Ray."""
+    real = tmp_path / "real"
+    (real / "ray").mkdir(parents=True)
+    linked = tmp_path / "linked"
+    linked.symlink_to(real)
+    ray_like = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ray start --head",
+                                 f"--temp-dir={real / 'ray'}", "--port=0"], start_new_session=True)
+    try:
+        wait_until(lambda: shared_ray.group_alive(ray_like.pid), 30, "the stand-in group did not start")
+        assert shared_ray.is_workshop_group(ray_like.pid, linked)
+        assert not shared_ray.is_workshop_group(ray_like.pid, tmp_path / "elsewhere")
+    finally:
+        ray_like.kill()
+        ray_like.wait()

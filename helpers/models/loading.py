@@ -26,7 +26,7 @@ def torch_device_and_dtype(bf16_where_supported: bool = False):
     import torch
 
     if torch.cuda.is_available():
-        if bf16_where_supported and torch.cuda.is_bf16_supported():
+        if bf16_where_supported and torch.cuda.is_bf16_supported(including_emulation=False):  # T4, V100: no
             return "cuda", torch.bfloat16
         return "cuda", torch.float16
     return "cpu", torch.float32
@@ -91,7 +91,7 @@ def load_image_pipeline(source: str, settings: Settings | None = None):
     prepare_process(settings, "diffusers", "transformers")  # the text encoders are transformers models
     check_local_model(source, "image")
     device, dtype = torch_device_and_dtype()
-    with explain_load_out_of_memory(settings, "the image model", source):
+    with explain_load_out_of_memory(settings, "the image model", source, on_gpu=device == "cuda"):
         pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device))
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
@@ -105,7 +105,7 @@ def load_text_generator(source: str, settings: Settings | None = None):
     prepare_process(settings, "transformers")
     check_local_model(source, "llm")
     device, dtype = torch_device_and_dtype(bf16_where_supported=True)
-    with explain_load_out_of_memory(settings, "the LLM", source):
+    with explain_load_out_of_memory(settings, "the LLM", source, on_gpu=device == "cuda"):
         generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
     # Batched generation pads on the left so every reply starts right after its prompt.
     generator.tokenizer.padding_side = "left"

@@ -74,19 +74,21 @@ def out_of_memory_names(stage: str, rows: int, fix: str, doing: str | None = Non
         raise StageOutOfMemoryError(f"{stage} ran out of memory {doing}; {fix} (torch said: {detail})") from None
 
 
-def explain_load_out_of_memory(settings: Settings, what: str, source: str):
+def explain_load_out_of_memory(settings: Settings, what: str, source: str, on_gpu: bool = True):
     """A model that does not fit on its GPU as it loads: more actors share that GPU than its memory holds.
 
     Ray puts actors on one GPU while their ``num_gpus`` shares add up to 1 or
     less, whatever their models weigh. On a cluster ``helpers.start()`` compares
     the GPU nodes' memory with the weights first; on a machine of its own this
-    is where a GPU that is too small shows.
+    is where a GPU that is too small shows. On a CPU (``on_gpu`` False) the
+    weights of every actor are in the machine's memory, and the fix says so.
     """
+    actors = (f"lower WORKSHOP_IMAGE_ACTORS (now {settings.image.actors}) or WORKSHOP_LLM_ACTORS "
+              f"(now {settings.llm.actors})")
     fix = (
         "Ray puts actors on one GPU while their num_gpus shares add up to 1 or less, and their weights must fit "
-        f"in its memory too: lower WORKSHOP_IMAGE_ACTORS (now {settings.image.actors}) or WORKSHOP_LLM_ACTORS "
-        f"(now {settings.llm.actors}), or use a GPU with more memory"
-    )
+        f"in its memory too: {actors}, or use a GPU with more memory"
+    ) if on_gpu else f"every model actor holds its own copy of the weights in this machine's memory: {actors}"
     return out_of_memory_names(what, 0, fix, doing=f"while loading {source}")
 
 

@@ -79,7 +79,8 @@ _OUR_PATHS = re.compile(
 )
 #: What a desktop's file browser leaves in a folder someone looked at (macOS Finder, Windows Explorer): not a
 #: user's files, and made again whenever the folder is opened, so they never make an output someone else's.
-_BROWSER_LITTER = re.compile(r"\.DS_Store|\._.+|Thumbs\.db|desktop\.ini")
+#: Finder's ``._NAME`` (the metadata of NAME on some disks) counts only beside the NAME it describes.
+_BROWSER_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: errno values of renameat2 that mean "this system or file system cannot exchange": fall back.
 _EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -93,9 +94,20 @@ def foreign_entries(relative_paths) -> list[str]:
     What a file browser leaves behind (:data:`_BROWSER_LITTER`, e.g. Finder's ``.DS_Store`` in ``images/``)
     is not counted: it goes with the folder it was written in.
     """
+    return sorted(path for path in _without_litter(relative_paths) if not _OUR_PATHS.fullmatch(path))
+
+
+def _without_litter(relative_paths) -> list[str]:
+    """The paths (``/``-separated, stripped) but what a file browser left (:data:`_BROWSER_LITTER`)."""
     paths = [path.strip("/") for path in relative_paths]
-    return sorted(path for path in paths
-                  if not _OUR_PATHS.fullmatch(path) and not _BROWSER_LITTER.fullmatch(path.rsplit("/", 1)[-1]))
+    listed = set(paths)
+
+    def litter(path: str) -> bool:
+        folder, _, name = path.rpartition("/")
+        described = name[2:] if name.startswith("._") else None
+        return name in _BROWSER_LITTER or bool(described) and f"{folder}/{described}".lstrip("/") in listed
+
+    return [path for path in paths if not litter(path)]
 
 
 def is_pipeline_summary(text: str | None) -> bool:
@@ -110,8 +122,11 @@ def is_pipeline_summary(text: str | None) -> bool:
 
 
 def ownership_problem(location: str, relative_paths: list[str], summary_text: str | None) -> str | None:
-    """Why ``location`` must not be replaced, or None when it is empty or an earlier output of ours."""
-    if not relative_paths:
+    """Why ``location`` must not be replaced, or None when it is empty or an earlier output of ours.
+
+    A folder that holds nothing but what a file browser left counts as empty.
+    """
+    if not _without_litter(relative_paths):
         return None
     foreign = foreign_entries(relative_paths)
     if foreign:

@@ -100,7 +100,10 @@ def replace_only_when_complete() -> None:
         if target is None:
             result = complete(self, write_result)
             if _overwrites(self):  # an object store's emptied prefix (a replace stopped half-way): Ray's own path
-                _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, complete=True)
+                try:
+                    _remove_leftovers(self.filesystem, self.path.rstrip("/") or self.path, complete=True)
+                except OSError as err:  # e.g. rights to the prefix alone: the write itself is complete
+                    log.warning("could not look for leftovers beside %s: %s", self.path, err)
             return result
         if getattr(write_result, "num_rows", None) == 0 and not _exists(self.filesystem, target):
             # A first write of no rows leaves no folder, as Ray's own does (it removes the folder it made).

@@ -158,7 +158,9 @@ def is_workshop_group(pgid: int, folder: Path) -> bool:
     kernel with a Ray of its own included: only the supervisor's command, or
     Ray's processes started with this folder's ``--temp-dir``, say it is ours.
     """
-    marks = (_SUPERVISOR_COMMAND, f"--temp-dir={folder / 'ray'} ", f"{folder / 'ray'}/session_")
+    folders = dict.fromkeys((folder, folder.resolve()))  # the supervisor runs in the resolved one (/private/tmp)
+    marks = (_SUPERVISOR_COMMAND, *(f"--temp-dir={each / 'ray'} " for each in folders),
+             *(f"{each / 'ray'}/session_" for each in folders))
     return any(any(mark in _command(process) for mark in marks) for process in _group_processes(pgid))
 
 
@@ -279,7 +281,7 @@ def _kill_starting(supervisor: subprocess.Popen) -> None:
     """
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while True:  # again while its group lives: a child being forked as the first signal went out escapes it
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # macOS: a group of zombies only
             os.killpg(supervisor.pid, signal.SIGKILL)
         supervisor.poll()
         if not group_alive(supervisor.pid) or time.monotonic() > deadline:
