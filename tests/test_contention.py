@@ -23,7 +23,7 @@ import pytest
 
 from helpers.runtime.contention import WAIT_S, Look, WaitWatch, driver_name, missing, wait_note
 from helpers.runtime.ray_internals import ActorHold, JobDriver, OperatorProgress
-from helpers.runtime.resources import NodeCapacity, StageRequest
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 from tests.kernels import run_ok, workshop_kernel
 
 IMAGES = StageRequest("MapBatches(ImageGen)", 2, cpus=1, gpus=1, is_actor_pool=True)

@@ -13,8 +13,9 @@ import pytest
 
 from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
 from helpers.labs.solutions import solution_cells
-from helpers.runtime.resources import NodeCapacity, StageRequest, find_stranding
+from helpers.runtime.packing import find_stranding
 from helpers.runtime.settings import image_gpus_beside_llm, load_settings
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 from tests import lab_pipelines
 from tests.lab_pipelines import Enhancer, ImageGen, expand_prompt, model_stages
 

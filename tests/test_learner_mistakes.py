@@ -5,7 +5,7 @@
   kernel told its notebook's name as Jupyter tells it, says what is missing
   and the same command to run, before any Ray starts;
 * ``WORKSHOP_*`` pool sizes that cannot fit the cluster
-  (:func:`helpers.runtime.resources.check_settings_fit`): ``helpers.start()``
+  (:func:`helpers.runtime.settings_fit.check_settings_fit`): ``helpers.start()``
   refuses them, naming the variable and a value that fits;
 * ``import helpers`` from a Python that is not the workshop's: which Python
   and which kernel to use.
@@ -26,8 +26,9 @@ from helpers.commands.notebooks import kernel_env
 from helpers.errors import NotReadyError, SettingsError
 from helpers.runtime import shared_ray
 from helpers.runtime.readiness import LESSON_NEEDS, check_ready, needs
-from helpers.runtime.resources import NodeCapacity, check_settings_fit
 from helpers.runtime.settings import REPO_ROOT, TINY_IMAGE_MODEL, load_settings
+from helpers.runtime.settings_fit import check_settings_fit
+from helpers.runtime.stage_request import NodeCapacity
 from tests.kernels import ANSI, run_cell, workshop_kernel
 
 STUDENT = {path.name[:2]: path for path in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}

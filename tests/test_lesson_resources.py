@@ -209,7 +209,8 @@ def test_a_pipeline_sized_for_one_gpu_runs_there(verdicts):
 
 def test_memory_arithmetic_per_actor_and_per_pool():
     """No Ray: one actor larger than any node, and a pool whose actors fit alone but not together."""
-    from helpers.runtime.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits
+    from helpers.runtime.resources import ResourceMismatchError, check_fits
+    from helpers.runtime.stage_request import NodeCapacity, StageRequest
 
     gib = 2**30
     node = [NodeCapacity(cpus=8, gpus=2, memory=20 * gib)]

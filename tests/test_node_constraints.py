@@ -13,7 +13,9 @@ from __future__ import annotations
 import pytest
 
 from helpers.runtime.node_constraints import custom_resources, selector_matches
-from helpers.runtime.resources import NodeCapacity, ResourceMismatchError, StageRequest, check_fits, find_stranding
+from helpers.runtime.packing import find_stranding
+from helpers.runtime.resources import ResourceMismatchError, check_fits
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 from tests.conftest import deadline
 
 READ = StageRequest("ReadCSV", 1, cpus=1, gpus=0, is_actor_pool=False)

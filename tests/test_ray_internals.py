@@ -18,7 +18,7 @@ import time
 
 from helpers.errors import first_line
 from helpers.runtime import ray_internals as ri
-from helpers.runtime.resources import StageRequest
+from helpers.runtime.stage_request import StageRequest
 
 #: A label selector that every node meets (a label no node has, asked to be absent or different).
 ABSENT_LABEL = {"workshop-absent": "!x"}

@@ -10,16 +10,11 @@ import pytest
 
 from helpers.errors import SettingsError
 from helpers.pipeline.stages import shared_gpu_settings
-from helpers.runtime.resources import (
-    NodeCapacity,
-    ResourceMismatchError,
-    StageRequest,
-    check_fits,
-    check_settings_fit,
-    find_stranding,
-    lesson_pools,
-)
+from helpers.runtime.packing import find_stranding
+from helpers.runtime.resources import ResourceMismatchError, check_fits
 from helpers.runtime.settings import load_settings
+from helpers.runtime.settings_fit import check_settings_fit, lesson_pools
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 
 READ = StageRequest("ReadCSV", 1, cpus=1, gpus=0, is_actor_pool=False)
 

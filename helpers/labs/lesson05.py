@@ -4,7 +4,7 @@ The pipeline's plan, read without running it, is declared: the prompt stage
 and the two model stages, two actors each, whose GPU shares add up to no more
 than one GPU. The code adds what the declaration cannot say: that the shares
 fit in every placement Ray may choose, decided by the resource check's own
-packing search (:func:`helpers.runtime.resources.find_stranding`). On one GPU
+packing search (:func:`helpers.runtime.packing.find_stranding`). On one GPU
 every actor lands on the same card, so any shares that add up to 1 or less
 fit, equal or not: the lesson's rule (an LLM actor and an image actor share
 what one image actor had) gives 0.25 each, as the workshop's one-GPU settings do.
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from helpers.labs.framework import Lab, register
 from helpers.labs.shapes import Pipeline, Plan
-from helpers.runtime.resources import NodeCapacity, StageRequest, find_stranding
+from helpers.runtime.packing import find_stranding
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 
 #: How much GPU the machine of this lab has.
 ONE_GPU = 1.0

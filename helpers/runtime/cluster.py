@@ -532,7 +532,8 @@ def _connect(shared, address: str | None, before_ray: Settings):
 def _check_fit(settings: Settings, resources: dict, *, found_here: str | None, connected_here: bool,
                started_here: bool, shared: bool) -> None:
     """The lessons' pools fit this Ray, or a :class:`SettingsError` that says which Ray and what to change."""
-    from helpers.runtime.resources import check_settings_fit, cluster_nodes
+    from helpers.runtime.resources import cluster_nodes
+    from helpers.runtime.settings_fit import check_settings_fit
 
     try:
         check_settings_fit(settings, cluster_nodes(), sized_here=started_here or shared)

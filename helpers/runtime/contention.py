@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 from helpers.runtime import ray_internals
 from helpers.runtime.node_constraints import EPS, allows
-from helpers.runtime.resources import NodeCapacity, StageRequest, cluster_node
+from helpers.runtime.resources import cluster_node
+from helpers.runtime.stage_request import NodeCapacity, StageRequest
 
 #: Seconds an actor pool's actors may be pending before the watch looks why (loading a model is also pending).
 WAIT_S = 5.0

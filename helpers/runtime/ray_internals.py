@@ -211,7 +211,7 @@ def _selector(mapping) -> Pairs:
 def operator_minimum(op) -> dict[str, Any]:
     """The minimum resources of one physical operator, as Ray schedules it.
 
-    The fields of :class:`helpers.runtime.resources.StageRequest`, which says what each one means.
+    The fields of :class:`helpers.runtime.stage_request.StageRequest`, which says what each one means.
     """
     per_unit = op.min_scheduling_resources()
     pools = op.get_autoscaling_actor_pools() if hasattr(op, "get_autoscaling_actor_pools") else []

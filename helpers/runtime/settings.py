@@ -380,7 +380,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
         batch_size=_env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
         actors=_env_number("WORKSHOP_LLM_ACTORS", 2),
         # 0.5, and 1 - 0.5 for each image actor beside it: four equal shares fit two GPUs whatever GPU Ray
-        # picks for each actor; 0.6 and 0.4 fit only when the LLM actors are placed first (resources.find_stranding).
+        # picks for each actor; 0.6 and 0.4 fit only when the LLM actors are placed first (packing.find_stranding).
         num_gpus=gpus("WORKSHOP_LLM_GPUS", 0.5),
         num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
