@@ -182,3 +182,31 @@ def test_forwarded_environment(monkeypatch):
     assert env["WORKSHOP_USER"] == "grace"
     assert env["HF_HUB_OFFLINE"] == "1"
     assert "UNRELATED_SECRET" not in env
+
+
+def test_an_image_size_the_models_cannot_draw_is_refused_with_sizes_they_can(monkeypatch):
+    """diffusers refuses sides that are not multiples of 8, but only once the first image actor has loaded."""
+    monkeypatch.setenv("WORKSHOP_IMAGE_SIZE", "100")
+    with pytest.raises(SettingsError, match=r"^WORKSHOP_IMAGE_SIZE=100 is not a multiple of 8, which the image "
+                                            r"models need; use e\.g\. 96 or 104$"):
+        config.load_settings("cpu")
+    monkeypatch.setenv("WORKSHOP_IMAGE_SIZE", "96")
+    assert config.load_settings("cpu").image_size == 96
+
+
+@pytest.mark.parametrize(("raw", "on"), [("1", True), ("yes", True), ("True", True), ("0", False), ("off", False),
+                                         ("", False)])
+def test_an_on_off_setting_takes_the_usual_spellings(monkeypatch, raw, on):
+    monkeypatch.setenv("WORKSHOP_DASHBOARD", raw)
+    assert config.env_flag("WORKSHOP_DASHBOARD") is on
+
+
+def test_an_on_off_setting_of_another_value_is_refused_not_taken_for_off(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_CLUSTER_HAS_HELPERS", "sure")
+    with pytest.raises(SettingsError, match=r"^WORKSHOP_CLUSTER_HAS_HELPERS='sure': use 1 \(on\) or 0 \(off\)$"):
+        config.env_flag("WORKSHOP_CLUSTER_HAS_HELPERS")
+
+
+def test_a_profile_passed_to_start_is_named_as_passed(monkeypatch):
+    with pytest.raises(SettingsError, match=r"^helpers\.start\(profile='tpu'\): use one of auto, cpu, gpu$"):
+        config.requested_profile("tpu")

@@ -45,6 +45,7 @@ from helpers.runtime.settings import (
     Settings,
     _env,
     check_storage_writable,
+    env_flag,
     forwarded_env,
     load_settings,
     requested_profile,
@@ -312,7 +313,7 @@ def _local_init_kwargs(settings: Settings) -> dict:
     physical = os.cpu_count() or 1
     kwargs = {
         "num_cpus": settings.num_cpus or max(physical, LOGICAL_CPUS_FOR_LESSONS),
-        "include_dashboard": _env("WORKSHOP_DASHBOARD", "0") == "1",
+        "include_dashboard": env_flag("WORKSHOP_DASHBOARD"),
         "dashboard_host": "127.0.0.1",
     }
     if settings.num_gpus is not None:
@@ -363,7 +364,7 @@ def join_runtime_env() -> dict | None:
     cluster is): then nothing is shipped, and workers start seconds sooner,
     because Ray must prepare every worker of a job with a runtime environment.
     """
-    if _env("WORKSHOP_CLUSTER_HAS_HELPERS", "0") == "1":
+    if env_flag("WORKSHOP_CLUSTER_HAS_HELPERS"):
         return None
     from helpers.runtime.settings import resolve_models_dir, resolve_storage
 

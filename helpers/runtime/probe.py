@@ -31,6 +31,7 @@ from helpers.runtime.settings import (
     TINY_IMAGE_MODEL,
     _env,
     cuda_usable,
+    env_flag,
     requested_profile,
     resolve_models_dir,
 )
@@ -250,7 +251,7 @@ def _answer(ref, node: dict, timeout: float) -> NodeReport:
         return ray.get(ref, timeout=timeout)
     except Exception as err:  # noqa: BLE001 - whatever the node raised, said in one line
         where = f"node {node['NodeManagerAddress']} ({node['NodeID'][:6]})"
-        if "No module named 'helpers'" in str(err) and _env("WORKSHOP_CLUSTER_HAS_HELPERS", "0") == "1":
+        if "No module named 'helpers'" in str(err) and env_flag("WORKSHOP_CLUSTER_HAS_HELPERS"):
             raise ClusterMismatchError(
                 f"{where} cannot import this workshop's helpers package, but WORKSHOP_CLUSTER_HAS_HELPERS=1 says every "
                 "node has it: unset WORKSHOP_CLUSTER_HAS_HELPERS (the package then travels with each job), or "
