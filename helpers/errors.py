@@ -40,6 +40,17 @@ class WorkshopPythonError(ActionableError, ImportError):
     """The package runs in a Python that lacks the workshop's packages; the message names the one to use."""
 
 
+class HelperCallError(ActionableError, TypeError):
+    """A notebook helper (``show_images``) was given something it cannot use; the message says what to pass."""
+
+
+class UnknownLabError(ActionableError, KeyError):
+    """``get_lab`` was asked for a lab that does not exist; the message lists those that do."""
+
+    def __str__(self) -> str:  # KeyError's own would put the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
 class InputError(ActionableError, ValueError):
     """An input file or ``--output`` of the pipeline cannot be used; one line names the file, the place and the fix."""
 

@@ -334,8 +334,10 @@ def test_register_and_get_lab(monkeypatch):
 def test_unknown_lab_lists_known_names(monkeypatch):
     monkeypatch.setattr(labs, "LABS", {})
     register(type("Known", (SumLab,), {"name": "test_known"}))
-    with pytest.raises(KeyError, match=r"known labs: .*test_known"):
+    with pytest.raises(KeyError, match=r"known labs: .*test_known") as raised:
         get_lab("nope")
+    [line] = raised.value._render_traceback_()
+    assert line.startswith("\x1b[31mUnknownLabError\x1b[0m: no lab named 'nope'; known labs: "), "no KeyError quotes"
 
 
 def test_lab_without_name_cannot_register():

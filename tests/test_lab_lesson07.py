@@ -135,6 +135,13 @@ def test_another_dataset_is_incorrect(lab, ray_data):
     assert outcome.status == INCORRECT and "the animals have" in outcome.message
 
 
+def test_an_empty_dataset_is_incorrect_and_says_so_not_a_check_error(lab, ray_data):
+    """``filter`` that keeps nothing, then materialize: Ray gives no schema, which the check must not trip on."""
+    empty = ray_data.data.range(4).filter(lambda row: False).materialize()
+    outcome = lab.evaluate(four_blocks=empty, block_rows=[])
+    assert outcome.status == INCORRECT and "`four_blocks` holds no rows; keep every one of the" in outcome.message
+
+
 def test_a_list_of_rows_is_incorrect(lab):
     outcome = lab.evaluate(four_blocks=[{"id": 1, "animal": "a fox"}], block_rows=[1])
     assert outcome.status == INCORRECT and "a Ray Dataset" in outcome.message

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
-from helpers.errors import first_line
+from helpers.errors import UnknownLabError, first_line
 from helpers.show.ipython import ipython_shell
 
 NOT_ATTEMPTED = "not_attempted"
@@ -428,4 +428,4 @@ def get_lab(name: str) -> Lab:
         return LABS[name]
     except KeyError:
         known = ", ".join(sorted(LABS)) or "none"
-        raise KeyError(f"no lab named {name!r}; known labs: {known}") from None
+        raise UnknownLabError(f"no lab named {name!r}; known labs: {known}") from None

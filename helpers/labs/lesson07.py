@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 
+from helpers.errors import first_line
 from helpers.labs.data import csv_rows
 from helpers.labs.framework import Lab, register, type_name
 from helpers.labs.shapes import count_word, is_dataset
@@ -85,10 +86,18 @@ class BlocksLab(Lab):
                 "`four_blocks` is a lazy Dataset: its blocks do not exist until it runs, so nobody can count them. "
                 "Materialize it."
             )
-        found = set(dataset.schema().names)
+        try:
+            schema, count = dataset.schema(), dataset.count()
+        except Exception as err:  # noqa: BLE001 - the blocks of a Ray that has ended (its objects are gone)
+            self.incorrect(
+                f"`four_blocks` cannot be read ({first_line(err)}): a Dataset made before Ray stopped is gone with it. "
+                "Run the cells above again (Run > Run All Above Selected Cell)."
+            )
+        if schema is None or count == 0:
+            self.incorrect(f"`four_blocks` holds no rows; keep every one of the {rows} animals.")
+        found = set(schema.names)
         if found != columns:
             self.incorrect(f"`four_blocks` has the columns {sorted(found)}; the animals have {sorted(columns)}.")
-        count = dataset.count()
         if count != rows:
             self.incorrect(f"`four_blocks` holds {count} rows; keep every one of the {rows} animals.")
         blocks = dataset.num_blocks()

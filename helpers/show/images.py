@@ -13,6 +13,8 @@ import textwrap
 
 import numpy as np
 
+from helpers.errors import HelperCallError
+
 CPU_NOTE = (
     "CPU profile: these pictures come from a tiny untrained model, so they are noise. "
     "On GPUs the same code runs sdxl-turbo."
@@ -50,6 +52,16 @@ def image_grid(images, captions, columns: int = 4, caption_width: int = 28):
     return fig
 
 
+def _not_a_batch(value) -> str:
+    """What to pass instead of ``value``: show_images takes one batch, a dict of columns."""
+    if isinstance(value, list):
+        return (f"show_images takes one batch (a dict of columns), not a list of {len(value)} rows "
+                "(what take() gives): pass ds.take_batch(8)")
+    if type(value).__name__ in ("Dataset", "MaterializedDataset"):
+        return "show_images takes one batch (a dict of columns), not a Dataset: pass ds.take_batch(8)"
+    return f"show_images takes one batch (a dict of columns, from ds.take_batch(8)), not a {type(value).__name__}"
+
+
 def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = "image", max_images: int = 8,
                 columns: int = 4, note: bool | None = None) -> None:
     """Show the images of a batch (from ``take_batch``) as a captioned grid.
@@ -61,8 +73,10 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
 
     from helpers.runtime.settings import load_settings
 
+    if not isinstance(batch, dict):
+        raise HelperCallError(_not_a_batch(batch))
     if image_column not in batch:
-        raise KeyError(f"the batch has no {image_column!r} column; its columns are {sorted(batch)}")
+        raise HelperCallError(f"the batch has no {image_column!r} column; its columns are {sorted(batch)}")
     images = list(batch[image_column])[:max_images]
     captions = list(batch.get(prompt_column, [""] * len(images)))[:max_images]
     if not images:
