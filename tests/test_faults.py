@@ -487,6 +487,21 @@ def test_unwritable_storage_root_is_one_line_from_setup(tmp_path, where):
 
 
 @pytest.mark.parametrize("where", ["under /proc", "under a file"])
+def test_an_unwritable_models_folder_is_one_line_from_setup_that_names_the_setting(tmp_path, where):
+    models = _unwritable_places(tmp_path)[where] / "models"
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers.commands.setup_workshop"],
+        check=False, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        env=cli_env(WORKSHOP_STORAGE=str(tmp_path / "storage"), WORKSHOP_MODELS=str(models)),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("setup: cannot write "), proc.stderr
+    assert lines[0].endswith("set WORKSHOP_STORAGE (data and outputs) or WORKSHOP_MODELS (models) to a folder you "
+                             "can write"), lines[0]
+
+
+@pytest.mark.parametrize("where", ["under /proc", "under a file"])
 def test_unwritable_output_folder_is_one_line_from_the_pipeline(tmp_path, where):
     output = _unwritable_places(tmp_path)[where] / "final"
     animals = write_csv(tmp_path / "animals.csv", "id,animal", ["1,fox"])

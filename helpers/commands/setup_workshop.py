@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from helpers.errors import ActionableError
 from helpers.runtime.settings import REPO_ROOT, Settings, SettingsError, check_storage_writable, load_settings
 
 DATA_SOURCE = REPO_ROOT / "data"
@@ -61,6 +62,21 @@ def verify_models(settings: Settings) -> dict[str, float]:
     return seconds
 
 
+def _download(models_dir) -> None:
+    """``--download``: the real models from the hub, or a :class:`SettingsError` that says what to check."""
+    from helpers.errors import first_line
+    from helpers.models.build import download_real_models
+
+    try:
+        download_real_models(models_dir)
+    except Exception as err:  # noqa: BLE001 - the hub's errors are many (offline, HTTP, a token); said in one line
+        raise SettingsError(
+            f"downloading the real models into {models_dir} failed ({first_line(err)}): check this machine's "
+            "internet access (and HF_TOKEN if the hub asks for one), or run ./setup.sh without --download for "
+            "the CPU models"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--download", action="store_true", help="fetch the real models from the hub (internet)")
@@ -72,17 +88,22 @@ def main(argv: list[str] | None = None) -> int:
         copied = stage_data(settings)
         print(f"data: {len(copied)} file(s) updated in {settings.data_dir}")
 
-        from helpers.models.build import download_real_models, prepare_cpu_models
+        from helpers.models.build import prepare_cpu_models
 
         prepare_cpu_models(settings.models_dir)
         if args.download:
-            download_real_models(settings.models_dir)
+            _download(settings.models_dir)
             settings = load_settings()
         if settings.profile == "gpu" and not args.download:
             print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
         loaded = verify_models(settings) if settings.profile == "cpu" else {}
-    except (SettingsError, FileNotFoundError, TimeoutError) as err:  # TimeoutError: another setup's model build
-        print(f"setup: {err}", file=sys.stderr)
+    except (ActionableError, OSError) as err:
+        if isinstance(err, ActionableError):  # a setting, a model folder, another setup's build holding the lock
+            print(f"setup: {err}", file=sys.stderr)
+        else:  # not allowed, a read-only file system, a full disk, a file in the way: a folder to change
+            print(f"setup: cannot write {err.filename or 'the storage'} ({err.strerror or err}); set "
+                  "WORKSHOP_STORAGE (data and outputs) or WORKSHOP_MODELS (models) to a folder you can write",
+                  file=sys.stderr)
         return 2
 
     from helpers.runtime.cluster import _local_init_kwargs

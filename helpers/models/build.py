@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from helpers.errors import BuildLockTimeout
+from helpers.errors import BuildLockTimeout, SettingsError
 from helpers.models.folders import (
     IMAGE_WEIGHTS,
     MARKER_FILE,
@@ -552,10 +552,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="build an untrained LLM of Qwen2.5-0.5B's shape into FOLDER, for the GPU benchmark")
     args = parser.parse_args(argv)
 
-    models_dir = args.models_dir
-    if models_dir is None:
-        models_dir = load_settings().models_dir
     try:
+        models_dir = args.models_dir if args.models_dir is not None else load_settings().models_dir
         if args.benchmark_llm:
             target = args.benchmark_llm.expanduser().resolve()
             if target.is_file() or (target.is_dir() and any(target.iterdir())
@@ -571,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             folders = download_real_models(models_dir)
         else:
             folders = prepare_cpu_models(models_dir, force=args.force)
-    except (ModuleNotFoundError, FileNotFoundError, BuildLockTimeout) as error:
+    except (ModuleNotFoundError, FileNotFoundError, BuildLockTimeout, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for kind, folder in folders.items():

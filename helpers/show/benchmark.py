@@ -27,7 +27,11 @@ def load_benchmarks(path: Path | str = BENCHMARKS) -> list[dict] | None:
     path = Path(path)
     if not path.exists():
         return None
-    results = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not JSON ({err}); write the JSON lines `python -m helpers.bench` prints, "
+                         "in a list") from None
     if isinstance(results, dict):
         results = [results]
     for needed in ("rows", "naive_seconds", "ray_seconds", "floor_seconds"):
