@@ -320,3 +320,9 @@ def test_parquet_ragged_nested_pixels_are_incorrect_not_a_check_error(parquet_la
     values = pa.array([[[1, 2], [3]]] * len(PROMPTS), type=pa.list_(pa.list_(pa.uint8())))
     outcome = parquet_lab.evaluate(parquet_path=write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": values}))
     assert status(outcome) == INCORRECT and "uneven lengths" in outcome.message
+
+
+def test_parquet_written_to_an_object_store_is_told_where_the_check_reads(parquet_lab):
+    outcome = parquet_lab.evaluate(parquet_path="s3://workshop-bucket/outputs/ada/03_parquet")
+    assert status(outcome) == INCORRECT
+    assert "is on an object store, and this check reads a folder of this machine's file system" in outcome.message

@@ -15,9 +15,11 @@ from helpers.runtime.settings import REPO_ROOT, resolve_storage
 
 
 def data_file(name: str) -> Path:
-    """``<storage>/data/<name>`` as lesson 01 stages it, else the clone's own copy."""
-    staged = resolve_storage() / "data" / name
-    return staged if staged.exists() else REPO_ROOT / "data" / name
+    """``<storage>/data/<name>`` as lesson 01 stages it, else the clone's own copy (also for an ``s3://`` root,
+    which the checks do not read: the staged files are copies of the clone's)."""
+    storage = resolve_storage()
+    staged = storage / "data" / name if isinstance(storage, Path) else None
+    return staged if staged is not None and staged.exists() else REPO_ROOT / "data" / name
 
 
 def csv_rows(name: str) -> list[dict[str, str]]:

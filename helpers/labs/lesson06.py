@@ -25,7 +25,7 @@ import numpy as np
 from helpers.labs.framework import Incorrect, Lab, learners_code, quote, register
 from helpers.labs.plans import MapStage
 from helpers.labs.shapes import ActorClass, Pipeline, Plan
-from helpers.runtime.settings import SMALL_LLM_MODEL, resolve_storage
+from helpers.runtime.settings import SMALL_LLM_MODEL, resolve_models_dir, resolve_storage
 
 #: The column lessons 04-06 feed to the models (``expand_prompt`` writes it).
 PROMPT_COLUMN = "prompt"
@@ -55,7 +55,7 @@ def _names_a_model(value: str) -> bool:
 
 def _small_llm() -> str | None:
     """The small local LLM, cheap to load anywhere, when set-up has built it."""
-    folder = resolve_storage() / "models" / SMALL_LLM_MODEL
+    folder = resolve_models_dir(resolve_storage()) / SMALL_LLM_MODEL  # WORKSHOP_MODELS, or set-up's folder
     return str(folder) if (folder / "config.json").exists() else None
 
 

@@ -140,7 +140,11 @@ def _local_path(value) -> Path:
     for scheme in ("local://", "file://"):
         text = text.removeprefix(scheme)
     if "://" in text:
-        raise Incorrect(f"{value} is a URL; this check reads a folder on the file system.")
+        raise Incorrect(
+            f"{value} is on an object store, and this check reads a folder of this machine's file system: write "
+            "this lab's answer to a local or mounted folder (with WORKSHOP_STORAGE set to one, "
+            "session.settings.output_path(...) names one)."
+        )
     return Path(text).expanduser()
 
 
