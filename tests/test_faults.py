@@ -501,6 +501,23 @@ def test_an_unwritable_models_folder_is_one_line_from_setup_that_names_the_setti
                              "can write"), lines[0]
 
 
+def test_only_a_folder_setup_writes_is_blamed_on_the_folder(tmp_path, monkeypatch):
+    """A model folder the libraries cannot read (transformers raises OSError for a config that is not JSON) is
+    said as they say it, not as a folder to make writable."""
+    import errno
+
+    from helpers.commands.setup_workshop import _cannot_write
+    from helpers.runtime.settings import load_settings
+
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path / "storage"))
+    settings = load_settings("cpu")
+    assert _cannot_write(OSError(errno.EROFS, "Read-only file system", str(tmp_path)), settings)
+    assert _cannot_write(OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "storage")), settings)
+    assert not _cannot_write(OSError("It looks like the config file at 'x/config.json' is not a valid JSON file."),
+                             settings)
+    assert not _cannot_write(OSError(errno.ENOENT, "No such file or directory", "/elsewhere/model.gguf"), settings)
+
+
 @pytest.mark.parametrize("where", ["under /proc", "under a file"])
 def test_unwritable_output_folder_is_one_line_from_the_pipeline(tmp_path, where):
     output = _unwritable_places(tmp_path)[where] / "final"

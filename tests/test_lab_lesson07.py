@@ -142,6 +142,28 @@ def test_an_empty_dataset_is_incorrect_and_says_so_not_a_check_error(lab, ray_da
     assert outcome.status == INCORRECT and "`four_blocks` holds no rows; keep every one of the" in outcome.message
 
 
+def test_a_dataset_whose_blocks_are_gone_is_incorrect_and_says_to_run_its_cell_again(lab, ray_data):
+    """A Dataset made before Ray was stopped: its blocks are gone. Here their owner, an actor, is killed (the
+    suite's Ray must live on), so reading them raises Ray's own error, as after a stop."""
+    import time
+
+    @ray_data.remote(num_cpus=0)
+    class Owner:
+        def blocks(self):
+            import pyarrow as pa
+
+            return [ray_data.put(pa.table({"id": list(range(i * 30, i * 30 + 30)), "animal": ["a fox"] * 30}))
+                    for i in range(4)]
+
+    owner = Owner.remote()
+    stale = ray_data.data.from_arrow_refs(ray_data.get(owner.blocks.remote(), timeout=120))
+    ray_data.kill(owner)
+    time.sleep(2)  # the owner's death reaches this driver
+    outcome = lab.evaluate(four_blocks=stale, block_rows=[30, 30, 30, 30])
+    assert outcome.status == INCORRECT, outcome
+    assert "a Dataset made before Ray stopped is gone with it. Run the cells above again" in outcome.message
+
+
 def test_a_list_of_rows_is_incorrect(lab):
     outcome = lab.evaluate(four_blocks=[{"id": 1, "animal": "a fox"}], block_rows=[1])
     assert outcome.status == INCORRECT and "a Ray Dataset" in outcome.message

@@ -194,8 +194,8 @@ def test_an_image_size_the_models_cannot_draw_is_refused_with_sizes_they_can(mon
     assert config.load_settings("cpu").image_size == 96
 
 
-@pytest.mark.parametrize(("raw", "on"), [("1", True), ("yes", True), ("True", True), ("0", False), ("off", False),
-                                         ("", False)])
+@pytest.mark.parametrize(("raw", "on"), [("1", True), ("yes", True), ("True", True), (" 1 ", True), ("0", False),
+                                         ("off", False), ("", False), ("  ", False)])
 def test_an_on_off_setting_takes_the_usual_spellings(monkeypatch, raw, on):
     monkeypatch.setenv("WORKSHOP_DASHBOARD", raw)
     assert config.env_flag("WORKSHOP_DASHBOARD") is on
@@ -210,3 +210,9 @@ def test_an_on_off_setting_of_another_value_is_refused_not_taken_for_off(monkeyp
 def test_a_profile_passed_to_start_is_named_as_passed(monkeypatch):
     with pytest.raises(SettingsError, match=r"^helpers\.start\(profile='tpu'\): use one of auto, cpu, gpu$"):
         config.requested_profile("tpu")
+
+
+def test_an_image_size_that_is_not_a_number_is_told_the_profiles_default(monkeypatch):
+    monkeypatch.setenv("WORKSHOP_IMAGE_SIZE", "large")
+    with pytest.raises(SettingsError, match=r"use e\.g\. WORKSHOP_IMAGE_SIZE=128$"):
+        config.load_settings("cpu")

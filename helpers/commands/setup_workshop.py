@@ -8,6 +8,7 @@ built only when missing or incomplete, so a second run takes seconds.
 from __future__ import annotations
 
 import argparse
+import errno
 import filecmp
 import os
 import secrets
@@ -16,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.errors import ActionableError
+from helpers.errors import ActionableError, first_line
+from helpers.models.folders import REBUILD_HINT
 from helpers.runtime.settings import REPO_ROOT, Settings, SettingsError, check_storage_writable, load_settings
 
 DATA_SOURCE = REPO_ROOT / "data"
@@ -62,9 +64,23 @@ def verify_models(settings: Settings) -> dict[str, float]:
     return seconds
 
 
+#: errno values that mean "this folder cannot be written", as opposed to a file that cannot be read.
+_CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
+
+
+def _cannot_write(err: OSError, settings: Settings | None) -> bool:
+    """Whether ``err`` says that a folder set-up writes cannot be written (or made: a missing parent of it)."""
+    if err.errno in _CANNOT_WRITE:
+        return True
+    if err.errno != errno.ENOENT or not err.filename or settings is None:
+        return False
+    missing = Path(err.filename)
+    folders = [settings.models_dir] + ([settings.storage] if isinstance(settings.storage, Path) else [])
+    return any(missing == folder or missing in folder.parents for folder in folders)
+
+
 def _download(models_dir) -> None:
     """``--download``: the real models from the hub, or a :class:`SettingsError` that says what to check."""
-    from helpers.errors import first_line
     from helpers.models.build import download_real_models
 
     try:
@@ -82,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--download", action="store_true", help="fetch the real models from the hub (internet)")
     args = parser.parse_args(argv)
 
+    settings = None
     try:
         settings = load_settings()
         check_storage_writable(settings.storage)
@@ -97,18 +114,22 @@ def main(argv: list[str] | None = None) -> int:
         if settings.profile == "gpu" and not args.download:
             print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
         loaded = verify_models(settings) if settings.profile == "cpu" else {}
+
+        from helpers.runtime.cluster import _local_init_kwargs
+
+        ray_kwargs = _local_init_kwargs(settings)  # WORKSHOP_NUM_CPUS, WORKSHOP_DASHBOARD, ... checked here too
     except (ActionableError, OSError) as err:
         if isinstance(err, ActionableError):  # a setting, a model folder, another setup's build holding the lock
             print(f"setup: {err}", file=sys.stderr)
-        else:  # not allowed, a read-only file system, a full disk, a file in the way: a folder to change
-            print(f"setup: cannot write {err.filename or 'the storage'} ({err.strerror or err}); set "
+        elif _cannot_write(err, settings):  # not allowed, read-only, full, a file in the way: a folder to change
+            print(f"setup: cannot write {err.filename or 'the storage'} ({err.strerror}); set "
                   "WORKSHOP_STORAGE (data and outputs) or WORKSHOP_MODELS (models) to a folder you can write",
                   file=sys.stderr)
+        else:  # e.g. a model folder the libraries cannot read (a config that is not JSON): said as they say it
+            in_models = settings is not None and str(settings.models_dir) in str(err)
+            print(f"setup: {first_line(err)}" + (f"; {REBUILD_HINT}" if in_models else ""), file=sys.stderr)
         return 2
 
-    from helpers.runtime.cluster import _local_init_kwargs
-
-    ray_kwargs = _local_init_kwargs(settings)
     print()
     print("Set up:")
     print(settings.table())

@@ -69,7 +69,7 @@ class BlocksLab(Lab):
     def check_answer(self, four_blocks, block_rows):
         animals = csv_rows("animals.csv")
         self._check_dataset(four_blocks, columns=set(animals[0]), rows=len(animals))
-        actual = rows_per_block(four_blocks)
+        actual = self._read(rows_per_block, four_blocks)
         counts = self._row_counts(block_rows, len(actual), len(animals))
         if sorted(counts) != sorted(actual):
             self.incorrect(
@@ -77,6 +77,18 @@ class BlocksLab(Lab):
                 "read them from `four_blocks` itself."
             )
         self.correct(f"`four_blocks` holds {BLOCKS} blocks of {counts} rows. {self.correct_message}")
+
+    def _read(self, read, dataset):
+        """``read(dataset)``; a Dataset whose blocks went with a Ray that has stopped is the learner's to run again."""
+        from ray.exceptions import RayError
+
+        try:
+            return read(dataset)
+        except RayError as err:
+            self.incorrect(
+                f"`four_blocks` cannot be read ({first_line(err)}): a Dataset made before Ray stopped is gone with it. "
+                "Run the cells above again (Run > Run All Above Selected Cell)."
+            )
 
     def _check_dataset(self, dataset, columns: set[str], rows: int) -> None:
         if not is_dataset(dataset):
@@ -86,13 +98,7 @@ class BlocksLab(Lab):
                 "`four_blocks` is a lazy Dataset: its blocks do not exist until it runs, so nobody can count them. "
                 "Materialize it."
             )
-        try:
-            schema, count = dataset.schema(), dataset.count()
-        except Exception as err:  # noqa: BLE001 - the blocks of a Ray that has ended (its objects are gone)
-            self.incorrect(
-                f"`four_blocks` cannot be read ({first_line(err)}): a Dataset made before Ray stopped is gone with it. "
-                "Run the cells above again (Run > Run All Above Selected Cell)."
-            )
+        schema, count = self._read(lambda ds: (ds.schema(), ds.count()), dataset)
         if schema is None or count == 0:
             self.incorrect(f"`four_blocks` holds no rows; keep every one of the {rows} animals.")
         found = set(schema.names)

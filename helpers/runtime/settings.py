@@ -173,17 +173,17 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def env_flag(name: str) -> bool:
     """The on/off variable ``name`` (unset: off), or a :class:`SettingsError` naming the values it takes."""
-    raw = (_env(name) or "0").strip().lower()
+    raw = (_env(name) or "").strip().lower() or "0"
     if raw not in _ON + _OFF:
         raise SettingsError(f"{name}={os.environ[name]!r}: use 1 (on) or 0 (off)")
     return raw in _ON
 
 
-def _image_size() -> int:
+def _image_size(default: int) -> int:
     """``WORKSHOP_IMAGE_SIZE``: the image models draw sides that are multiples of 8, and refuse others only once
     the first image actor has loaded, in a message that does not name the variable."""
-    size = _env_number("WORKSHOP_IMAGE_SIZE", None, minimum=8)
-    if size is not None and size % 8:
+    size = _env_number("WORKSHOP_IMAGE_SIZE", default, minimum=8)
+    if size % 8:
         raise SettingsError(f"WORKSHOP_IMAGE_SIZE={size} is not a multiple of 8, which the image models need; "
                             f"use e.g. {size - size % 8} or {size - size % 8 + 8}")
     return size
@@ -414,7 +414,7 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
         image=image,
         llm=llm,
         # Small pictures on CPU keep a lesson's run to seconds; 512 is sdxl-turbo's size.
-        image_size=_image_size() or (128 if cpu else 512),
+        image_size=_image_size(128 if cpu else 512),
         image_steps=_env_number("WORKSHOP_IMAGE_STEPS", 1),
         max_new_tokens=_env_number("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
         # One thread per CPU actor: on a 2-core laptop two actors with two

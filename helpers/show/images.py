@@ -73,8 +73,8 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
 
     from helpers.runtime.settings import load_settings
 
-    if not isinstance(batch, dict):
-        raise HelperCallError(_not_a_batch(batch))
+    if isinstance(batch, (list, str)) or not hasattr(batch, "__getitem__") or "Dataset" in type(batch).__name__:
+        raise HelperCallError(_not_a_batch(batch))  # a dict of columns or a pandas DataFrame (batch_format) will do
     if image_column not in batch:
         raise HelperCallError(f"the batch has no {image_column!r} column; its columns are {sorted(batch)}")
     images = list(batch[image_column])[:max_images]
