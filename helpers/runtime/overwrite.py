@@ -16,11 +16,11 @@ write task has finished (``on_write_complete``).
 A failed write removes its sibling (``on_write_failed``, also when a write task
 that Ray was cancelling finishes a file after that) and leaves the folder as it
 was. Ctrl-C reaches neither hook (``KeyboardInterrupt`` is no ``Exception``), so
-the next overwrite of the folder removes what it left. So an
-interrupted first write leaves no half-written folder that a later cell or a
-lab check would read as the output. Every other mode is Ray's own, and so are
-an overwrite of a path that is a file (Ray says what is wrong) and a first
-write to an object store.
+the next overwrite of the folder removes what it left; an interrupted first
+write therefore leaves no half-written folder that a later cell or a lab check
+would read as the output. Every other mode is Ray's own, and so are an
+overwrite of a path that is a file (Ray says what is wrong) and a first write
+to an object store (a sibling there would double its requests).
 
 Replacing the folder: on a local or mounted file system, two renames (an
 interrupt between them puts the earlier folder back); on an object store, which
