@@ -479,3 +479,33 @@ def test_a_first_write_to_an_object_store_completes_where_its_parent_cannot_be_l
     sink.on_write_complete(SimpleNamespace(num_rows=2))
     assert listing(memory, "bucket") == ["bucket/out", "bucket/out/a.parquet", "bucket/out/b.parquet"]
     assert "could not look for leftovers beside bucket/out" in caplog.text
+
+
+def test_a_write_whose_files_another_write_removed_leaves_the_folder_as_it_was(tmp_path):
+    """Two notebooks of one learner write the same folder at once: the one that finishes first tidies up the
+    other's sibling. The other must not then put an empty folder in place of the complete one.
+
+    Unit test that calls the hooks as Ray's write calls them, the other write's tidy-up played by a delete.
+    """
+    import shutil
+    from types import SimpleNamespace
+
+    from pyarrow import fs
+    from ray.data import SaveMode
+
+    from helpers.runtime.overwrite import WriteRemovedError, replace_only_when_complete
+    from helpers.runtime.ray_internals import file_datasink_class
+
+    replace_only_when_complete()
+    folder = tmp_path / "03_parquet"
+    folder.mkdir()
+    (folder / "complete.parquet").write_bytes(b"the other notebook's whole answer")
+    sink = file_datasink_class()(str(folder), filesystem=fs.LocalFileSystem(), mode=SaveMode.OVERWRITE)
+    sink.on_write_start()
+    (Path(sink.path) / "mine.parquet").write_bytes(b"part")
+    shutil.rmtree(sink.path)  # the other write, complete, removed every sibling
+    with pytest.raises(WriteRemovedError, match="run this cell again once the other write has finished") as raised:
+        sink.on_write_complete(SimpleNamespace(num_rows=60))
+    sink.on_write_failed(raised.value)  # what Ray's write_datasink does with the error
+    assert [path.name for path in folder.iterdir()] == ["complete.parquet"]
+    assert siblings(folder) == []

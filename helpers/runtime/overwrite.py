@@ -74,6 +74,11 @@ class ReplaceStoppedError(ActionableError, RuntimeError):
     """Replacing a folder on an object store stopped after its old files were deleted; the message names the copy."""
 
 
+class WriteRemovedError(ActionableError, RuntimeError):
+    """The files a write put beside its folder were removed before it finished: another write into the same
+    folder, running at the same time, tidied them up. The folder is left as it was."""
+
+
 def replace_only_when_complete() -> None:
     """Make every Ray file writer's ``mode="overwrite"`` keep the earlier output until it has finished."""
     file_datasink = file_datasink_class()
@@ -111,6 +116,13 @@ def replace_only_when_complete() -> None:
             setattr(self, _TARGET, None)
             self.path = target
             return None
+        if getattr(write_result, "num_rows", None) and not _holds_files(self.filesystem, self.path):
+            # Replacing the folder now would leave it empty, or with a part of this write.
+            raise WriteRemovedError(
+                f"the files this write put beside {target} were removed before it finished, by another write into "
+                f"the same folder at the same time (another notebook, or the same cell run twice at once); {target} "
+                "is as it was: run this cell again once the other write has finished"
+            )
         try:
             _replace(self.filesystem, self.path, target)
         except ReplaceStoppedError:
@@ -186,6 +198,12 @@ def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
             continue
         log.info("removing %s, left by an interrupted write", entry.path)
         _delete_dir(filesystem, entry.path)
+
+
+def _holds_files(filesystem, folder: str) -> bool:
+    from pyarrow.fs import FileSelector
+
+    return bool(filesystem.get_file_info(FileSelector(folder, allow_not_found=True)))
 
 
 def _exists(filesystem, path: str) -> bool:
