@@ -481,7 +481,8 @@ def test_a_first_write_to_an_object_store_completes_where_its_parent_cannot_be_l
     assert "could not look for leftovers beside bucket/out" in caplog.text
 
 
-def test_a_write_whose_files_another_write_removed_leaves_the_folder_as_it_was(tmp_path):
+@pytest.mark.parametrize("late_task", [False, True])
+def test_a_write_whose_files_another_write_removed_leaves_the_folder_as_it_was(tmp_path, late_task):
     """Two notebooks of one learner write the same folder at once: the one that finishes first tidies up the
     other's sibling. The other must not then put an empty folder in place of the complete one.
 
@@ -504,6 +505,9 @@ def test_a_write_whose_files_another_write_removed_leaves_the_folder_as_it_was(t
     sink.on_write_start()
     (Path(sink.path) / "mine.parquet").write_bytes(b"part")
     shutil.rmtree(sink.path)  # the other write, complete, removed every sibling
+    if late_task:  # a task of this write still writing its file then makes the sibling again, with a part
+        Path(sink.path).mkdir()
+        (Path(sink.path) / "late.parquet").write_bytes(b"part")
     with pytest.raises(WriteRemovedError, match="run this cell again once the other write has finished") as raised:
         sink.on_write_complete(SimpleNamespace(num_rows=60))
     sink.on_write_failed(raised.value)  # what Ray's write_datasink does with the error

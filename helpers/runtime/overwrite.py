@@ -68,6 +68,9 @@ SETTLE_S = 1.0
 SETTLE_LIMIT_S = 10.0
 #: In a sibling whose copy into the folder has begun (object stores): "the only complete copy, keep it".
 KEEP_MARKER = "_workshop_only_complete_copy"
+#: In a sibling while its write runs, removed just before it replaces the folder: gone earlier, another write
+#: into the same folder has tidied the sibling away (and a task still writing may have made it again, in part).
+WRITING_MARKER = "_workshop_writing"
 
 
 class ReplaceStoppedError(ActionableError, RuntimeError):
@@ -97,6 +100,12 @@ def replace_only_when_complete() -> None:
             _remove_leftovers(self.filesystem, target)
             setattr(self, _TARGET, target)
             self.path = f"{target}{WRITING}{secrets.token_hex(4)}"
+            result = start(self, schema)
+            if _local(self.filesystem):  # an object store makes the prefix with the object
+                self.filesystem.create_dir(self.path, recursive=True)
+            with self.filesystem.open_output_stream(f"{self.path}/{WRITING_MARKER}") as stream:
+                stream.write(b"")
+            return result
         return start(self, schema)
 
     @functools.wraps(complete)
@@ -116,13 +125,14 @@ def replace_only_when_complete() -> None:
             setattr(self, _TARGET, None)
             self.path = target
             return None
-        if getattr(write_result, "num_rows", None) and not _holds_files(self.filesystem, self.path):
+        if not _exists(self.filesystem, f"{self.path}/{WRITING_MARKER}"):
             # Replacing the folder now would leave it empty, or with a part of this write.
             raise WriteRemovedError(
                 f"the files this write put beside {target} were removed before it finished, by another write into "
                 f"the same folder at the same time (another notebook, or the same cell run twice at once); {target} "
                 "is as it was: run this cell again once the other write has finished"
             )
+        self.filesystem.delete_file(f"{self.path}/{WRITING_MARKER}")
         try:
             _replace(self.filesystem, self.path, target)
         except ReplaceStoppedError:
@@ -198,12 +208,6 @@ def _remove_leftovers(filesystem, target: str, complete: bool = False) -> None:
             continue
         log.info("removing %s, left by an interrupted write", entry.path)
         _delete_dir(filesystem, entry.path)
-
-
-def _holds_files(filesystem, folder: str) -> bool:
-    from pyarrow.fs import FileSelector
-
-    return bool(filesystem.get_file_info(FileSelector(folder, allow_not_found=True)))
 
 
 def _exists(filesystem, path: str) -> bool:
