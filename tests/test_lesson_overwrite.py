@@ -513,3 +513,28 @@ def test_a_write_whose_files_another_write_removed_leaves_the_folder_as_it_was(t
     sink.on_write_failed(raised.value)  # what Ray's write_datasink does with the error
     assert [path.name for path in folder.iterdir()] == ["complete.parquet"]
     assert siblings(folder) == []
+
+
+def test_a_sibling_taken_away_right_before_the_replace_leaves_the_folder_as_it_was(tmp_path):
+    """The other write's tidy-up lands between this write's marker delete and its replace: on a local file system
+    the second rename fails and the folder is put back; on an object store a write of rows whose prefix is empty
+    is refused, not taken for a write of none.
+
+    Unit test that calls the replace step itself with a sibling that is gone.
+    """
+    from pyarrow import fs
+
+    from helpers.runtime.overwrite import WriteRemovedError, _replace
+
+    folder = tmp_path / "03_parquet"
+    folder.mkdir()
+    (folder / "complete.parquet").write_bytes(b"whole")
+    with pytest.raises(FileNotFoundError):
+        _replace(fs.LocalFileSystem(), str(tmp_path / f"03_parquet{WRITING}0123abcd"), str(folder), rows=60)
+    assert [path.name for path in tmp_path.iterdir()] == ["03_parquet"]
+    assert (folder / "complete.parquet").read_bytes() == b"whole"
+
+    memory = mock_filesystem({"bucket/out/complete.parquet": b"whole"})
+    with pytest.raises(WriteRemovedError):
+        _replace(memory, f"bucket/out{WRITING}0123abcd", "bucket/out", rows=60)
+    assert listing(memory, "bucket") == ["bucket/out", "bucket/out/complete.parquet"]

@@ -125,16 +125,12 @@ def replace_only_when_complete() -> None:
             setattr(self, _TARGET, None)
             self.path = target
             return None
-        if not _exists(self.filesystem, f"{self.path}/{WRITING_MARKER}"):
-            # Replacing the folder now would leave it empty, or with a part of this write.
-            raise WriteRemovedError(
-                f"the files this write put beside {target} were removed before it finished, by another write into "
-                f"the same folder at the same time (another notebook, or the same cell run twice at once); {target} "
-                "is as it was: run this cell again once the other write has finished"
-            )
-        self.filesystem.delete_file(f"{self.path}/{WRITING_MARKER}")
+        try:  # one step, so that another write's tidy-up cannot come between a look and the delete
+            self.filesystem.delete_file(f"{self.path}/{WRITING_MARKER}")
+        except FileNotFoundError:  # replacing the folder now would leave it empty, or with a part of this write
+            raise WriteRemovedError(_removed(target)) from None
         try:
-            _replace(self.filesystem, self.path, target)
+            _replace(self.filesystem, self.path, target, getattr(write_result, "num_rows", None))
         except ReplaceStoppedError:
             # Ray calls on_write_failed next: with the target cleared, it leaves the only complete copy alone.
             setattr(self, _TARGET, None)
@@ -229,13 +225,24 @@ def _local(filesystem) -> bool:
     return isinstance(inner, LocalFileSystem)
 
 
-def _replace(filesystem, finished: str, target: str) -> None:
-    """Put the ``finished`` folder in place of ``target``; on failure ``target`` is as it was."""
+def _removed(target: str) -> str:
+    return (
+        f"the files this write put beside {target} were removed before it finished, by another write into "
+        f"the same folder at the same time (another notebook, or the same cell run twice at once); {target} "
+        "is as it was: run this cell again once the other write has finished"
+    )
+
+
+def _replace(filesystem, finished: str, target: str, rows: int | None = None) -> None:
+    """Put the ``finished`` folder in place of ``target``; on failure ``target`` is as it was.
+
+    ``finished`` always exists on a local file system (the write made it, with its marker): gone, another
+    write took it away, and the second rename fails, which puts ``target`` back. On an object store a
+    prefix with no objects is a write of no ``rows``, or one another write took away.
+    """
     from pyarrow import fs
 
     if _local(filesystem):
-        if not os.path.isdir(finished):
-            os.makedirs(finished)  # a write of zero rows replaces the output with an empty folder, as Ray's does
         if not os.path.lexists(target):  # a first write
             os.rename(finished, target)
             return
@@ -249,6 +256,8 @@ def _replace(filesystem, finished: str, target: str) -> None:
         shutil.rmtree(earlier, ignore_errors=True)
         return
     if filesystem.get_file_info(finished).type == fs.FileType.NotFound:
+        if rows:
+            raise WriteRemovedError(_removed(target))
         filesystem.delete_dir_contents(target, missing_dir_ok=True)  # a write of zero rows
         return
     _copy_over(filesystem, finished, target)
