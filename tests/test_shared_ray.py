@@ -405,3 +405,14 @@ def test_a_workshop_ray_started_under_the_folders_real_path_is_still_ours(tmp_pa
     finally:
         ray_like.kill()
         ray_like.wait()
+
+
+def test_a_ray_folder_too_long_for_rays_sockets_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    """Ray puts its sockets under the folder and refuses a path past the AF_UNIX limit, but only in the
+    supervisor's log once it has started; the start says so first, naming the setting."""
+    long_folder = tmp_path / ("x" * 60)
+    monkeypatch.setenv("WORKSHOP_RAY_DIR", str(long_folder))
+    with pytest.raises(RuntimeError, match=rf"^WORKSHOP_RAY_DIR={long_folder} is too long: Ray's socket paths under "
+                                           r"it would take \d+ bytes, and at most 10[37] fit; choose a shorter folder"):
+        shared_ray.ensure_running(["--num-cpus=1"], {}, idle_minutes=1)
+    assert not long_folder.exists(), "nothing was made"

@@ -212,8 +212,20 @@ def _launch_lock(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: The longest socket path Ray makes under the folder (a session named with a 7-digit process id), and the most
+#: bytes Ray takes in one (an AF_UNIX path: 107 on Linux, 103 on macOS).
+_LONGEST_SOCKET = Path("ray") / "session_2026-11-27_06-08-48_429429_1234567" / "sockets" / "plasma_store"
+_SOCKET_LIMIT = 103 if sys.platform == "darwin" else 107
+
+
 def _private_folder() -> Path:
     folder = state_dir()
+    longest = len(str(folder.resolve() / _LONGEST_SOCKET).encode())  # the supervisor runs in the real path
+    if longest > _SOCKET_LIMIT:  # Ray would refuse it only once started, in its own log
+        raise RuntimeError(
+            f"WORKSHOP_RAY_DIR={folder} is too long: Ray's socket paths under it would take {longest} bytes, and "
+            f"at most {_SOCKET_LIMIT} fit; choose a shorter folder, such as /tmp/rdw"
+        )
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if folder.stat().st_uid != os.getuid():
         raise PermissionError(f"{folder} belongs to another user; remove it or run as its owner")
