@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import io
 import textwrap
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -54,10 +55,12 @@ def image_grid(images, captions, columns: int = 4, caption_width: int = 28):
 
 def _not_a_batch(value) -> str:
     """What to pass instead of ``value``: show_images takes one batch, a dict of columns."""
+    from helpers.labs.shapes import is_dataset
+
     if isinstance(value, list):
         return (f"show_images takes one batch (a dict of columns), not a list of {len(value)} rows "
                 "(what take() gives): pass ds.take_batch(8)")
-    if type(value).__name__ in ("Dataset", "MaterializedDataset"):
+    if is_dataset(value):
         return "show_images takes one batch (a dict of columns), not a Dataset: pass ds.take_batch(8)"
     return f"show_images takes one batch (a dict of columns, from ds.take_batch(8)), not a {type(value).__name__}"
 
@@ -71,10 +74,12 @@ def show_images(batch: dict, prompt_column: str = "prompt", image_column: str = 
     """
     import matplotlib.pyplot as plt
 
+    from helpers.labs.shapes import batch_columns
     from helpers.runtime.settings import load_settings
 
-    if isinstance(batch, (list, str)) or not hasattr(batch, "__getitem__") or "Dataset" in type(batch).__name__:
-        raise HelperCallError(_not_a_batch(batch))  # a dict of columns or a pandas DataFrame (batch_format) will do
+    batch = batch_columns(batch)  # a pandas or pyarrow batch (batch_format=) as a dict of columns
+    if not isinstance(batch, Mapping):
+        raise HelperCallError(_not_a_batch(batch))
     if image_column not in batch:
         raise HelperCallError(f"the batch has no {image_column!r} column; its columns are {sorted(batch)}")
     images = list(batch[image_column])[:max_images]
