@@ -133,12 +133,13 @@ def _check_path(path: Path, name: str, kind: str, example: str) -> None:
         raise InputError(f"{name} does not exist ({path.resolve()}); check the path of the {kind} file, e.g. {example}")
     if not os.access(path, os.R_OK):
         raise InputError(f"{name} cannot be read (permission denied); make it readable, e.g. chmod a+r {name}")
-    if not stat.S_ISREG(path.stat().st_mode):
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
         raise InputError(
             f"{name} is not a file but a pipe or a device (as <(...) gives); the pipeline reads each input more "
             f"than once: save it to a file first, e.g. zcat {kind}.csv.gz > {kind}.csv"
         )
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InputError(
             f"{name} is empty (0 bytes); it needs a header line {example_header(kind)} and one row per line"
         )
@@ -166,11 +167,8 @@ def example_header(kind: str) -> str:
 def _missing_column_message(column: str, found: list[str], name: str, required: tuple[str, ...]) -> str:
     separator = _other_separator(found)
     if separator:
-        return (
-            f"column '{column}' is missing from {name} (found one column: {found[0]!r}); its columns are separated "
-            f"by {separator}: separate them with commas (in a spreadsheet, export as CSV, comma-separated), "
-            f"e.g. {','.join(required)}"
-        )
+        return (f"column '{column}' is missing from {name} (found one column: {found[0]!r}); "
+                + _separator_fix(separator, required))
     by_case = [f for f in found if f.strip().lower() == column.lower()]
     close = by_case or difflib.get_close_matches(column, found, n=1, cutoff=0.6)
     if close:
@@ -182,6 +180,13 @@ def _missing_column_message(column: str, found: list[str], name: str, required: 
     return (
         f"column '{column}' is missing from {name} (found columns: {shown}); "
         f"the first line must be a header with {','.join(required)}"
+    )
+
+
+def _separator_fix(separator: str, required: tuple[str, ...]) -> str:
+    return (
+        f"its columns are separated by {separator}: separate them with commas (in a spreadsheet, export as CSV, "
+        f"comma-separated), e.g. {','.join(required)}"
     )
 
 
@@ -223,10 +228,7 @@ def _read(path: Path, name: str, required: tuple[str, ...]) -> tuple[list[str], 
     except csv.Error as err:
         separator = _quoted_separator(path) if start == 1 else None
         if separator:  # `"id";"animal"`: the quotes trip the reader before the header's one column is seen
-            raise InputError(
-                f"{name}: its columns are separated by {separator}: separate them with commas (in a spreadsheet, "
-                f"export as CSV, comma-separated), e.g. {','.join(required)}"
-            ) from None
+            raise InputError(f"{name}: " + _separator_fix(separator, required)) from None
         raise InputError(_csv_message(name, start, str(err))) from None
     finally:
         csv.field_size_limit(previous_limit)

@@ -161,7 +161,8 @@ def is_workshop_group(pgid: int, folder: Path) -> bool:
     folders = dict.fromkeys((folder, folder.resolve()))  # the supervisor runs in the resolved one (/private/tmp)
     marks = (_SUPERVISOR_COMMAND, *(f"--temp-dir={each / 'ray'} " for each in folders),
              *(f"{each / 'ray'}/session_" for each in folders))
-    return any(any(mark in _command(process) for mark in marks) for process in _group_processes(pgid))
+    commands = (_command(process) for process in _group_processes(pgid))  # each read once
+    return any(mark in command for command in commands for mark in marks)
 
 
 def group_alive(pgid: int) -> bool:
