@@ -314,8 +314,24 @@ def test_is_placeholder():
 # --------------------------------------------------------------------------- registry
 
 
-def test_register_and_get_lab(monkeypatch):
+@pytest.fixture
+def empty_registry(monkeypatch):
+    """An empty lab registry for one test.
+
+    A lesson module the test imports registers its labs in that empty registry, not
+    in the real one; it is forgotten afterwards, so that a later ``get_lab`` imports
+    it again and registers its labs where the lessons look. Lesson modules imported
+    before the test come back as they were.
+    """
     monkeypatch.setattr(labs, "LABS", {})
+    for name in [name for name in sys.modules if name.startswith(f"{labs.__package__}.lesson")]:
+        monkeypatch.delitem(sys.modules, name)
+    yield
+    for name in [name for name in sys.modules if name.startswith(f"{labs.__package__}.lesson")]:
+        del sys.modules[name]
+
+
+def test_register_and_get_lab(empty_registry):
 
     @register
     class Registered(SumLab):
@@ -331,8 +347,7 @@ def test_register_and_get_lab(monkeypatch):
         register(Impostor)
 
 
-def test_unknown_lab_lists_known_names(monkeypatch):
-    monkeypatch.setattr(labs, "LABS", {})
+def test_unknown_lab_lists_known_names(empty_registry):
     register(type("Known", (SumLab,), {"name": "test_known"}))
     with pytest.raises(KeyError, match=r"known labs: .*test_known") as raised:
         get_lab("nope")
@@ -345,8 +360,7 @@ def test_lab_without_name_cannot_register():
         register(type("Nameless", (Lab,), {}))
 
 
-def test_lab_without_variables_or_with_a_stray_declaration_cannot_register(monkeypatch):
-    monkeypatch.setattr(labs, "LABS", {})
+def test_lab_without_variables_or_with_a_stray_declaration_cannot_register(empty_registry):
     with pytest.raises(ValueError, match="takes no variables"):
         register(type("Empty", (Lab,), {"name": "test_empty"}))
 
@@ -358,9 +372,7 @@ def test_lab_without_variables_or_with_a_stray_declaration_cannot_register(monke
         register(Stray)
 
 
-def test_get_lab_imports_the_lesson_module_named_by_the_prefix(monkeypatch):
-    monkeypatch.setattr(labs, "LABS", {})
-    monkeypatch.delitem(sys.modules, "helpers.labs.lesson04", raising=False)
+def test_get_lab_imports_the_lesson_module_named_by_the_prefix(empty_registry):
     assert type(get_lab("04_png")).__module__ == "helpers.labs.lesson04"
     assert sorted(labs.LABS) == ["04_png"]
 
