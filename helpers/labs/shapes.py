@@ -30,9 +30,9 @@ from typing import Any
 
 from helpers.labs.framework import Expect, Incorrect, quote, type_name
 from helpers.labs.plans import MapStage, map_stages
+from helpers.runtime.node_constraints import EPS
 from helpers.runtime.settings import learner_outputs_dir, resolve_storage
 
-_GPU_EPSILON = 1e-6
 _COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -307,7 +307,7 @@ class Pipeline(Expect):
             self._check_stage(stage)
         if self.gpu_budget is not None:
             shares, total = plan.gpu_shares()
-            if total > self.gpu_budget + _GPU_EPSILON:
+            if total > self.gpu_budget + EPS:
                 raise Incorrect(
                     f"the model stages reserve {shares} = {total:g} GPUs, and the machine has {self.gpu_budget:g}; "
                     "ask for a smaller share per actor."

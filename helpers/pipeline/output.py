@@ -94,7 +94,11 @@ def foreign_entries(relative_paths) -> list[str]:
     What a file browser leaves behind (:data:`_BROWSER_LITTER`, e.g. Finder's ``.DS_Store`` in ``images/``)
     is not counted: it goes with the folder it was written in.
     """
-    return sorted(path for path in _without_litter(relative_paths) if not _OUR_PATHS.fullmatch(path))
+    return _not_ours(_without_litter(relative_paths))
+
+
+def _not_ours(paths: list[str]) -> list[str]:
+    return sorted(path for path in paths if not _OUR_PATHS.fullmatch(path))
 
 
 def _without_litter(relative_paths) -> list[str]:
@@ -126,9 +130,10 @@ def ownership_problem(location: str, relative_paths: list[str], summary_text: st
 
     A folder that holds nothing but what a file browser left counts as empty.
     """
-    if not _without_litter(relative_paths):
+    kept = _without_litter(relative_paths)
+    if not kept:
         return None
-    foreign = foreign_entries(relative_paths)
+    foreign = _not_ours(kept)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         return (
