@@ -15,7 +15,7 @@ download=0
 for arg in "$@"; do
   case "$arg" in
     --download) download=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0 ;;  # the comment above, without its '# '
     *) echo "setup.sh: unknown option '$arg' (use --download or --help)" >&2; exit 2 ;;
   esac
 done

@@ -184,3 +184,14 @@ def test_an_intel_python_on_macos_is_refused_before_anything_is_made(mac_like_co
     assert done.stderr.startswith(f"setup.sh: {env['PYTHON']} runs as x86_64, and PyTorch's pinned version has "
                                   "macOS packages for Apple Silicon (arm64) only."), done.stderr
     assert not (root / ".venv").exists()
+
+
+def test_help_is_the_scripts_opening_comment(mac_like_copy):
+    root, env, log = mac_like_copy
+    done = run_setup(root, env, "--help")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Set up the workshop on this machine")
+    assert any(line.strip().startswith("./setup.sh --download") for line in lines)
+    assert not [line for line in lines if line.startswith(("#", "set ", "cd "))], "only the comment, without '#'"
+    assert not log.exists(), "--help runs nothing"
