@@ -52,10 +52,10 @@ DEFAULT_RUN_DIR = REPO_ROOT / "build" / "executed"
 # Cell metadata that records one person's session rather than the notebook's content.
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
 
-_BEGIN = re.compile(r"^(?P<indent>\s*)#\s*BEGIN SOLUTION\s*$")
-_END = re.compile(r"^\s*#\s*END SOLUTION\s*$")
-_STUB = re.compile(r"^\s*#\s*STUB:\s?(?P<code>.*)$")
-_SOLUTION_LINE = re.compile(r"^(?P<code>.*?)\s*#\s*SOLUTION\s*$")
+BEGIN_MARK = re.compile(r"^(?P<indent>\s*)#\s*BEGIN SOLUTION\s*$")
+END_MARK = re.compile(r"^\s*#\s*END SOLUTION\s*$")
+STUB_MARK = re.compile(r"^\s*#\s*STUB:\s?(?P<code>.*)$")
+SOLUTION_LINE_MARK = re.compile(r"^(?P<code>.*?)\s*#\s*SOLUTION\s*$")
 _HIDDEN = re.compile(r"^\s*#\s*HIDDEN\b")
 # Anything that looks like a block marker but is not exactly one: a typo here
 # would otherwise leave the solution in the student copy without a word.
@@ -175,7 +175,7 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
         return MarkerError(notebook, index, lineno, problem, lines[lineno - 1])
 
     for lineno, line in enumerate(lines, 1):
-        begin = _BEGIN.match(line)
+        begin = BEGIN_MARK.match(line)
         if begin:
             if block is not None:
                 raise fail(
@@ -184,7 +184,7 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
                 )
             block = _Block(begin=lineno, indent=begin["indent"])
             continue
-        if _END.match(line):
+        if END_MARK.match(line):
             if block is None:
                 raise fail(
                     lineno,
@@ -208,7 +208,7 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
                 lineno,
                 "solution block markers must be exactly '# BEGIN SOLUTION' or '# END SOLUTION', alone on their line",
             )
-        stub = _STUB.match(line)
+        stub = STUB_MARK.match(line)
         if block is not None:
             if stub and block.in_stub_header:
                 block.stubs.append(stub["code"])
@@ -225,7 +225,7 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
                 lineno,
                 "'# STUB:' line outside a '# BEGIN SOLUTION' ... '# END SOLUTION' block",
             )
-        solution = _SOLUTION_LINE.match(line)
+        solution = SOLUTION_LINE_MARK.match(line)
         if solution:
             target = _assignment_target(solution["code"])
             if target is None:
@@ -282,7 +282,8 @@ def _transform_code(source: str, notebook: str, index: int) -> str:
     return student
 
 
-def _is_hidden(cell) -> bool:
+def is_hidden_cell(cell) -> bool:
+    """Whether ``cell`` stays out of the student notebook: tagged solution-only, or a code cell headed ``# HIDDEN``."""
     if SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
         return True
     first_line = cell.source.split("\n", 1)[0]
@@ -310,7 +311,7 @@ def to_student(
         {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     )
     for index, cell in enumerate(nb.cells):
-        if _is_hidden(cell):
+        if is_hidden_cell(cell):
             continue
         source = cell.source
         metadata = _clean_cell_metadata(dict(cell.get("metadata", {})))

@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             print("gpu profile: models come from", settings.image.model, "and", settings.llm.model)
         loaded = verify_models(settings) if settings.profile == "cpu" else {}
 
-        from helpers.runtime.cluster import _local_init_kwargs
+        from helpers.runtime.cluster import local_init_kwargs
 
-        ray_kwargs = _local_init_kwargs(settings)  # WORKSHOP_NUM_CPUS, WORKSHOP_DASHBOARD, ... checked here too
+        ray_kwargs = local_init_kwargs(settings)  # WORKSHOP_NUM_CPUS, WORKSHOP_DASHBOARD, ... checked here too
     except (ActionableError, OSError) as err:
         if isinstance(err, ActionableError):  # a setting, a model folder, another setup's build holding the lock
             print(f"setup: {err}", file=sys.stderr)

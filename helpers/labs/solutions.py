@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from helpers.commands.notebooks import _BEGIN, _END, _SOLUTION_LINE, _STUB, _is_hidden
+from helpers.commands.notebooks import BEGIN_MARK, END_MARK, SOLUTION_LINE_MARK, STUB_MARK, is_hidden_cell
 from helpers.runtime.settings import REPO_ROOT
 
 #: The solution notebooks; the repository ships them next to the student copies.
@@ -46,7 +46,7 @@ def solution_cells(lab_name: str, folder: Path | None = None) -> list[str]:
 
     path = lesson_notebook(lab_name, folder)
     cells = [cell for cell in nbformat.read(path, as_version=4).cells
-             if cell.cell_type == "code" and not _is_hidden(cell)]
+             if cell.cell_type == "code" and not is_hidden_cell(cell)]
     checks = [index for index, cell in enumerate(cells) if _GET_LAB.search(cell.source)]
     mine = [index for index in checks if lab_name in _lab_names(cells[index].source)]
     if not mine:
@@ -66,15 +66,15 @@ def _lab_names(source: str) -> set[str]:
 
 def _is_marked(source: str) -> bool:
     """True when a cell holds solution code: a ``# BEGIN SOLUTION`` block or a ``# SOLUTION`` line."""
-    return any(_BEGIN.match(line) or _SOLUTION_LINE.match(line) for line in source.split("\n"))
+    return any(BEGIN_MARK.match(line) or SOLUTION_LINE_MARK.match(line) for line in source.split("\n"))
 
 
 def without_markers(source: str) -> str:
     """The solution code of a cell as a learner would type it: no marker lines, no ``# SOLUTION`` comments."""
     lines = []
     for line in source.split("\n"):
-        if _BEGIN.match(line) or _END.match(line) or _STUB.match(line):
+        if BEGIN_MARK.match(line) or END_MARK.match(line) or STUB_MARK.match(line):
             continue
-        solution = _SOLUTION_LINE.match(line)
+        solution = SOLUTION_LINE_MARK.match(line)
         lines.append(solution["code"] if solution else line)
     return "\n".join(lines).strip("\n")

@@ -201,9 +201,9 @@ def _joined_ray_start_note(address: str) -> str:
 
 
 def _idle_minutes() -> float:
-    from helpers.runtime.settings import _env_number
+    from helpers.runtime.settings import env_number
 
-    return _env_number("WORKSHOP_RAY_IDLE_MINUTES", shared_ray.DEFAULT_IDLE_MINUTES, kind=float, minimum=0)
+    return env_number("WORKSHOP_RAY_IDLE_MINUTES", shared_ray.DEFAULT_IDLE_MINUTES, kind=float, minimum=0)
 
 
 def _ray_mode_setting() -> str:
@@ -246,7 +246,7 @@ def _join_shared_ray(settings: Settings) -> tuple[shared_ray.SharedRay, bool]:
     """Start the shared Ray when none runs (sized as a local Ray would be), and prepare to join it."""
     from ray.util import get_node_ip_address
 
-    kwargs = _local_init_kwargs(settings)
+    kwargs = local_init_kwargs(settings)
     args = shared_ray.start_args(kwargs["num_cpus"], kwargs.get("num_gpus"), kwargs["include_dashboard"],
                                  get_node_ip_address())
     try:
@@ -309,7 +309,13 @@ def check_cluster_answers(address: str) -> None:
         ) from None
 
 
-def _local_init_kwargs(settings: Settings) -> dict:
+def local_init_kwargs(settings: Settings) -> dict:
+    """The ``ray.init`` arguments of a local Ray for ``settings``.
+
+    At least the lessons' logical CPUs, so that a 2-core laptop runs their actor
+    pools beside the read tasks, and, on the CPU profile, the lessons' two logical
+    GPUs. ``setup.sh`` calls it too, so a bad setting fails there first.
+    """
     physical = os.cpu_count() or 1
     kwargs = {
         "num_cpus": settings.num_cpus or max(physical, LOGICAL_CPUS_FOR_LESSONS),
@@ -527,7 +533,7 @@ def _connect(shared, address: str | None, before_ray: Settings):
     # time: every worker of it must be set up by Ray's runtime-env agent
     # (measured on 2 cores: 9 s instead of 4.4 s to start the first actor pool).
     # address="local": a new Ray even where `ray start` runs, whose record Ray would otherwise join.
-    return _init_local(address="local", **_local_init_kwargs(before_ray))
+    return _init_local(address="local", **local_init_kwargs(before_ray))
 
 
 def _check_fit(settings: Settings, resources: dict, *, found_here: str | None, connected_here: bool,

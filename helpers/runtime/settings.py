@@ -149,7 +149,7 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _env_number(name: str, default, kind: type = int, minimum: float = 1):
+def env_number(name: str, default, kind: type = int, minimum: float = 1):
     """The variable ``name`` as an ``int`` (or ``float``) of at least ``minimum``; ``default`` when unset."""
     raw = _env(name)
     if raw is None:
@@ -182,7 +182,7 @@ def env_flag(name: str) -> bool:
 def _image_size(default: int) -> int:
     """``WORKSHOP_IMAGE_SIZE``: the image models draw sides that are multiples of 8, and refuse others only once
     the first image actor has loaded, in a message that does not name the variable."""
-    size = _env_number("WORKSHOP_IMAGE_SIZE", default, minimum=8)
+    size = env_number("WORKSHOP_IMAGE_SIZE", default, minimum=8)
     if size % 8:
         raise SettingsError(f"WORKSHOP_IMAGE_SIZE={size} is not a multiple of 8, which the image models need; "
                             f"use e.g. {size - size % 8} or {size - size % 8 + 8}")
@@ -383,29 +383,29 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
     scale = gpu_scale(cluster_gpus)
 
     def gpus(name: str, lesson_value: float) -> float:
-        return _gpu_share(name, _env_number(name, round(lesson_value * scale, 3), float, minimum=0))
+        return _gpu_share(name, env_number(name, round(lesson_value * scale, 3), float, minimum=0))
 
     image = StageSettings(
         model=_model_source(
             "WORKSHOP_IMAGE_MODEL", models_dir, STAGED_IMAGE_MODEL, HUB_IMAGE_MODEL, TINY_IMAGE_MODEL, profile,
             ready_model_folders,
         ),
-        batch_size=_env_number("WORKSHOP_IMAGE_BATCH_SIZE", 8),
-        actors=_env_number("WORKSHOP_IMAGE_ACTORS", 2),
+        batch_size=env_number("WORKSHOP_IMAGE_BATCH_SIZE", 8),
+        actors=env_number("WORKSHOP_IMAGE_ACTORS", 2),
         num_gpus=gpus("WORKSHOP_IMAGE_GPUS", 1.0),
-        num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
+        num_cpus=env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
     llm = StageSettings(
         model=_model_source(
             "WORKSHOP_LLM_MODEL", models_dir, STAGED_LLM_MODEL, HUB_LLM_MODEL, SMALL_LLM_MODEL, profile,
             ready_model_folders,
         ),
-        batch_size=_env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
-        actors=_env_number("WORKSHOP_LLM_ACTORS", 2),
+        batch_size=env_number("WORKSHOP_LLM_BATCH_SIZE", 4),
+        actors=env_number("WORKSHOP_LLM_ACTORS", 2),
         # 0.5, and 1 - 0.5 for each image actor beside it: four equal shares fit two GPUs whatever GPU Ray
         # picks for each actor; 0.6 and 0.4 fit only when the LLM actors are placed first (packing.find_stranding).
         num_gpus=gpus("WORKSHOP_LLM_GPUS", 0.5),
-        num_cpus=_env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
+        num_cpus=env_number("WORKSHOP_ACTOR_CPUS", 1.0, float, minimum=0),
     )
     return Settings(
         profile=profile,
@@ -415,13 +415,13 @@ def load_settings(profile: str | None = None, cluster_gpus: float | None = None,
         llm=llm,
         # Small pictures on CPU keep a lesson's run to seconds; 512 is sdxl-turbo's size.
         image_size=_image_size(128 if cpu else 512),
-        image_steps=_env_number("WORKSHOP_IMAGE_STEPS", 1),
-        max_new_tokens=_env_number("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
+        image_steps=env_number("WORKSHOP_IMAGE_STEPS", 1),
+        max_new_tokens=env_number("WORKSHOP_MAX_NEW_TOKENS", 40 if cpu else 120),
         # One thread per CPU actor: on a 2-core laptop two actors with two
         # threads each fight over the cores and both slow down.
-        torch_threads=_env_number("WORKSHOP_TORCH_THREADS", 1),
-        num_cpus=_env_number("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
-        num_gpus=_env_number("WORKSHOP_NUM_GPUS", None, int, minimum=0),  # Ray declares whole GPUs only
+        torch_threads=env_number("WORKSHOP_TORCH_THREADS", 1),
+        num_cpus=env_number("WORKSHOP_NUM_CPUS", 0, minimum=0) or None,
+        num_gpus=env_number("WORKSHOP_NUM_GPUS", None, int, minimum=0),  # Ray declares whole GPUs only
     )
 
 
