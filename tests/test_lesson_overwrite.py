@@ -24,7 +24,7 @@ from PIL import Image
 
 from helpers.labs.data import animal_prompts, joined_row_count
 from helpers.labs.framework import CORRECT, get_lab
-from helpers.runtime.overwrite import WRITING
+from helpers.runtime.overwrite import WRITING, OverwriteRefusedError, refuse_overwriting_shared_folders
 from helpers.runtime.resources import ResourceMismatchError
 
 #: Writes of the lessons, as their cells call them: (lab, its argument, the write).
@@ -182,6 +182,53 @@ def test_a_first_write_makes_the_folders_on_its_path(session, tmp_path, writer):
     write(writer, answer(writer), folder)
     assert lab_says(writer, folder).status == CORRECT
     assert siblings(folder) == []
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_an_overwrite_of_the_outputs_folder_is_refused_and_every_lesson_keeps_its_files(session, tmp_path,
+                                                                                      monkeypatch, writer):
+    """``output_path()`` without a lesson's name: an overwrite there would delete every other lesson's output."""
+    storage = tmp_path / "storage"
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(storage))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    outputs = storage / "outputs" / "ada"
+    earlier = outputs / "04_png" / "0.png"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(png_bytes(1))
+    for folder, holds in ((outputs, "your outputs of every lesson"), (storage / "outputs", "every learner's outputs"),
+                          (storage, "the workshop's storage"), (tmp_path, "your outputs of every lesson")):
+        with pytest.raises(OverwriteRefusedError, match=f"before it writes, and .*{holds}"):
+            write(writer, answer(writer), folder)
+    assert earlier.read_bytes() == png_bytes(1)
+    assert sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*")) == [
+        "storage", "storage/outputs", "storage/outputs/ada", "storage/outputs/ada/04_png",
+        "storage/outputs/ada/04_png/0.png"]
+    write(writer, answer(writer), outputs / WRITERS[writer][0])  # a lesson's own folder: written as always
+    assert lab_says(writer, outputs / WRITERS[writer][0]).status == CORRECT
+
+
+def test_no_overwrite_of_the_clone_home_or_an_object_store_root(monkeypatch, tmp_path):
+    """The same refusal for the folders a learner's storage is not in, and on an object store."""
+    from pyarrow.fs import LocalFileSystem
+
+    from helpers.runtime.settings import REPO_ROOT
+
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path / "storage"))
+    local = LocalFileSystem()
+    for folder, holds in ((REPO_ROOT, "this clone"), (Path.home(), "your home folder"), (Path("/"), "")):
+        with pytest.raises(OverwriteRefusedError, match=holds):
+            refuse_overwriting_shared_folders(str(folder), local)
+    refuse_overwriting_shared_folders(str(tmp_path / "storage" / "outputs" / "ada" / "03_parquet"), local)
+    refuse_overwriting_shared_folders(str(tmp_path / "elsewhere"), local)
+
+    monkeypatch.setenv("WORKSHOP_STORAGE", "s3://bucket/workshop")
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    s3 = object()  # not a local file system: paths are compared as bucket/prefix
+    for path in ("bucket/workshop/outputs/ada", "bucket/workshop/", "bucket"):
+        with pytest.raises(OverwriteRefusedError):
+            refuse_overwriting_shared_folders(path, s3)
+    refuse_overwriting_shared_folders("bucket/workshop/outputs/ada/03_parquet", s3)
+    refuse_overwriting_shared_folders("bucket/workshop-old", s3)
 
 
 def test_a_first_write_of_no_rows_leaves_no_folder_as_rays_own_does(session, tmp_path):

@@ -22,6 +22,11 @@ would read as the output. Every other mode is Ray's own, and so are an
 overwrite of a path that is a file (Ray says what is wrong) and a first write
 to an object store (a sibling there would double its requests).
 
+An overwrite of a folder that holds more than one output is refused before
+anything is deleted (:func:`refuse_overwriting_shared_folders`): the learner's
+outputs folder itself (``output_path()`` without a lesson's name), the storage,
+the clone, the home folder, or any folder above them.
+
 Replacing the folder: on a local or mounted file system, two renames (an
 interrupt between them puts the earlier folder back); on an object store, which
 has no rename, delete then copy, so a reader there can see a half-replaced
@@ -50,8 +55,9 @@ import re
 import secrets
 import shutil
 import time
+from pathlib import Path
 
-from helpers.errors import ActionableError
+from helpers.errors import ActionableError, SettingsError
 from helpers.runtime.ray_internals import file_datasink_class, write_started
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,10 @@ class ReplaceStoppedError(ActionableError, RuntimeError):
     """Replacing a folder on an object store stopped after its old files were deleted; the message names the copy."""
 
 
+class OverwriteRefusedError(ActionableError, ValueError):
+    """``mode="overwrite"`` of a folder that holds the workshop's data, models, clone or every lesson's outputs."""
+
+
 class WriteRemovedError(ActionableError, RuntimeError):
     """The files a write put beside its folder were removed before it finished: another write into the same
     folder, running at the same time, tidied them up. The folder is left as it was."""
@@ -93,6 +103,8 @@ def replace_only_when_complete() -> None:
 
     @functools.wraps(start)
     def on_write_start(self, schema=None):
+        if not write_started(self) and _overwrites(self):
+            refuse_overwriting_shared_folders(self.path, self.filesystem)
         if not write_started(self) and _stages(self):
             # Ray keeps a trailing slash ("out/"): without it the sibling is "out.writing-...", not "out/.writing-..."
             # inside the folder it is to replace (a rename into itself; on an object store, deleted with the rest).
@@ -153,6 +165,58 @@ def replace_only_when_complete() -> None:
     file_datasink.on_write_complete = on_write_complete
     file_datasink.on_write_failed = on_write_failed
     setattr(file_datasink, _INSTALLED, True)
+
+
+def _kept_folders() -> list[tuple[str, str]]:
+    """(path, what it is) for each folder that no overwrite may delete, most specific first.
+
+    Paths as the file writers see them: absolute local paths, or ``bucket/prefix``
+    on an object store.
+    """
+    from helpers.runtime.settings import REPO_ROOT, learner_outputs_dir, resolve_models_dir, resolve_storage
+
+    storage = resolve_storage()
+    folders = [
+        (learner_outputs_dir(storage), "holds your outputs of every lesson"),
+        (storage / "outputs", "holds every learner's outputs"),
+        (storage / "data", "holds the workshop's data"),
+        (resolve_models_dir(storage), "holds the workshop's models"),
+        (storage, "is the workshop's storage (its data, models and every learner's outputs)"),
+        (REPO_ROOT, "is this clone of the workshop"),
+        (Path.home(), "is your home folder"),
+    ]
+    return [(_writer_path(folder), what) for folder, what in folders]
+
+
+def _writer_path(folder) -> str:
+    text = str(folder)
+    if "://" in text:
+        return text.split("://", 1)[1].rstrip("/")
+    return os.path.realpath(text)
+
+
+def refuse_overwriting_shared_folders(path: str, filesystem) -> None:
+    """Refuse ``mode="overwrite"`` of a folder that holds more than one output.
+
+    An overwrite deletes the whole folder first: given the outputs folder instead
+    of one lesson's folder in it (``output_path()`` without a name), it would take
+    every other lesson's outputs with it.
+    """
+    target = path.rstrip("/") or path
+    if _local(filesystem):
+        target = os.path.realpath(target)
+    try:
+        kept = _kept_folders()
+    except SettingsError:  # settings the session already refused; nothing here to compare with
+        return
+    inside = target.rstrip("/") + "/"
+    found = [f"{path} {what}" for folder, what in kept if folder == target]
+    found += [f"{path} holds {folder}, which {what}" for folder, what in kept if folder.startswith(inside)]
+    if found:
+        raise OverwriteRefusedError(
+            f"mode=\"overwrite\" deletes everything in a folder before it writes, and {found[0]}; write to a "
+            "folder of its own, such as session.settings.output_path(\"my_run\")"
+        )
 
 
 def _overwrites(datasink) -> bool:
