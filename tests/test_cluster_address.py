@@ -25,6 +25,8 @@ from helpers.runtime.settings import REPO_ROOT
 
 #: A notebook's first cell, in a fresh process: ``helpers.start()``, and the error it raises in one line.
 START = "import helpers\ntry:\n    helpers.start()\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
+#: START, then what the failed start left in this process's WORKSHOP_PROFILE.
+START_THEN_PROFILE = START + "import os\nprint('PROFILE AFTER', os.environ.get('WORKSHOP_PROFILE'))\n"
 
 
 def closed_port() -> int:
@@ -99,12 +101,15 @@ def test_a_ray_start_of_the_learners_own_is_joined_and_left_with_workshop_ray(tm
             time.sleep(0.5)
         address = record.read_text().strip()
         wait_for_nodes({**env, "RAY_ADDRESS": address}, count=1)
-        joined = subprocess.run([sys.executable, "-c", START], env=env, cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=240, check=False)
+        joined = subprocess.run([sys.executable, "-c", START_THEN_PROFILE], env=env, cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=240, check=False)
         assert joined.stdout.startswith("SettingsError The lessons' actor pools cannot fit this cluster"), (
             joined.stdout + joined.stderr[-2000:])
         assert f"This lesson joined the Ray that `ray start` runs on this machine ({address}" in joined.stdout
         assert "WORKSHOP_NUM_GPUS on this machine" not in joined.stdout, "that variable does not size this Ray"
+        # `auto` was decided (cpu) on the cluster before the fit check refused it; a start() after the fix decides
+        # again instead of reading that decision as the learner's WORKSHOP_PROFILE.
+        assert joined.stdout.splitlines()[-1] == "PROFILE AFTER None"
         own = "import helpers\ns = helpers.start(quiet=True)\nprint('ADDRESS', s.address)\nhelpers.stop()\n"
         beside = subprocess.run([sys.executable, "-c", own], env={**env, "WORKSHOP_RAY": "process"}, cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=240, check=False)

@@ -415,6 +415,13 @@ def configure_data_context(workshop_ray: bool = True) -> None:
     configure_progress()
 
 
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def settings_where_models_run(profile: str | None, joined: str | None, storage,
                               cluster_gpus: float | None) -> tuple[Settings, ProfileDecision, list[str]]:
     """The session's settings, with ``auto`` decided where the models run; after a join, the pre-flight check.
@@ -476,6 +483,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         ray_context = _connect(shared, address, before_ray)
     started_here = not address and shared is None
     resources = ray.cluster_resources()
+    profile_before = os.environ.get("WORKSHOP_PROFILE")  # `auto` decided on a cluster is set for this process
     try:
         if shared is not None and not launched:
             check_shared_size(before_ray, resources)
@@ -484,8 +492,10 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
         lesson.check(settings)
         _check_fit(settings, resources, found_here=found_here, connected_here=connected_here,
                    started_here=started_here, shared=shared is not None)
-    except ActionableError:
-        if connected_here:
+    except BaseException as err:
+        # The next start(), with the fix, decides `auto` again rather than reading this decision as the learner's.
+        _set_env("WORKSHOP_PROFILE", profile_before)
+        if connected_here and isinstance(err, ActionableError):
             ray.shutdown()  # the next start(), with the fix, starts or joins Ray afresh
         raise
     context = ray.get_runtime_context()
