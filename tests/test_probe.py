@@ -47,7 +47,8 @@ def test_a_mixed_cluster_means_the_cpu_profile_and_says_why():
 
 
 def test_no_gpus_or_no_answer_mean_the_cpu_profile():
-    assert decide_profile([], cluster_gpus=0).reason == "auto: the cluster has no GPUs"
+    assert decide_profile([], cluster_gpus=0).reason.startswith("auto: the cluster has no GPUs (on an autoscaling "
+                                                                "cluster, give its GPU workers a minimum above 0")
     silent = decide_profile([], ["node 10.0.0.3 (aaaaaa)"], cluster_gpus=1)
     assert silent.profile == "cpu" and "no GPU node answered" in silent.reason
     assert any("did not answer" in line for line in silent.lines())

@@ -235,8 +235,9 @@ def test_a_cluster_without_gpus_is_told_what_gives_it_gpus(lesson_settings, monk
         ours.value)
     with pytest.raises(SettingsError) as joined:
         check_settings_fit(lesson_settings(2), no_gpus, sized_here=False)
-    assert "Give it more GPUs (add GPU nodes; WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts)" in str(
-        joined.value)
+    assert ("Give it more GPUs (add GPU nodes, or on an autoscaling cluster give its GPU workers a minimum that "
+            "has them and start again once they have joined; WORKSHOP_NUM_GPUS sizes only a Ray the workshop "
+            "starts)") in str(joined.value)
     assert "WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0" in str(joined.value)
 
 

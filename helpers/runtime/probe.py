@@ -266,7 +266,8 @@ def decide_profile(reports: list[NodeReport], silent: list[str] = (), cluster_gp
     reports, silent = tuple(reports), tuple(silent)
     with_cuda = [r for r in reports if r.cuda]
     if not cluster_gpus and not reports and not silent:
-        return ProfileDecision("cpu", "auto: the cluster has no GPUs")
+        return ProfileDecision("cpu", "auto: the cluster has no GPUs (on an autoscaling cluster, give its GPU "
+                                      "workers a minimum above 0, wait until they have joined, then start again)")
     if not reports:
         return ProfileDecision(
             "cpu", "auto: no GPU node answered; set WORKSHOP_PROFILE=gpu if its GPUs have CUDA", reports, silent

@@ -147,7 +147,8 @@ def check_settings_fit(settings, nodes: list[NodeCapacity], environ: dict | None
                                 f"Use {name}={fits:g} or {'fewer' if field == 'actors' else 'less'}.")
         raise SettingsError(f"The lessons' actor pools cannot fit this cluster: {problem}. Set {name}={fits:g}.")
     more = ("WORKSHOP_NUM_GPUS on this machine, read when the workshop's Ray starts" if sized_here
-            else "add GPU nodes; WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts")
+            else "add GPU nodes, or on an autoscaling cluster give its GPU workers a minimum that has them and "
+                 "start again once they have joined; WORKSHOP_NUM_GPUS sizes only a Ray the workshop starts")
     raise SettingsError(
         f"The lessons' actor pools cannot fit this cluster: {problem}. Give it more GPUs ({more}) or set "
         "WORKSHOP_IMAGE_GPUS=0 and WORKSHOP_LLM_GPUS=0 to run the models without GPUs."
