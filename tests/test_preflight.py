@@ -74,6 +74,13 @@ def test_a_storage_root_the_worker_cannot_read(settings):
     assert "mount the same shared storage on every node" in message
 
 
+def test_a_storage_root_that_is_a_folder_of_the_workers_own(settings):
+    message = problems(settings, like_the_driver(storage_elsewhere=True))
+    assert (f"worker 10.0.0.3 (node 3f2a1b) has a folder {settings.storage} of its own, not this driver's (it does "
+            "not see the file the driver just wrote there)") in message
+    assert "mount the same shared storage on every node" in message
+
+
 def test_a_model_folder_incomplete_on_the_worker(settings):
     folder = ModelFolder(settings.llm.model, "llm", missing=("config.json",))
     message = problems(settings, like_the_driver(models=(folder,)))

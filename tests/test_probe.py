@@ -11,7 +11,14 @@ from __future__ import annotations
 import sys
 
 from helpers.runtime import settings as config
-from helpers.runtime.probe import ModelFolder, NodeReport, ProfileDecision, decide_profile, report_node
+from helpers.runtime.probe import (
+    ModelFolder,
+    NodeReport,
+    ProfileDecision,
+    decide_profile,
+    report_node,
+    storage_marker,
+)
 
 
 def cuda_worker(node: str = "aaaaaa") -> NodeReport:
@@ -100,6 +107,28 @@ def test_a_node_reports_its_versions_storage_and_model_folders(tmp_path, session
     assert not report.model(str(tmp_path / "empty")).complete
 
 
+def test_a_node_that_does_not_see_the_drivers_file_in_the_storage_root_has_a_folder_of_its_own(tmp_path, session):
+    """What a GPU worker with a local folder at the storage root's path answers (here: a folder beside it).
+
+    The driver's half is real: ``storage_marker`` writes its file in the storage root and removes it after.
+    """
+    import ray
+
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    shared.mkdir()
+    own.mkdir()
+    probe = ray.remote(report_node)
+    with storage_marker(str(shared)) as marker:
+        assert marker is not None and (shared / marker).is_file()
+        sees_it = ray.get(probe.remote(str(shared), [], marker), timeout=120)
+        elsewhere = ray.get(probe.remote(str(own), [], marker), timeout=120)
+    assert not sees_it.storage_elsewhere and sees_it.storage_unreadable is None
+    assert elsewhere.storage_elsewhere
+    assert list(shared.iterdir()) == [], "the driver's file goes once the nodes have answered"
+    with storage_marker(None) as marker:  # an object store: the driver alone reads it
+        assert marker is None
+
+
 def test_a_node_whose_gpus_another_lesson_holds_answers_without_one(session, monkeypatch):
     """Another learner's lesson holds every GPU of the node: the probe's twin, which asks for no GPU, answers
     instead of the start waiting for that lesson to end. The sliver's wait is 2 s here (15 s in use)."""
@@ -162,8 +191,7 @@ from helpers.runtime import probe
 
 ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
 real_report = probe.report_node
-probe.report_node = lambda storage, folders: replace(real_report(storage, folders),
-                                                    device=os.environ.get("CUDA_VISIBLE_DEVICES"))
+probe.report_node = lambda *args: replace(real_report(*args), device=os.environ.get("CUDA_VISIBLE_DEVICES"))
 probe.GPU_WAIT_S = 1.0
 
 @ray.remote(num_gpus=1, num_cpus=0)

@@ -99,6 +99,11 @@ def storage_problems(report: NodeReport, settings: Settings) -> list[str]:
             f"{report.name} cannot read the storage root {settings.storage} ({report.storage_unreadable}): "
             f"{STORAGE_FIX}"
         )
+    elif report.storage_elsewhere:
+        problems.append(
+            f"{report.name} has a folder {settings.storage} of its own, not this driver's (it does not see the "
+            f"file the driver just wrote there), so what its actors write never reaches the lessons: {STORAGE_FIX}"
+        )
     for stage in (settings.image, settings.llm):
         folder = report.model(stage.model)
         if folder is None or folder.complete:  # a hub id, or a folder the probe was not asked about

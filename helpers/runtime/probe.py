@@ -19,8 +19,11 @@ so there the answer is this machine's CUDA (:func:`decide_here`), without a task
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -84,6 +87,7 @@ class NodeReport:
     python: str = ""  # major.minor
     packages: dict[str, str | None] = field(default_factory=dict)  # None: not installed there
     storage_unreadable: str | None = None  # why the node cannot read the storage root
+    storage_elsewhere: bool = False  # reads a storage root without the file the driver just wrote there: not shared
     models: tuple[ModelFolder, ...] = ()
     gpus_reserved: bool = False  # answered without a GPU of its own: the GPUs were all reserved (or slow)
 
@@ -156,11 +160,16 @@ def package_version(package: str) -> str | None:
         return None
 
 
-def report_node(storage: str | None, model_folders: list[tuple[str, str]]) -> NodeReport:
+def report_node(storage: str | None, model_folders: list[tuple[str, str]],
+                storage_marker: str | None = None) -> NodeReport:
     """Run on a node: what the pre-flight check and the profile decision need to know about it.
 
     ``storage`` is the driver's storage root (None for an object store, which
-    only the driver reads); ``model_folders`` are ``(path, kind)`` pairs.
+    only the driver reads); ``model_folders`` are ``(path, kind)`` pairs;
+    ``storage_marker`` names a file the driver has just written in ``storage``.
+    A node that reads the folder but not that file has a folder of its own at
+    that path, not the shared one: what its actors write there, the driver and
+    the labs never see.
     """
     import ray
 
@@ -171,12 +180,14 @@ def report_node(storage: str | None, model_folders: list[tuple[str, str]]) -> No
 
         device = torch.cuda.get_device_name(0)
         memory = torch.cuda.get_device_properties(0).total_memory
-    storage_unreadable = None
+    storage_unreadable, storage_elsewhere = None, False
     if storage is not None:
         try:
             os.listdir(storage)
         except OSError as err:
             storage_unreadable = err.strerror or str(err)
+        else:
+            storage_elsewhere = storage_marker is not None and not os.path.isfile(os.path.join(storage, storage_marker))
     return NodeReport(
         node_id=ray.get_runtime_context().get_node_id(),
         node_ip=ray.util.get_node_ip_address(),
@@ -186,6 +197,7 @@ def report_node(storage: str | None, model_folders: list[tuple[str, str]]) -> No
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         packages={name: package_version(name) for name in PACKAGES},
         storage_unreadable=storage_unreadable,
+        storage_elsewhere=storage_elsewhere,
         models=tuple(_model_folder(path, kind) for path, kind in model_folders),
     )
 
@@ -198,7 +210,8 @@ def gpu_nodes() -> list[dict]:
 
 
 def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
-                  timeout: float = PROBE_TIMEOUT_S) -> tuple[list[NodeReport], list[str]]:
+                  timeout: float = PROBE_TIMEOUT_S, storage_marker: str | None = None,
+                  ) -> tuple[list[NodeReport], list[str]]:
     """Two :func:`report_node` tasks on every GPU node: the reports, and the nodes that did not answer in time.
 
     One asks for a sliver of a GPU, as a model actor gets one; its twin asks
@@ -218,8 +231,8 @@ def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
         on_node = {"num_cpus": 0,  # a node whose CPUs are all taken still answers
                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
         twin = probe.options(num_gpus=0, runtime_env=TWIN_RUNTIME_ENV, **on_node)
-        asked.append((node, probe.options(num_gpus=PROBE_GPU, **on_node).remote(storage, model_folders),
-                      twin.remote(storage, model_folders)))
+        asked.append((node, probe.options(num_gpus=PROBE_GPU, **on_node).remote(storage, model_folders, storage_marker),
+                      twin.remote(storage, model_folders, storage_marker)))
     with_gpu = [gpu_ref for _, gpu_ref, _ in asked]
     if with_gpu:
         ray.wait(with_gpu, num_returns=len(with_gpu), timeout=min(GPU_WAIT_S, timeout))
@@ -306,6 +319,31 @@ def model_folders_to_check(storage) -> list[tuple[str, str]]:
     return folders
 
 
+@contextlib.contextmanager
+def storage_marker(root: str | None) -> Iterator[str | None]:
+    """A new, empty file in the storage root while the nodes are asked (its name), removed after; None without one.
+
+    A random name: no node has looked it up before, so no cache of a shared
+    file system can say it is missing when it is there.
+    """
+    if root is None:
+        yield None
+        return
+    name = f".workshop-shared-check-{secrets.token_hex(6)}"
+    path = os.path.join(root, name)
+    try:
+        with open(path, "x"):
+            pass
+    except OSError:  # a storage root this driver cannot write is refused before Ray starts; nothing to compare
+        yield None
+        return
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
 def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | None) -> ProfileDecision:
     """The session's profile: asked of the cluster's GPU nodes when joining, else of this machine.
 
@@ -317,7 +355,8 @@ def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | N
     if not joined:
         return decide_here() if profile == "auto" else ProfileDecision(profile, chosen)
     root = str(storage) if isinstance(storage, Path) else None  # an object store is read by the driver only
-    reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage))
+    with storage_marker(root) as marker:
+        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker)
     if profile == "auto":
         return decide_profile(reports, silent, cluster_gpus or 0)
     return ProfileDecision(profile, chosen, tuple(reports), tuple(silent))
