@@ -146,6 +146,30 @@ def test_learners_code_can_name_the_call():
     assert outcome.message == "`f(2)` raised ZeroDivisionError: division by zero."
 
 
+def test_a_name_missing_from_the_kernel_says_which_and_to_run_the_cell_that_defines_it(lab):
+    def uses_an_unimported_module(numbers):
+        return undefined_module.sum(numbers)  # noqa: F821 - the import cell was not run
+
+    outcome = lab.evaluate(total_of=uses_an_unimported_module)
+    assert outcome.status == INCORRECT
+    assert outcome.message.startswith("NameError: name 'undefined_module' is not defined.")
+    assert "Run the cell that defines or imports `undefined_module` (Run > Run All Above)" in outcome.message
+    assert isinstance(outcome.exception, NameError)
+
+
+def test_a_local_read_before_assignment_is_the_learners_mistake_not_a_missing_cell(lab):
+    def reads_before_assigning(numbers):
+        for number in numbers:
+            total += number  # noqa: F821 - the learner's bug
+        total = 0
+        return total
+
+    outcome = lab.evaluate(total_of=reads_before_assigning)
+    assert outcome.status == INCORRECT
+    assert outcome.message.startswith("UnboundLocalError")
+    assert "Run All Above" not in outcome.message
+
+
 # --------------------------------------------------------------------------- a bug in the check: not the learner's
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pytest
 
 from helpers.labs.framework import CORRECT, INCORRECT, NOT_ATTEMPTED, get_lab
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def status(outcome):
@@ -161,3 +166,22 @@ def test_prompt_length_solutions_are_correct(length_lab, answer):
 def test_prompt_length_wrong_answers_are_incorrect(length_lab, answer, words):
     outcome = length_lab.evaluate(add_prompt_length=answer)
     assert status(outcome) == INCORRECT and words in outcome.message
+
+
+def test_prompt_length_before_numpy_is_imported_says_to_run_the_import_cell(length_lab):
+    def uses_np_before_its_import_ran(batch):
+        batch["prompt_length"] = numpy_not_imported.array([len(p) for p in batch["prompt"]])  # noqa: F821
+        return batch
+
+    outcome = length_lab.evaluate(add_prompt_length=uses_np_before_its_import_ran)
+    assert status(outcome) == INCORRECT
+    assert "raised NameError: name 'numpy_not_imported' is not defined" in outcome.message
+    assert "Run the cell that defines or imports `numpy_not_imported` (Run > Run All Above)" in outcome.message
+
+
+def test_the_first_code_cell_of_lesson_02_imports_what_the_lab_answer_uses():
+    """A learner who restarts, runs the first cell and then the lab cells must not meet a NameError."""
+    for folder in ("solutions", "notebooks"):
+        notebook = nbformat.read(REPO_ROOT / folder / "02_transform.ipynb", as_version=4)
+        first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+        assert "import numpy as np" in first.source.splitlines(), folder

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -326,3 +329,65 @@ def test_parquet_written_to_an_object_store_is_told_where_the_check_reads(parque
     outcome = parquet_lab.evaluate(parquet_path="s3://workshop-bucket/outputs/ada/03_parquet")
     assert status(outcome) == INCORRECT
     assert "is on an object store, and this check reads a folder of this machine's file system" in outcome.message
+
+
+# --------------------------------------------------------------------------- 03_parquet: files of an earlier run
+
+
+def written_at(folder, seconds_before_this_process_started: float) -> None:
+    """Date every file under ``folder`` back, as if an earlier run (a kernel before this one) wrote it."""
+    when = psutil.Process().create_time() - seconds_before_this_process_started
+    for file in Path(folder).rglob("*"):
+        os.utime(file, (when, when))
+
+
+def test_parquet_files_all_written_before_this_kernel_started_are_incorrect(parquet_lab, tmp_path):
+    folder = png_answer(tmp_path / "out")
+    written_at(folder, 3600)  # the solution notebook, run an hour before this kernel
+    outcome = parquet_lab.evaluate(parquet_path=folder)
+    assert status(outcome) == INCORRECT
+    assert f"the 2 .parquet files in {folder} were written at" in outcome.message
+    assert "by an earlier run: this kernel started at" in outcome.message
+    assert "Run the cell that writes the answer, then check again." in outcome.message
+
+
+def test_parquet_single_file_written_before_this_kernel_started_is_incorrect(parquet_lab, tmp_path):
+    write_parquet(tmp_path / "out", {"prompt": PROMPTS, "image": [encoded(tiny_image(0))] * len(PROMPTS)}, files=1)
+    (single,) = (tmp_path / "out").glob("*.parquet")
+    written_at(tmp_path / "out", 3600)
+    outcome = parquet_lab.evaluate(parquet_path=str(single))
+    assert status(outcome) == INCORRECT and f"{single} was written at" in outcome.message
+
+
+def test_parquet_files_a_little_older_than_the_kernel_are_fine_for_storage_clocks_differ(parquet_lab, tmp_path):
+    folder = png_answer(tmp_path / "out")
+    written_at(folder, 30)
+    assert status(parquet_lab.evaluate(parquet_path=folder)) == CORRECT
+
+
+# --------------------------------------------------------------------------- 03_parquet: a folder of its own
+
+
+@pytest.fixture
+def ada_storage(tmp_path, monkeypatch):
+    """A storage root whose learner ``ada`` wrote the lab's answer where the notebook says, among other lessons'."""
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    png_answer(tmp_path / "outputs" / "ada" / "03_parquet")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        (("outputs", "ada"), "is your whole outputs folder"),
+        ((), "is the workshop's storage root"),
+    ],
+    ids=["the learner's outputs", "the storage root"],
+)
+def test_parquet_a_folder_holding_all_the_learners_outputs_is_incorrect(parquet_lab, ada_storage, where, words):
+    assert status(parquet_lab.evaluate(parquet_path=str(ada_storage / "outputs" / "ada" / "03_parquet"))) == CORRECT
+    outcome = parquet_lab.evaluate(parquet_path=str(ada_storage.joinpath(*where)))
+    assert status(outcome) == INCORRECT
+    assert words in outcome.message
+    assert 'write to a folder of its own, such as session.settings.output_path("03_parquet")' in outcome.message

@@ -5,9 +5,11 @@ No Ray: the answers are folders of PNG files written with PIL in ``tmp_path``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -209,3 +211,25 @@ def test_png_parquet_instead_of_images_is_incorrect(png_lab, pil_dataset, tmp_pa
     pil_dataset.map_batches(to_png_bytes).write_parquet(folder)
     outcome = png_lab.evaluate(folder=folder)
     assert status(outcome) == INCORRECT and "no PNG files" in outcome.message and ".parquet" in outcome.message
+
+
+def test_png_files_all_written_before_this_kernel_started_are_incorrect(png_lab, rows, tmp_path):
+    folder = write_pngs(tmp_path / "04_png", rows)
+    earlier = psutil.Process().create_time() - 24 * 3600  # the solution notebook, run yesterday
+    for file in folder.iterdir():
+        os.utime(file, (earlier, earlier))
+    outcome = png_lab.evaluate(folder=str(folder))
+    assert status(outcome) == INCORRECT
+    assert f"the {rows} PNG files in {folder} were written at" in outcome.message
+    assert "by an earlier run: this kernel started at" in outcome.message
+    assert "Run the cell that writes the answer, then check again." in outcome.message
+
+
+def test_png_the_learners_whole_outputs_folder_is_incorrect(png_lab, rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    monkeypatch.setenv("WORKSHOP_USER", "ada")
+    write_pngs(tmp_path / "outputs" / "ada", rows)  # written straight into the outputs folder
+    outcome = png_lab.evaluate(folder=str(tmp_path / "outputs" / "ada"))
+    assert status(outcome) == INCORRECT
+    assert "is your whole outputs folder" in outcome.message
+    assert 'write to a folder of its own, such as session.settings.output_path("04_png")' in outcome.message

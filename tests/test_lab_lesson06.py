@@ -7,6 +7,7 @@ executed), with stand-in classes that load no model. One test runs the code
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,6 +258,30 @@ def test_param_pipeline_without_image_stage_is_incorrect(param_lab, joined, mode
 def test_param_instance_instead_of_class_is_incorrect(param_lab, joined, model_folder):
     outcome = param_lab.evaluate(enhancer_class=GoodEnhancer(model_folder), pipeline=model_stages(joined))
     assert status(outcome) == INCORRECT and "pass the class itself" in outcome.message
+
+
+@pytest.mark.parametrize("builtin", [int, str, dict, Exception])
+def test_param_a_built_in_type_is_incorrect_not_a_check_error(param_lab, joined, builtin):
+    outcome = param_lab.evaluate(enhancer_class=builtin, pipeline=model_stages(joined))
+    assert status(outcome) == INCORRECT
+    assert outcome.message == f"`enhancer_class` is the built-in type `{builtin.__name__}`; pass the class you wrote."
+
+
+def test_param_a_compiled_class_without_a_signature_is_incorrect_not_a_check_error(param_lab, joined):
+    outcome = param_lab.evaluate(enhancer_class=datetime, pipeline=model_stages(joined))
+    assert status(outcome) == INCORRECT and "pass the class you wrote" in outcome.message
+
+
+def test_param_a_class_decorated_with_ray_remote_says_to_remove_the_decorator(param_lab, joined, model_folder):
+    import ray
+
+    remote = ray.remote(GoodEnhancer)
+    outcome = param_lab.evaluate(enhancer_class=remote, pipeline=seasonal(joined, GoodEnhancer, model_folder))
+    assert status(outcome) == INCORRECT
+    assert "`enhancer_class` is `GoodEnhancer` decorated with `@ray.remote`" in outcome.message
+    assert "remove `@ray.remote`" in outcome.message
+    assert "`map_batches` takes the plain class and makes the actors itself" in outcome.message
+    assert "instance" not in outcome.message
 
 
 @pytest.mark.parametrize(

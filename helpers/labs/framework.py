@@ -197,7 +197,32 @@ def learners_code(call: str = "") -> Iterator[None]:
         raise
     except Exception as exc:  # the learner's code: any exception it raises is theirs
         message = f"{call} raised {first_line(exc)}." if call else first_line(exc)
+        missing = _missing_name(exc)
+        if missing:
+            message = (
+                f"{message.rstrip('.')}. The code may be right: `{missing}` is missing from this kernel "
+                f"(a restart clears it). Run the cell that defines or imports `{missing}` "
+                "(Run > Run All Above), then check again."
+            )
         raise Incorrect(message, exception=exc) from exc
+
+
+_UNDEFINED_NAME = re.compile(r"name '([^']+)' is not defined")
+
+
+def _missing_name(exc: BaseException) -> str | None:
+    """The global name a ``NameError`` did not find (``np``), or None for any other error.
+
+    An ``UnboundLocalError`` is a ``NameError`` too, but it is a mistake inside
+    the function (a local read before it is assigned), not a cell left unrun.
+    """
+    if not isinstance(exc, NameError) or isinstance(exc, UnboundLocalError):
+        return None
+    name = getattr(exc, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    found = _UNDEFINED_NAME.search(str(exc))
+    return found.group(1) if found else None
 
 
 class Expect:

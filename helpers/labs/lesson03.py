@@ -158,6 +158,7 @@ class ParquetLab(Lab):
     parquet_path = WrittenFiles(
         suffix=".parquet",
         files=".parquet files",
+        folder_name="03_parquet",
         writer="`write_parquet`",
         if_none="write the dataset with `write_parquet`",
         nested=True,

@@ -52,6 +52,7 @@ class PngFilesLab(Lab):
     folder = WrittenFiles(
         suffix=".png",
         files="PNG files",
+        folder_name="04_png",
         writer="`write_images`",
         if_dataset="`{name}` is a Dataset; pass the path of the folder you wrote the images to.",
         if_none='write them with `file_format="png"`',

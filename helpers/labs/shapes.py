@@ -18,6 +18,7 @@ the other fields are listed with each shape.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import math
 import numbers
@@ -25,6 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,65 @@ def _in_another_learners_folder(path: Path) -> str | None:
     return None
 
 
+def _holds_all_your_outputs(path: Path, folder_name: str) -> str | None:
+    """Why ``path`` is too wide a folder for one lab's answer (the learner's outputs, or a folder above them), or None.
+
+    A check that reads nested folders would read every lesson's files there,
+    and a writer told to replace the folder would delete them.
+    """
+    storage = resolve_storage()
+    if not isinstance(storage, Path):
+        return None
+    own = learner_outputs_dir(storage).resolve()
+    found = path.resolve()
+    if not own.is_relative_to(found):
+        return None
+    if found == own:
+        what = "your whole outputs folder, where every lesson writes"
+    elif found == storage.resolve():
+        what = "the workshop's storage root, which holds the data, the models and every learner's outputs"
+    else:
+        what = f"a folder above your outputs folder {own}"
+    return (
+        f"{path} is {what}; write to a folder of its own, "
+        f'such as session.settings.output_path("{folder_name}").'
+    )
+
+
+#: Seconds a file may seem written before this kernel started and still count as written by it:
+#: the clocks of shared storage and of this machine can differ by that much.
+CLOCK_MARGIN_S = 60.0
+
+
+def kernel_started() -> float:
+    """When this process (the notebook's kernel) started, in seconds since the epoch."""
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def _written_before_this_kernel(files: list[Path], subject: str) -> str | None:
+    """Why ``files`` cannot be this kernel's answer (all were written before it started), or None.
+
+    ``subject`` starts the message and names them with its verb: ``"the 8 PNG files in /x were"``.
+
+    A folder an earlier run filled (the solution notebook's, yesterday's) holds
+    the right files whether or not the learner's write ran; only files at least
+    as new as the kernel show that it did.
+    """
+    newest = max(file.stat().st_mtime for file in files)
+    started = kernel_started()
+    if newest >= started - CLOCK_MARGIN_S:
+        return None
+    written = datetime.fromtimestamp(newest).strftime("%Y-%m-%d %H:%M")
+    began = datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M")
+    latest = " at the latest" if len(files) > 1 else ""
+    return (
+        f"{subject} written at {written}{latest}, by an earlier run: this kernel started at {began}. "
+        "Run the cell that writes the answer, then check again."
+    )
+
+
 def _visible_files(folder: Path, nested: bool) -> list[Path]:
     """The folder's files, leaving out hidden and bookkeeping ones (``.x``, ``_SUCCESS``), as Arrow's readers do."""
     found = folder.rglob("*") if nested else folder.iterdir()
@@ -183,15 +244,18 @@ def _visible_files(folder: Path, nested: bool) -> list[Path]:
 class WrittenFiles(Expect):
     """A folder a Ray writer filled: its path (a ``local://`` URL will do), holding files of one type.
 
-    Checked in this order: a path, not in another learner's folder of
-    outputs, that exists, a folder (or a single file of the type when
-    ``a_file_will_do``), files of the type there, no others when ``others``
+    Checked in this order: a path, neither the learner's whole outputs
+    folder (nor one above it) nor in another learner's folder of outputs,
+    that exists, a folder (or a single file of the type when
+    ``a_file_will_do``), files of the type there, not all of them written
+    before this kernel started, no others when ``others``
     says why they are wrong, ``count()`` of them when given,
     and each one readable when ``unreadable`` is given.
     """
 
     suffix: str  # ".png"
     files: str  # how messages call them: "PNG files"
+    folder_name: str  # the lab's folder under the learner's outputs, for messages: "04_png"
     writer: str  # the writing call, for messages: "`write_images`"
     if_none: str  # what to do when the folder holds only other files, e.g. 'write them with `file_format="png"`'
     nested: bool = False  # partitioned writes put files in sub-folders
@@ -213,6 +277,9 @@ class WrittenFiles(Expect):
         if not isinstance(value, (str, os.PathLike)):
             raise Incorrect(f"`{name}` is a {type_name(value)}; pass the folder's path as a string.")
         path = _local_path(value)
+        too_wide = _holds_all_your_outputs(path, self.folder_name)
+        if too_wide:
+            raise Incorrect(too_wide)
         elsewhere = _in_another_learners_folder(path)
         if elsewhere:
             raise Incorrect(elsewhere)
@@ -220,6 +287,9 @@ class WrittenFiles(Expect):
             raise Incorrect(f"{path} does not exist: nothing has been written there yet.")
         if path.is_file():
             if self.a_file_will_do and path.suffix.lower() == self.suffix:
+                stale = _written_before_this_kernel([path], f"{path} was")
+                if stale:
+                    raise Incorrect(stale)
                 return Written(path, [path])
             if self.a_file_will_do:
                 raise Incorrect(f"{path} is not one of the {self.files} {self.writer} writes; pass its folder.")
@@ -234,6 +304,9 @@ class WrittenFiles(Expect):
                     f"{path} holds {len(others)} files ({quote(kinds)}) but no {self.files}; {self.if_none}."
                 )
             raise Incorrect(f"{path} is empty.")
+        stale = _written_before_this_kernel(files, f"the {len(files)} {self.files} in {path} were")
+        if stale:
+            raise Incorrect(stale)
         if others and self.others:
             example = others[0].relative_to(path)
             raise Incorrect(self.others.format(found=len(files), path=path, count=len(others), example=example))
@@ -375,6 +448,18 @@ def init_parameters(cls: type) -> list[inspect.Parameter]:
     return list(inspect.signature(cls).parameters.values())
 
 
+def is_ray_actor_class(value: Any) -> bool:
+    """True for a class decorated with ``@ray.remote``. Never imports Ray: none exists before ``ray.actor`` loads."""
+    actor = sys.modules.get("ray.actor")
+    return actor is not None and isinstance(value, actor.ActorClass)
+
+
+def _actor_class_name(value: Any) -> str:
+    """The name the learner gave the class that ``@ray.remote`` wrapped."""
+    metadata = getattr(value, "__ray_metadata__", None)
+    return getattr(metadata, "class_name", None) or type_name(value)
+
+
 def takes_any_arguments(params: list[inspect.Parameter]) -> bool:
     """True when ``*args`` or ``**kwargs`` take whatever a stage passes."""
     return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
@@ -392,6 +477,12 @@ class ActorClass(Expect):
     parameters: tuple[str, ...]
 
     def check(self, name: str, value: Any) -> type:
+        if is_ray_actor_class(value):
+            raise Incorrect(
+                f"`{name}` is `{_actor_class_name(value)}` decorated with `@ray.remote`, which makes an actor class; "
+                "remove `@ray.remote` and run its cell again: `map_batches` takes the plain class and makes "
+                "the actors itself."
+            )
         if not inspect.isclass(value):
             if callable(value) and not inspect.isroutine(value):
                 raise Incorrect(
@@ -399,7 +490,15 @@ class ActorClass(Expect):
                     "Ray creates the instances."
                 )
             raise Incorrect(f"`{name}` is a {type_name(value)}; pass the class you wrote.")
-        params = init_parameters(value)
+        if getattr(builtins, value.__name__, None) is value:
+            raise Incorrect(f"`{name}` is the built-in type `{value.__name__}`; pass the class you wrote.")
+        try:
+            params = init_parameters(value)
+        except (ValueError, TypeError):  # a class from compiled code: no signature to read
+            raise Incorrect(
+                f"`{name}` is `{value.__qualname__}`, whose constructor's parameters cannot be read; "
+                "pass the class you wrote."
+            ) from None
         if len(params) < len(self.parameters) and not takes_any_arguments(params):
             shown = ", ".join(p.name for p in params) or "nothing"
             raise Incorrect(
