@@ -8,6 +8,7 @@ import pytest
 
 from helpers.errors import SettingsError
 from helpers.runtime import settings as config
+from tests.test_model_download import write_model_files
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +38,30 @@ def test_gpu_profile_prefers_staged_models_then_hub(monkeypatch, tmp_path):
     settings = config.load_settings()
     assert settings.image.model == config.HUB_IMAGE_MODEL
     assert settings.llm.model == config.HUB_LLM_MODEL
-    staged = tmp_path / "models" / config.STAGED_IMAGE_MODEL
-    staged.mkdir(parents=True)
-    (staged / "model_index.json").write_text("{}")
+    staged = write_model_files(tmp_path / "models" / config.STAGED_IMAGE_MODEL, "image")
     assert config.load_settings().image.model == str(staged)
     assert config.load_settings().image_size == 512
+
+
+@pytest.mark.parametrize("kind", ["image", "llm"])
+def test_a_staged_folder_cut_short_is_not_picked_so_workers_agree_with_the_driver(monkeypatch, tmp_path, kind):
+    """A download cut short (``model_index.json`` / ``config.json`` there, weights not) leaves the hub id.
+
+    A worker resolves its settings without the GPU nodes' report; it must pick
+    what the driver picked from that report, which counts only complete folders.
+    """
+    monkeypatch.setenv("WORKSHOP_PROFILE", "gpu")
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path))
+    name, hub = {"image": (config.STAGED_IMAGE_MODEL, config.HUB_IMAGE_MODEL),
+                 "llm": (config.STAGED_LLM_MODEL, config.HUB_LLM_MODEL)}[kind]
+    staged = write_model_files(tmp_path / "models" / name, kind, upto=1)
+    driver = config.load_settings(ready_model_folders=frozenset())  # the GPU nodes: not complete
+    worker = config.load_settings()
+    assert getattr(driver, kind).model == getattr(worker, kind).model == hub
+    write_model_files(staged, kind)
+    ready = frozenset({str(staged)})
+    assert getattr(config.load_settings(ready_model_folders=ready), kind).model == str(staged)
+    assert getattr(config.load_settings(), kind).model == str(staged)
 
 
 def test_auto_profile_is_cpu_without_cuda(monkeypatch):

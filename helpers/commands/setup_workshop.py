@@ -81,16 +81,30 @@ def _cannot_write(err: OSError, settings: Settings | None) -> bool:
 
 def _download(models_dir) -> None:
     """``--download``: the real models from the hub, or a :class:`SettingsError` that says what to check."""
-    from helpers.models.build import download_real_models
+    from helpers.models.build import download_failure, download_real_models
 
     try:
         download_real_models(models_dir)
-    except Exception as err:  # noqa: BLE001 - the hub's errors are many (offline, HTTP, a token); said in one line
-        raise SettingsError(
-            f"downloading the real models into {models_dir} failed ({first_line(err)}): check this machine's "
-            "internet access (and HF_TOKEN if the hub asks for one), or run ./setup.sh without --download for "
-            "the CPU models"
-        ) from None
+    except ActionableError:  # another setup's download holding the lock, a folder still incomplete: said as is
+        raise
+    except Exception as err:  # the hub's errors are many (offline, HTTP, a token): said in one line
+        if isinstance(err, OSError) and _cannot_write(err, None):  # a full disk, an unwritable folder: main says
+            raise  # which folder to change, not the network
+        raise SettingsError(f"{download_failure(err, models_dir)}, or run ./setup.sh without --download for "
+                            "the CPU models") from None
+
+
+def _partial_note(settings: Settings | None) -> str:
+    """Where a download cut short left its files, if it left any."""
+    if settings is None:
+        return ""
+    from helpers.models.build import partial_downloads
+
+    partial = partial_downloads(settings.models_dir)
+    if not partial:
+        return ""
+    return (f"; the files downloaded so far stay in {', '.join(map(str, partial))}, and ./setup.sh --download "
+            "resumes from them (delete them to free their space)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"setup: {err}", file=sys.stderr)
         elif _cannot_write(err, settings):  # not allowed, read-only, full, a file in the way: a folder to change
             print(f"setup: cannot write {err.filename or 'the storage'} ({err.strerror}); set "
-                  "WORKSHOP_STORAGE (data and outputs) or WORKSHOP_MODELS (models) to a folder you can write",
-                  file=sys.stderr)
+                  "WORKSHOP_STORAGE (data and outputs) or WORKSHOP_MODELS (models) to a folder you can write"
+                  + _partial_note(settings), file=sys.stderr)
         else:  # e.g. a model folder the libraries cannot read (a config that is not JSON): said as they say it
             in_models = settings is not None and str(settings.models_dir) in str(err)
             print(f"setup: {first_line(err)}" + (f"; {REBUILD_HINT}" if in_models else ""), file=sys.stderr)

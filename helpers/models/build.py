@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import json
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from helpers.errors import BuildLockTimeout, SettingsError
+from helpers.errors import ActionableError, BuildLockTimeout, SettingsError, first_line
 from helpers.models.folders import (
     IMAGE_WEIGHTS,
     MARKER_FILE,
@@ -509,17 +510,59 @@ def prepare_cpu_models(models_dir: Path, force: bool = False) -> dict[str, Path]
     return {kind: target for kind, (_, target, _) in jobs.items()}
 
 
-def download_real_models(models_dir: Path) -> dict[str, Path]:
+#: errno values of a download that cannot write its folder (no permission, read-only, full): a folder to
+#: change, not the network.
+DOWNLOAD_CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
+def _downloading_path(target: Path) -> Path:
+    """The hidden sibling a download of ``target`` fills; it becomes ``target`` once complete."""
+    return target.with_name(f".{target.name}.downloading")
+
+
+def partial_downloads(models_dir: Path) -> list[Path]:
+    """Downloads that were cut short in ``models_dir``: the next ``--download`` resumes them."""
+    models_dir = Path(models_dir)
+    return [path for path in (_downloading_path(models_dir / name) for name in (STAGED_IMAGE_MODEL, STAGED_LLM_MODEL))
+            if path.is_dir()]
+
+
+def download_failure(err: BaseException, models_dir: Path) -> str:
+    """One line for a download that failed: which folder to change, or what to check about the hub."""
+    partial = partial_downloads(models_dir)
+    kept = (f"; the files fetched so far stay in {', '.join(map(str, partial))}, and the next --download "
+            "resumes from them (delete them to free their space)") if partial else ""
+    if isinstance(err, OSError) and err.errno in DOWNLOAD_CANNOT_WRITE:
+        return (f"cannot write {err.filename or models_dir} ({err.strerror or first_line(err)}): free some space "
+                f"there or set WORKSHOP_MODELS to a folder you can write{kept}")
+    return (f"downloading the real models into {models_dir} failed ({first_line(err)}): check this machine's "
+            f"internet access (and HF_TOKEN if the hub asks for one){kept}")
+
+
+def _is_downloaded(path: Path, kind: str, revision: str) -> bool:
+    marker = read_marker(path) or {}
+    return not missing_model_files(path, kind) and marker.get("revision") == revision
+
+
+def download_real_models(models_dir: Path, force: bool = False) -> dict[str, Path]:
     """Download sdxl-turbo (fp16 weights only) and Qwen2.5-0.5B-Instruct at pinned revisions.
 
     Needs internet access. A token, if needed, is read by huggingface_hub from
     ``HF_TOKEN`` or its login cache. Only the fp16 weights of sdxl-turbo are
     fetched (7 GB instead of 14), so load that folder with ``variant="fp16"``
     (``image_weights_variant`` says so).
+
+    Each model goes into a hidden sibling ``.NAME.downloading`` and is renamed to
+    ``NAME`` only once complete, so a download cut short never leaves a folder
+    that the gpu profile would pick; the next call resumes in that sibling
+    (``snapshot_download`` keeps what it fetched). A folder already downloaded at
+    the pinned revision is kept; ``force`` downloads it again, and the old one
+    stays in use until the new one is complete. Downloads hold :func:`build_lock`.
     """
     from huggingface_hub import snapshot_download
 
     models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
     sdxl_patterns = ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/*", "tokenizer_2/*"]
     for component, weights in IMAGE_WEIGHTS.items():
         sdxl_patterns += [f"{component}/config.json", f"{component}/{weights}.fp16.safetensors"]
@@ -530,10 +573,35 @@ def download_real_models(models_dir: Path) -> dict[str, Path]:
     folders = {}
     for kind, (repo, revision, dirname, patterns) in downloads.items():
         target = models_dir / dirname
-        print(f"downloading {repo}@{revision[:8]} into {target} ...", flush=True)
-        snapshot_download(repo, revision=revision, local_dir=target, allow_patterns=patterns)
-        ensure_model_folder(target, kind)
         folders[kind] = target
+        if not force and _is_downloaded(target, kind, revision):
+            print(f"{repo}: {target} is ready")
+            continue
+        with build_lock(models_dir):
+            if not force and _is_downloaded(target, kind, revision):
+                print(f"{repo}: {target} is ready (downloaded by another run meanwhile)")
+                continue
+            partial = _downloading_path(target)
+            if force:
+                shutil.rmtree(partial, ignore_errors=True)
+            elif target.is_dir() and not partial.exists():
+                if missing_model_files(target, kind):
+                    target.rename(partial)  # a folder cut short: resume there, out of the gpu profile's sight
+                else:
+                    partial = target  # complete but unmarked: the hub checks it in place
+            print(f"downloading {repo}@{revision[:8]} into {target} ...", flush=True)
+            snapshot_download(repo, revision=revision, local_dir=partial, allow_patterns=patterns)
+            ensure_model_folder(partial, kind)
+            (partial / MARKER_FILE).write_text(json.dumps(
+                {"kind": kind, "source": repo, "revision": revision}, indent=2, sort_keys=True) + "\n")
+            if partial != target:
+                old = None
+                if target.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=models_dir))
+                    target.rename(old / target.name)
+                partial.rename(target)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
     return folders
 
 
@@ -546,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the offline CPU models (default) or download the real ones (--download).",
     )
     parser.add_argument("--models-dir", type=Path, help="where model folders go (default: helpers.runtime.settings)")
-    parser.add_argument("--force", action="store_true", help="rebuild even folders that look complete")
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild even folders that look complete (with --download: download them again)")
     parser.add_argument("--download", action="store_true", help="fetch sdxl-turbo and Qwen2.5 (internet)")
     parser.add_argument("--benchmark-llm", type=Path, metavar="FOLDER",
                         help="build an untrained LLM of Qwen2.5-0.5B's shape into FOLDER, for the GPU benchmark")
@@ -566,7 +635,13 @@ def main(argv: list[str] | None = None) -> int:
                 _build_atomically(target, lambda folder: build_benchmark_llm(folder, small))
             folders = {"benchmark llm": target}
         elif args.download:
-            folders = download_real_models(models_dir)
+            try:
+                folders = download_real_models(models_dir, force=args.force)
+            except ActionableError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the hub's errors are many (offline, HTTP, a token, a full disk)
+                print(f"error: {download_failure(error, models_dir)}", file=sys.stderr)
+                return 1
         else:
             folders = prepare_cpu_models(models_dir, force=args.force)
     except (ModuleNotFoundError, FileNotFoundError, BuildLockTimeout, SettingsError) as error:

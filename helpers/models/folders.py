@@ -16,9 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from helpers.errors import ModelFolderError
+from helpers.runtime.settings import STAGED_IMAGE_MODEL, STAGED_LLM_MODEL
 
 MARKER_FILE = "WORKSHOP_MODEL.json"
 REBUILD_HINT = "rebuild with `python -m helpers.models.build --force`"
+#: The real models' staged folders: downloaded (``./setup.sh --download``), not built.
+DOWNLOADED_FOLDERS = (STAGED_IMAGE_MODEL, STAGED_LLM_MODEL)
+DOWNLOAD_HINT = "run `./setup.sh --download` again (it resumes the download)"
+
+
+def _fix_hint(path: Path) -> str:
+    """How to make ``path`` complete: download the real models again, or rebuild the CPU ones."""
+    if path.name in DOWNLOADED_FOLDERS:
+        return DOWNLOAD_HINT
+    return f"{REBUILD_HINT} (or `./setup.sh --download` for the real models)"
 
 
 def _weights_missing(folder: Path, stem: str) -> list[str]:
@@ -107,16 +118,14 @@ def ensure_model_folder(path: Path, kind: str) -> Path:
     """Return ``path`` if it holds a complete model of ``kind``, else raise ``ModelFolderError``."""
     path = Path(path)
     if not path.is_dir():
+        setup = "`./setup.sh --download` downloads" if path.name in DOWNLOADED_FOLDERS else "`./setup.sh` builds"
         raise ModelFolderError(
-            f"model folder {path} does not exist; `./setup.sh` builds the workshop's models "
+            f"model folder {path} does not exist; {setup} the workshop's models "
             f"(or point WORKSHOP_{kind.upper()}_MODEL at a model folder)"
         )
     missing = missing_model_files(path, kind)
     if missing:
-        raise ModelFolderError(
-            f"model folder {path} is incomplete: missing {', '.join(missing)}; {REBUILD_HINT} "
-            f"(or `--download` for the real models)"
-        )
+        raise ModelFolderError(f"model folder {path} is incomplete: missing {', '.join(missing)}; {_fix_hint(path)}")
     return path
 
 

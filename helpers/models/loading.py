@@ -63,6 +63,20 @@ def check_local_model(source: str, kind: str) -> None:
         ensure_model_folder(Path(source).expanduser(), kind)
 
 
+def hub_revision(source: str) -> str | None:
+    """The pinned commit of a real model loaded by its hub id, as ``--download`` stages it; None for a folder.
+
+    Without it each node would fetch whatever the hub's main branch holds that
+    day, and nodes could load different weights than the staged copies.
+    """
+    from helpers.models.build import HUB_IMAGE_REVISION, HUB_LLM_REVISION
+    from helpers.runtime.settings import HUB_IMAGE_MODEL, HUB_LLM_MODEL
+
+    if Path(source).expanduser().exists():
+        return None
+    return {HUB_IMAGE_MODEL: HUB_IMAGE_REVISION, HUB_LLM_MODEL: HUB_LLM_REVISION}.get(source)
+
+
 def weights_variant(source: str, device: str) -> str | None:
     """sdxl-turbo ships fp16 weight files; a staged copy may hold only those."""
     if device != "cuda":
@@ -92,7 +106,8 @@ def load_image_pipeline(source: str, settings: Settings | None = None):
     check_local_model(source, "image")
     device, dtype = torch_device_and_dtype()
     with explain_load_out_of_memory(settings, "the image model", source, on_gpu=device == "cuda"):
-        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device))
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, variant=weights_variant(source, device),
+                                                 revision=hub_revision(source))
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
 
@@ -106,7 +121,8 @@ def load_text_generator(source: str, settings: Settings | None = None):
     check_local_model(source, "llm")
     device, dtype = torch_device_and_dtype(bf16_where_supported=True)
     with explain_load_out_of_memory(settings, "the LLM", source, on_gpu=device == "cuda"):
-        generator = pipeline("text-generation", model=source, dtype=dtype, device=device)
+        generator = pipeline("text-generation", model=source, dtype=dtype, device=device,
+                             revision=hub_revision(source))
     # Batched generation pads on the left so every reply starts right after its prompt.
     generator.tokenizer.padding_side = "left"
     return generator

@@ -351,8 +351,20 @@ def _model_source(env_name: str, models_dir: Path, staged: str, hub_id: str, sma
     staged_path = models_dir / staged
     if ready_folders is not None:
         return str(staged_path) if str(staged_path) in ready_folders else hub_id
-    staged = (staged_path / "model_index.json").exists() or (staged_path / "config.json").exists()
-    return str(staged_path) if staged else hub_id
+    return str(staged_path) if _staged_complete(staged_path, staged) else hub_id
+
+
+def _staged_complete(path: Path, name: str) -> bool:
+    """Whether a staged real-model folder holds every file loading needs (file names only: milliseconds).
+
+    The same check as the cluster's GPU nodes report (``ready_model_folders``),
+    so a worker that resolves its settings without that report picks what the
+    driver picked: a download cut short is not a staged model, the hub id is used.
+    """
+    from helpers.models.folders import missing_model_files
+
+    kind = "image" if name == STAGED_IMAGE_MODEL else "llm"
+    return not missing_model_files(path, kind)
 
 
 def gpu_scale(cluster_gpus: float | None) -> float:
