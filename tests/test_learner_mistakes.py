@@ -73,6 +73,17 @@ def test_ready_storage_passes_and_half_a_model_is_named(empty_storage):
     assert f"Run `WORKSHOP_STORAGE={empty_storage} ./setup.sh` in {REPO_ROOT}" in message
 
 
+def test_a_model_folder_the_gpu_nodes_have_need_not_be_on_the_drivers_disk(empty_storage):
+    """On a cluster the models load on the GPU nodes: what they all reported complete is not asked of the head."""
+    shutil.copytree(REPO_ROOT / "data", empty_storage / "data")
+    settings = load_settings()
+    with pytest.raises(NotReadyError, match="image model"):
+        check_ready(settings, "03")
+    check_ready(settings, "03", loaded_elsewhere=frozenset({settings.image.model}))
+    with pytest.raises(NotReadyError, match="LLM"):
+        check_ready(settings, "05", loaded_elsewhere=frozenset({settings.image.model}))
+
+
 def test_a_model_folder_setup_does_not_make_names_its_variable(empty_storage, monkeypatch, tmp_path):
     shutil.copytree(REPO_ROOT / "data", empty_storage / "data")
     monkeypatch.setenv("WORKSHOP_IMAGE_MODEL", str(tmp_path / "my-model"))

@@ -489,7 +489,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             check_shared_size(before_ray, resources)
         settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
                                                               resources.get("GPU"))
-        lesson.check(settings)
+        lesson.check(settings, decision.ready_model_folders() or frozenset())
         _check_fit(settings, resources, found_here=found_here, connected_here=connected_here,
                    started_here=started_here, shared=shared is not None)
     except BaseException as err:

@@ -136,9 +136,14 @@ def _not_from_setup(settings: Settings, need: Need) -> str | None:
     return "WORKSHOP_IMAGE_MODEL" if need.kind == IMAGE_MODEL else "WORKSHOP_LLM_MODEL"
 
 
-def check_ready(settings: Settings, lesson: str | None) -> None:
-    """Raise :class:`NotReadyError` naming what ``lesson`` lacks on storage and the one command to run."""
-    missing = [need for need in needs(settings, lesson) if not need.ready]
+def check_ready(settings: Settings, lesson: str | None, loaded_elsewhere: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`NotReadyError` naming what ``lesson`` lacks on storage and the one command to run.
+
+    ``loaded_elsewhere``: model folders that every GPU node of the cluster this
+    process joined reported complete. The models load there, not here, so such
+    a folder need not be on this machine's disk.
+    """
+    missing = [need for need in needs(settings, lesson) if not need.ready and str(need.path) not in loaded_elsewhere]
     if not missing:
         return
     who = f"Lesson {lesson}" if lesson else "This notebook"
@@ -166,7 +171,7 @@ class LessonCheck:
         self.pending = in_notebook()
         self.lesson = current_lesson() if self.pending else None
 
-    def check(self, settings: Settings) -> None:
+    def check(self, settings: Settings, loaded_elsewhere: frozenset[str] = frozenset()) -> None:
         if self.pending:
             self.pending = False
-            check_ready(settings, self.lesson)
+            check_ready(settings, self.lesson, loaded_elsewhere)
