@@ -179,3 +179,61 @@ def test_joining_without_the_token_says_so_in_one_line(cluster, auth):
     assert "RAY_AUTH_MODE=token" in line
     for place in ("RAY_AUTH_TOKEN variable", "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token", "ray get-auth-token"):
         assert place in line
+
+
+#: A learner's lesson on a cluster that grows: start() asks the GPU workers there are, then a run starts
+#: once a third node has joined (as an autoscaler adds one while the lessons run).
+LATE_NODE_DRIVER = """
+import time, ray, helpers
+session = helpers.start(quiet=True)
+print("STARTED", sorted(r.node_id for r in session.decision.reports), flush=True)
+end = time.monotonic() + 180
+while sum(n["Alive"] for n in ray.nodes()) < 3:
+    assert time.monotonic() < end, "the late node did not join"
+    time.sleep(0.5)
+try:
+    ray.data.range(4).map_batches(lambda batch: batch).materialize()
+    print("RAN")
+except Exception as err:
+    print("REFUSED", type(err).__name__, err)
+"""
+
+
+def test_a_gpu_node_that_joins_after_start_is_checked_before_the_next_run(tmp_path):
+    """The late node's Python finds another transformers first (``PYTHONPATH``): a difference the pre-flight
+    check names. Without a check of late nodes, the run would put actors there unasked.
+
+    Set-up a learner would not have: a cluster of this test's own (head without GPU, one GPU worker at
+    first), and the metadata of a transformers 0.0.1 on the late node's path.
+    """
+    from tests.local_cluster import _start_node, _stop
+
+    other = tmp_path / "other-packages"
+    (other / "transformers-0.0.1.dist-info").mkdir(parents=True)
+    (other / "transformers-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: transformers\nVersion: 0.0.1\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WORKSHOP_")}
+    first = [["--num-cpus=4", "--num-gpus=1", f"--dashboard-agent-listen-port={free_port()}"]]
+    with local_cluster(["--num-cpus=2", "--num-gpus=0"], first, env=env) as c:
+        driver_env = {**c.env, **{k: v for k, v in os.environ.items() if k.startswith("WORKSHOP_")},
+                      "WORKSHOP_PROFILE": "cpu"}
+        driver_env.pop("WORKSHOP_CLUSTER_HAS_HELPERS", None)
+        driver = subprocess.Popen([sys.executable, "-c", LATE_NODE_DRIVER], env=driver_env, cwd=REPO_ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        late = None
+        try:
+            started = driver.stdout.readline()
+            assert started.startswith("STARTED"), started + driver.stderr.read()[-3000:]
+            node_env = {k: v for k, v in c.env.items() if k != "RAY_ADDRESS"}
+            late = _start_node([f"--address={c.address}", "--num-cpus=2", "--num-gpus=1",
+                                f"--dashboard-agent-listen-port={free_port()}"],
+                               {**node_env, "PYTHONPATH": f"{other}:{REPO_ROOT}"})
+            out, err = driver.communicate(timeout=300)
+        finally:
+            driver.kill()
+            if late is not None:
+                _stop([late])
+    [line] = [line for line in out.splitlines() if line.startswith(("RAN", "REFUSED"))]
+    assert line.startswith("REFUSED NodeJoinedMismatchError 1 problem(s) on the nodes that run the models"), \
+        out + err[-3000:]
+    assert f"worker {node_ip()} (node " in out and "has transformers 0.0.1, the driver" in out

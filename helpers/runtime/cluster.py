@@ -149,6 +149,8 @@ def _dashboard_login() -> str:
 
 
 _session: Session | None = None
+#: The GPU nodes of the joined cluster that the probe has asked (at start, or before a later run).
+_asked_gpu_nodes: frozenset[str] = frozenset()
 
 
 def _alive_nodes() -> list[dict]:
@@ -415,6 +417,27 @@ def configure_data_context(workshop_ray: bool = True) -> None:
     configure_progress()
 
 
+def check_gpu_nodes_joined_since_start() -> None:
+    """Ask the GPU nodes that joined the cluster after ``helpers.start()`` what ``start()`` asked the others.
+
+    An autoscaler adds GPU workers while the lessons run, or one joined late;
+    Ray places actors on them as on the others, and a difference there (other
+    packages, a storage of its own, missing model folders, a small GPU) would
+    show as a worker's traceback minutes into a run. Raises
+    :class:`helpers.errors.ClusterMismatchError` that names the node and the fix.
+    """
+    global _asked_gpu_nodes
+    from helpers.runtime.preflight import check_nodes
+    from helpers.runtime.probe import ask_new_gpu_nodes
+
+    session = _session
+    if session is None or not session.joined_a_cluster or session.decision is None:
+        return
+    new, _asked_gpu_nodes = ask_new_gpu_nodes(_asked_gpu_nodes, session.settings.storage, session.settings.profile)
+    if new.reports:
+        check_nodes(new, session.settings)
+
+
 def _set_env(name: str, value: str | None) -> None:
     if value is None:
         os.environ.pop(name, None)
@@ -505,6 +528,8 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     dashboard = ray_context.dashboard_url if started_here else None
     if shared is not None:
         dashboard = (shared.dashboard_url or "").removeprefix("http://") or None
+    global _asked_gpu_nodes
+    _asked_gpu_nodes = decision.asked
     _session = Session(
         settings=settings,
         address=context.gcs_address,

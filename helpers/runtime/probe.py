@@ -116,6 +116,7 @@ class ProfileDecision:
     reason: str
     reports: tuple[NodeReport, ...] = ()
     silent: tuple[str, ...] = ()  # GPU nodes that did not answer in time
+    asked: frozenset[str] = frozenset()  # the node ids of the GPU nodes asked (answered or silent)
 
     @property
     def nodes_resolve_differently(self) -> bool:
@@ -211,13 +212,14 @@ def gpu_nodes() -> list[dict]:
 
 def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
                   timeout: float = PROBE_TIMEOUT_S, storage_marker: str | None = None,
-                  ) -> tuple[list[NodeReport], list[str]]:
+                  only: frozenset[str] | None = None) -> tuple[list[NodeReport], list[str]]:
     """Two :func:`report_node` tasks on every GPU node: the reports, and the nodes that did not answer in time.
 
     One asks for a sliver of a GPU, as a model actor gets one; its twin asks
     for none and answers at once even while every GPU of the node is reserved
     (another learner's lesson). The first's answer is taken when it comes
-    within :data:`GPU_WAIT_S`, else the twin's.
+    within :data:`GPU_WAIT_S`, else the twin's. ``only``: the node ids to ask
+    (default: every GPU node).
     """
     import time
 
@@ -228,6 +230,8 @@ def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
     began = time.monotonic()
     asked = []  # (node, with a GPU, without one)
     for node in gpu_nodes():
+        if only is not None and node["NodeID"] not in only:
+            continue
         on_node = {"num_cpus": 0,  # a node whose CPUs are all taken still answers
                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
         twin = probe.options(num_gpus=0, runtime_env=TWIN_RUNTIME_ENV, **on_node)
@@ -355,8 +359,26 @@ def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | N
     if not joined:
         return decide_here() if profile == "auto" else ProfileDecision(profile, chosen)
     root = str(storage) if isinstance(storage, Path) else None  # an object store is read by the driver only
+    asked = frozenset(node["NodeID"] for node in gpu_nodes())  # a node joining meanwhile is asked again later
     with storage_marker(root) as marker:
         reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker)
     if profile == "auto":
-        return decide_profile(reports, silent, cluster_gpus or 0)
-    return ProfileDecision(profile, chosen, tuple(reports), tuple(silent))
+        return replace(decide_profile(reports, silent, cluster_gpus or 0), asked=asked)
+    return ProfileDecision(profile, chosen, tuple(reports), tuple(silent), asked)
+
+
+def ask_new_gpu_nodes(known: frozenset[str], storage, profile: str) -> tuple[ProfileDecision, frozenset[str]]:
+    """The GPU nodes that are not in ``known`` (joined since they were asked), asked as :func:`decide` asks.
+
+    Returns their answers as a decision of ``profile`` (for the pre-flight
+    check) and every node now known. A node that does not answer is not asked
+    again: the probe waits up to a minute for it.
+    """
+    new = frozenset(node["NodeID"] for node in gpu_nodes()) - known
+    if not new:
+        return ProfileDecision(profile, "no GPU node joined"), known
+    root = str(storage) if isinstance(storage, Path) else None
+    with storage_marker(root) as marker:
+        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker, only=new)
+    return ProfileDecision(profile, "GPU nodes that joined since helpers.start()", tuple(reports), tuple(silent),
+                           new), known | new

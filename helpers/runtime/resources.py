@@ -19,7 +19,7 @@ import math
 
 from ray.exceptions import UserCodeException
 
-from helpers.errors import ActionableError
+from helpers.errors import ActionableError, ClusterMismatchError
 from helpers.runtime import ray_internals
 from helpers.runtime.node_constraints import (
     EPS,
@@ -247,14 +247,28 @@ def _no_packing(blocked: Stranding, pools: list[StageRequest], nodes: list[NodeC
     )
 
 
+class NodeJoinedMismatchError(ClusterMismatchError, UserCodeException):
+    """A GPU node that joined after ``helpers.start()`` differs from the driver; the message says the fix.
+
+    A ``UserCodeException`` for the same reason as :class:`ResourceMismatchError`.
+    """
+
+
 class ResourceGuard(ray_internals.execution_callback_base()):
-    """Ray Data execution callback that runs :func:`check_fits` before each run."""
+    """Ray Data execution callback that runs :func:`check_fits` before each run, and checks GPU nodes that joined
+    the cluster since ``helpers.start()`` (:func:`helpers.runtime.cluster.check_gpu_nodes_joined_since_start`)."""
 
     def before_execution_starts(self, executor) -> None:
+        from helpers.runtime.cluster import check_gpu_nodes_joined_since_start
+
         operators = ray_internals.execution_operators(executor)
         try:
             check_fits(stage_requests(operators), cluster_nodes())
-        except ResourceMismatchError:
+            try:
+                check_gpu_nodes_joined_since_start()
+            except ClusterMismatchError as err:
+                raise NodeJoinedMismatchError(str(err)) from None
+        except (ResourceMismatchError, NodeJoinedMismatchError):
             # Operators have already asked for their actors; release them, or
             # the ones that did fit would hold their GPUs for the next run.
             _release(operators)
