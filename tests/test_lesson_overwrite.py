@@ -231,6 +231,21 @@ def test_no_overwrite_of_the_clone_home_or_an_object_store_root(monkeypatch, tmp
     refuse_overwriting_shared_folders("bucket/workshop-old", s3)
 
 
+def test_the_refusal_needs_no_home_folder(monkeypatch, tmp_path):
+    """A container without HOME and without an entry in the user database: the other folders are still kept."""
+    from pyarrow.fs import LocalFileSystem
+
+    monkeypatch.setenv("WORKSHOP_STORAGE", str(tmp_path / "storage"))
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with pytest.raises(OverwriteRefusedError, match="the workshop's storage"):
+        refuse_overwriting_shared_folders(str(tmp_path / "storage"), LocalFileSystem())
+    refuse_overwriting_shared_folders(str(tmp_path / "storage" / "outputs" / "ada" / "03_parquet"), LocalFileSystem())
+
+
 def test_a_first_write_of_no_rows_leaves_no_folder_as_rays_own_does(session, tmp_path):
     """A filter that keeps nothing: Ray removes the folder it made; so does a write that went beside it."""
     folder = tmp_path / WRITERS["parquet"][0]

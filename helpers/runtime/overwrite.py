@@ -47,6 +47,7 @@ datasink with the sibling as its ``path``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -183,8 +184,9 @@ def _kept_folders() -> list[tuple[str, str]]:
         (resolve_models_dir(storage), "holds the workshop's models"),
         (storage, "is the workshop's storage (its data, models and every learner's outputs)"),
         (REPO_ROOT, "is this clone of the workshop"),
-        (Path.home(), "is your home folder"),
     ]
+    with contextlib.suppress(RuntimeError, KeyError):  # no HOME and no entry in the user database (containers)
+        folders.append((Path.home(), "is your home folder"))
     return [(_writer_path(folder), what) for folder, what in folders]
 
 
