@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -357,6 +358,15 @@ def test_parquet_single_file_written_before_this_kernel_started_is_incorrect(par
     written_at(tmp_path / "out", 3600)
     outcome = parquet_lab.evaluate(parquet_path=str(single))
     assert status(outcome) == INCORRECT and f"{single} was written at" in outcome.message
+
+
+def test_the_kernels_start_is_the_one_read_at_import_so_a_clock_stepped_later_changes_nothing(
+        parquet_lab, tmp_path, monkeypatch):
+    """A laptop's VM steps its clock forward after a sleep, and psutil's start time moves with it (here a
+    stand-in for psutil's reading, two hours later): files written before the sleep are still this kernel's."""
+    folder = png_answer(tmp_path / "out")
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: time.time() + 7200)
+    assert status(parquet_lab.evaluate(parquet_path=folder)) == CORRECT
 
 
 def test_parquet_files_a_little_older_than_the_kernel_are_fine_for_storage_clocks_differ(parquet_lab, tmp_path):

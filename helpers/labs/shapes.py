@@ -202,7 +202,11 @@ CLOCK_MARGIN_S = 60.0
 
 
 def kernel_started() -> float:
-    """When this process (the notebook's kernel) started, in seconds since the epoch."""
+    """When this process (the notebook's kernel) started, in seconds since the epoch, as read at ``import helpers``."""
+    from helpers import PROCESS_STARTED
+
+    if PROCESS_STARTED is not None:
+        return PROCESS_STARTED
     import psutil
 
     return psutil.Process().create_time()
