@@ -59,6 +59,15 @@ def models_dir(tmp_path):
     return tmp_path / "models"
 
 
+def _free(lock) -> bool:
+    """Whether ``lock`` (a build_lock context) can be taken at once."""
+    try:
+        with lock:
+            return True
+    except BuildLockTimeout:
+        return False
+
+
 class FakeHub:
     """A stand-in for the hub's ``snapshot_download``: writes a model's files, or fails after ``fail_after``."""
 
@@ -66,18 +75,18 @@ class FakeHub:
         self.calls: list[tuple[str, str, Path]] = []
         self.fail_with = fail_with
         self.fail_after = fail_after
-        self.during: list[tuple[str, bool]] = []  # (what the settings picked meanwhile, whether the lock was held)
+        # (what the settings picked meanwhile, whether the model's download lock was held, whether the CPU
+        # models' build lock was free)
+        self.during: list[tuple[str, bool, bool]] = []
 
     def __call__(self, repo, revision=None, local_dir=None, allow_patterns=None):
         local_dir = Path(local_dir)
         self.calls.append((repo, revision, local_dir))
         models_dir = local_dir.parent
-        try:
-            with model_build.build_lock(models_dir, wait_s=0):
-                locked = False
-        except BuildLockTimeout:
-            locked = True
         kind = KIND_OF_REPO[repo]
+        dirname = config.STAGED_IMAGE_MODEL if kind == "image" else config.STAGED_LLM_MODEL
+        locked = not _free(model_build.download_lock(models_dir, dirname, wait_s=0))
+        cpu_builds_free = _free(model_build.build_lock(models_dir, wait_s=0))
         if self.fail_with is not None:
             write_model_files(local_dir, kind, upto=self.fail_after)
             raise self.fail_with
@@ -85,7 +94,7 @@ class FakeHub:
         self.resumed_from = already
         write_model_files(local_dir, kind)
         settings = config.load_settings()
-        self.during.append((settings.image.model if kind == "image" else settings.llm.model, locked))
+        self.during.append((settings.image.model if kind == "image" else settings.llm.model, locked, cpu_builds_free))
         return str(local_dir)
 
 
@@ -93,8 +102,9 @@ def test_a_download_holds_the_lock_and_the_folder_appears_only_once_complete(mon
     hub = FakeHub()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
     folders = model_build.download_real_models(models_dir)
-    # While each model downloaded, the lock was held and the gpu profile still chose the hub id.
-    assert hub.during == [(config.HUB_IMAGE_MODEL, True), (config.HUB_LLM_MODEL, True)]
+    # While each model downloaded, its lock was held, a CPU models' build could go on, and the gpu profile
+    # still chose the hub id.
+    assert hub.during == [(config.HUB_IMAGE_MODEL, True, True), (config.HUB_LLM_MODEL, True, True)]
     assert [call[:2] for call in hub.calls] == [
         (config.HUB_IMAGE_MODEL, model_build.HUB_IMAGE_REVISION), (config.HUB_LLM_MODEL, model_build.HUB_LLM_REVISION),
     ]
@@ -137,7 +147,7 @@ def test_a_folder_cut_short_by_an_earlier_download_is_resumed_out_of_sight(monke
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
     model_build.download_real_models(models_dir)
     assert hub.resumed_from == ["config.json"]
-    assert hub.during[1] == (config.HUB_LLM_MODEL, True)
+    assert hub.during[1] == (config.HUB_LLM_MODEL, True, True)
     assert model_folders.missing_model_files(llm, "llm") == []
 
 

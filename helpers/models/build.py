@@ -544,6 +544,12 @@ def _is_downloaded(path: Path, kind: str, revision: str) -> bool:
     return not missing_model_files(path, kind) and marker.get("revision") == revision
 
 
+def download_lock(models_dir: Path, dirname: str, wait_s: float = BUILD_LOCK_WAIT_S):
+    """The lock of one real model's download (:func:`build_lock` beside the folder's own): a download takes
+    minutes, and a setup that builds only the CPU models, or fetches the other model, need not wait for it."""
+    return build_lock(Path(models_dir).with_name(f"{Path(models_dir).name}.{dirname}"), wait_s=wait_s)
+
+
 def download_real_models(models_dir: Path, force: bool = False) -> dict[str, Path]:
     """Download sdxl-turbo (fp16 weights only) and Qwen2.5-0.5B-Instruct at pinned revisions.
 
@@ -557,7 +563,7 @@ def download_real_models(models_dir: Path, force: bool = False) -> dict[str, Pat
     that the gpu profile would pick; the next call resumes in that sibling
     (``snapshot_download`` keeps what it fetched). A folder already downloaded at
     the pinned revision is kept; ``force`` downloads it again, and the old one
-    stays in use until the new one is complete. Downloads hold :func:`build_lock`.
+    stays in use until the new one is complete. Each download holds :func:`download_lock`.
     """
     from huggingface_hub import snapshot_download
 
@@ -577,7 +583,7 @@ def download_real_models(models_dir: Path, force: bool = False) -> dict[str, Pat
         if not force and _is_downloaded(target, kind, revision):
             print(f"{repo}: {target} is ready")
             continue
-        with build_lock(models_dir):
+        with download_lock(models_dir, dirname):
             if not force and _is_downloaded(target, kind, revision):
                 print(f"{repo}: {target} is ready (downloaded by another run meanwhile)")
                 continue
