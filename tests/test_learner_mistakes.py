@@ -84,6 +84,20 @@ def test_a_model_folder_the_gpu_nodes_have_need_not_be_on_the_drivers_disk(empty
         check_ready(settings, "05", loaded_elsewhere=frozenset({settings.image.model}))
 
 
+def test_only_a_stage_on_gpus_loads_its_model_on_the_gpu_nodes_alone(empty_storage, monkeypatch):
+    """WORKSHOP_IMAGE_GPUS=0: the image actors may run on the head, so its disk must hold their model."""
+    from helpers.runtime.cluster import loaded_on_gpu_nodes
+    from helpers.runtime.probe import ModelFolder, NodeReport, ProfileDecision
+
+    settings = load_settings(cluster_gpus=2)
+    complete = (ModelFolder(settings.image.model, "image"), ModelFolder(settings.llm.model, "llm"))
+    decision = ProfileDecision("cpu", "test", (NodeReport("a" * 56, "10.0.0.3", models=complete),))
+    assert loaded_on_gpu_nodes(settings, decision) == {settings.image.model, settings.llm.model}
+    monkeypatch.setenv("WORKSHOP_IMAGE_GPUS", "0")
+    assert loaded_on_gpu_nodes(load_settings(cluster_gpus=2), decision) == {settings.llm.model}
+    assert loaded_on_gpu_nodes(settings, ProfileDecision("cpu", "no GPU node answered")) == frozenset()
+
+
 def test_a_model_folder_setup_does_not_make_names_its_variable(empty_storage, monkeypatch, tmp_path):
     shutil.copytree(REPO_ROOT / "data", empty_storage / "data")
     monkeypatch.setenv("WORKSHOP_IMAGE_MODEL", str(tmp_path / "my-model"))

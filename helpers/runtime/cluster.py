@@ -417,6 +417,17 @@ def configure_data_context(workshop_ray: bool = True) -> None:
     configure_progress()
 
 
+def loaded_on_gpu_nodes(settings: Settings, decision: ProfileDecision) -> frozenset[str]:
+    """The model folders that load on the GPU nodes only, and that every GPU node reported complete.
+
+    A stage that asks for no GPU (``WORKSHOP_IMAGE_GPUS=0``) may run on any
+    node, the head included, so its folder is not among them.
+    """
+    ready = decision.ready_model_folders() or frozenset()
+    return frozenset(stage.model for stage in (settings.image, settings.llm)
+                     if stage.num_gpus > 0 and stage.model in ready)
+
+
 def check_gpu_nodes_joined_since_start() -> None:
     """Ask the GPU nodes that joined the cluster after ``helpers.start()`` what ``start()`` asked the others.
 
@@ -428,14 +439,18 @@ def check_gpu_nodes_joined_since_start() -> None:
     """
     global _asked_gpu_nodes
     from helpers.runtime.preflight import check_nodes
-    from helpers.runtime.probe import ask_new_gpu_nodes
+    from helpers.runtime.probe import PROBE_TIMEOUT_S, ask_new_gpu_nodes
 
     session = _session
     if session is None or not session.joined_a_cluster or session.decision is None:
         return
-    new, _asked_gpu_nodes = ask_new_gpu_nodes(_asked_gpu_nodes, session.settings.storage, session.settings.profile)
+    new = ask_new_gpu_nodes(_asked_gpu_nodes, session.settings.storage, session.settings.profile)
     if new.reports:
-        check_nodes(new, session.settings)
+        check_nodes(new, session.settings)  # a node refused is asked again before the next run, and refused again
+    for name in new.silent:  # said, not refused, as helpers.start() says it of a node that does not answer
+        print(f"Note: GPU {name} joined the cluster after helpers.start() and did not answer within "
+              f"{PROBE_TIMEOUT_S:g} s: its packages, storage and models were not checked", file=sys.stderr)
+    _asked_gpu_nodes |= new.asked
 
 
 def _set_env(name: str, value: str | None) -> None:
@@ -512,7 +527,7 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
             check_shared_size(before_ray, resources)
         settings, decision, notes = settings_where_models_run(profile, address, before_ray.storage,
                                                               resources.get("GPU"))
-        lesson.check(settings, decision.ready_model_folders() or frozenset())
+        lesson.check(settings, loaded_on_gpu_nodes(settings, decision))
         _check_fit(settings, resources, found_here=found_here, connected_here=connected_here,
                    started_here=started_here, shared=shared is not None)
     except BaseException as err:
