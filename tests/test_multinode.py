@@ -191,11 +191,12 @@ end = time.monotonic() + 180
 while sum(n["Alive"] for n in ray.nodes()) < 3:
     assert time.monotonic() < end, "the late node did not join"
     time.sleep(0.5)
-try:
-    ray.data.range(4).map_batches(lambda batch: batch).materialize()
-    print("RAN")
-except Exception as err:
-    print("REFUSED", type(err).__name__, err)
+for attempt in range(2):  # a learner runs the cell again
+    try:
+        ray.data.range(4).map_batches(lambda batch: batch).materialize()
+        print("RAN")
+    except Exception as err:
+        print("REFUSED", type(err).__name__, err)
 """
 
 
@@ -233,7 +234,9 @@ def test_a_gpu_node_that_joins_after_start_is_checked_before_the_next_run(tmp_pa
             driver.kill()
             if late is not None:
                 _stop([late])
-    [line] = [line for line in out.splitlines() if line.startswith(("RAN", "REFUSED"))]
-    assert line.startswith("REFUSED NodeJoinedMismatchError 1 problem(s) on the nodes that run the models"), \
-        out + err[-3000:]
+    runs = [line for line in out.splitlines() if line.startswith(("RAN", "REFUSED"))]
+    assert len(runs) == 2, out + err[-3000:]
+    for line in runs:  # the second run too: a node refused stays refused until it is fixed
+        assert line.startswith("REFUSED NodeJoinedMismatchError 1 problem(s) on the nodes that run the models"), \
+            out + err[-3000:]
     assert f"worker {node_ip()} (node " in out and "has transformers 0.0.1, the driver" in out

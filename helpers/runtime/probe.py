@@ -212,14 +212,15 @@ def gpu_nodes() -> list[dict]:
 
 def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
                   timeout: float = PROBE_TIMEOUT_S, storage_marker: str | None = None,
-                  only: frozenset[str] | None = None) -> tuple[list[NodeReport], list[str]]:
+                  only: frozenset[str] | None = None, gpu_wait_s: float = GPU_WAIT_S,
+                  ) -> tuple[list[NodeReport], list[str]]:
     """Two :func:`report_node` tasks on every GPU node: the reports, and the nodes that did not answer in time.
 
     One asks for a sliver of a GPU, as a model actor gets one; its twin asks
     for none and answers at once even while every GPU of the node is reserved
     (another learner's lesson). The first's answer is taken when it comes
-    within :data:`GPU_WAIT_S`, else the twin's. ``only``: the node ids to ask
-    (default: every GPU node).
+    within ``gpu_wait_s`` (:data:`GPU_WAIT_S`), else the twin's. ``only``: the
+    node ids to ask (default: every GPU node).
     """
     import time
 
@@ -239,7 +240,7 @@ def ask_gpu_nodes(storage: str | None, model_folders: list[tuple[str, str]],
                       twin.remote(storage, model_folders, storage_marker)))
     with_gpu = [gpu_ref for _, gpu_ref, _ in asked]
     if with_gpu:
-        ray.wait(with_gpu, num_returns=len(with_gpu), timeout=min(GPU_WAIT_S, timeout))
+        ray.wait(with_gpu, num_returns=len(with_gpu), timeout=min(gpu_wait_s, timeout))
     reports, silent = [], []
     for node, gpu_ref, free_ref in asked:
         left = max(0.0, timeout - (time.monotonic() - began))
@@ -367,18 +368,19 @@ def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | N
     return ProfileDecision(profile, chosen, tuple(reports), tuple(silent), asked)
 
 
-def ask_new_gpu_nodes(known: frozenset[str], storage, profile: str) -> tuple[ProfileDecision, frozenset[str]]:
+def ask_new_gpu_nodes(known: frozenset[str], storage, profile: str) -> ProfileDecision:
     """The GPU nodes that are not in ``known`` (joined since they were asked), asked as :func:`decide` asks.
 
-    Returns their answers as a decision of ``profile`` (for the pre-flight
-    check) and every node now known. A node that does not answer is not asked
-    again: the probe waits up to a minute for it.
+    Their answers come as a decision of ``profile``, for the pre-flight check;
+    ``asked`` holds the nodes asked. A run's actor pools have asked for their
+    GPUs by then, so the answer of the task without a GPU is taken at once.
     """
     new = frozenset(node["NodeID"] for node in gpu_nodes()) - known
     if not new:
-        return ProfileDecision(profile, "no GPU node joined"), known
+        return ProfileDecision(profile, "no GPU node joined")
     root = str(storage) if isinstance(storage, Path) else None
     with storage_marker(root) as marker:
-        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker, only=new)
+        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker, only=new,
+                                        gpu_wait_s=0)
     return ProfileDecision(profile, "GPU nodes that joined since helpers.start()", tuple(reports), tuple(silent),
-                           new), known | new
+                           new)
