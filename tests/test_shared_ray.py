@@ -416,3 +416,26 @@ def test_a_ray_folder_too_long_for_rays_sockets_is_refused_before_anything_start
                                            r"it would take \d+ bytes, and at most 10[37] fit; choose a shorter folder"):
         shared_ray.ensure_running(["--num-cpus=1"], {}, idle_minutes=1)
     assert not long_folder.exists(), "nothing was made"
+
+
+def test_the_last_kill_spares_a_group_that_took_the_number_of_the_one_that_ended(monkeypatch):
+    """Process ids stop at 32768 on many Linux machines, so a group's number comes back soon after the group
+    ends; a stop's last kill must not reach the group that took it. Stand-in for that timing (no test can make
+    the system reuse an id): the group's member when the wait began is a process that has ended since, and the
+    number now names another group of this user's."""
+    import psutil
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    member = psutil.Process(ended.pid)
+    ended.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        real = shared_ray._group_processes
+        first = [[member]]
+        monkeypatch.setattr(shared_ray, "_group_processes", lambda pgid: first.pop() if first else real(pgid))
+        shared_ray.kill_once_idle(other.pid)
+        time.sleep(0.5)
+        assert other.poll() is None, "the group that took the number was killed"
+    finally:
+        other.kill()
+        other.wait()

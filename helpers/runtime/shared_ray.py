@@ -346,12 +346,30 @@ def _is_raylet_or_worker(process) -> bool:
 
 
 def kill_once_idle(pgid: int) -> None:
-    """After a SIGTERM: wait (at most ``STOP_TIMEOUT_S``) for the raylet and workers of ``pgid``, then kill the rest."""
+    """After a SIGTERM: wait (at most ``STOP_TIMEOUT_S``) for the raylet and workers of ``pgid``, then kill the rest.
+
+    A group's number is its leader's process id, which the system hands out
+    again once the group has ended (soon, where ids stop at 32768): the last
+    kill goes to the group only while a process that was in it when the wait
+    began still runs, never to a group that took the number meanwhile.
+    """
+    members = _group_processes(pgid)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while _still_working(pgid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    if any(_still_runs(member) for member in members):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _still_runs(process) -> bool:
+    """Whether ``process`` (a psutil process) has not ended: the same process, not another that took its id."""
+    import psutil
+
+    try:
+        return process.is_running()
+    except psutil.Error:
+        return False
 
 
 def stop(folder: Path | None = None) -> bool:
