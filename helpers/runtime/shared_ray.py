@@ -293,10 +293,11 @@ def _kill_starting(supervisor: subprocess.Popen) -> None:
     beside it, and ``status`` and ``stop`` would only see one of the two.
     """
     deadline = time.monotonic() + STOP_TIMEOUT_S
+    # The leader stays unreaped until the end: while it is a zombie no other process can take its id, so
+    # every kill below reaches this group and no group that took the number.
     while True:  # again while its group lives: a child being forked as the first signal went out escapes it
         with contextlib.suppress(ProcessLookupError, PermissionError):  # macOS: a group of zombies only
             os.killpg(supervisor.pid, signal.SIGKILL)
-        supervisor.poll()
         if not group_alive(supervisor.pid) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
