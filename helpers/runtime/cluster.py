@@ -485,7 +485,7 @@ def settings_where_models_run(profile: str | None, joined: str | None, storage,
 
 def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     """Connect to Ray (or start it) and return the workshop :class:`Session`."""
-    global _session
+    global _session, _asked_gpu_nodes
     import ray
 
     if _session is not None and ray.is_initialized():
@@ -543,7 +543,6 @@ def start(profile: str | None = None, *, quiet: bool = False) -> Session:
     dashboard = ray_context.dashboard_url if started_here else None
     if shared is not None:
         dashboard = (shared.dashboard_url or "").removeprefix("http://") or None
-    global _asked_gpu_nodes
     _asked_gpu_nodes = decision.asked
     _session = Session(
         settings=settings,

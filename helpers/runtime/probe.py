@@ -349,6 +349,13 @@ def storage_marker(root: str | None) -> Iterator[str | None]:
             os.remove(path)
 
 
+def _ask_about_storage(storage, **ask) -> tuple[list[NodeReport], list[str]]:
+    """:func:`ask_gpu_nodes` about ``storage`` (its root, with :func:`storage_marker`, and its model folders)."""
+    root = str(storage) if isinstance(storage, Path) else None  # an object store is read by the driver only
+    with storage_marker(root) as marker:
+        return ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker, **ask)
+
+
 def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | None) -> ProfileDecision:
     """The session's profile: asked of the cluster's GPU nodes when joining, else of this machine.
 
@@ -359,10 +366,8 @@ def decide(requested: str | None, joined: bool, storage, cluster_gpus: float | N
     chosen = f"start(profile={requested!r})" if requested else f"WORKSHOP_PROFILE={profile}"
     if not joined:
         return decide_here() if profile == "auto" else ProfileDecision(profile, chosen)
-    root = str(storage) if isinstance(storage, Path) else None  # an object store is read by the driver only
     asked = frozenset(node["NodeID"] for node in gpu_nodes())  # a node joining meanwhile is asked again later
-    with storage_marker(root) as marker:
-        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker)
+    reports, silent = _ask_about_storage(storage)
     if profile == "auto":
         return replace(decide_profile(reports, silent, cluster_gpus or 0), asked=asked)
     return ProfileDecision(profile, chosen, tuple(reports), tuple(silent), asked)
@@ -378,9 +383,6 @@ def ask_new_gpu_nodes(known: frozenset[str], storage, profile: str) -> ProfileDe
     new = frozenset(node["NodeID"] for node in gpu_nodes()) - known
     if not new:
         return ProfileDecision(profile, "no GPU node joined")
-    root = str(storage) if isinstance(storage, Path) else None
-    with storage_marker(root) as marker:
-        reports, silent = ask_gpu_nodes(root, model_folders_to_check(storage), storage_marker=marker, only=new,
-                                        gpu_wait_s=0)
+    reports, silent = _ask_about_storage(storage, only=new, gpu_wait_s=0)
     return ProfileDecision(profile, "GPU nodes that joined since helpers.start()", tuple(reports), tuple(silent),
                            new)
